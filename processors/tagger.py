@@ -1,0 +1,538 @@
+"""Tagger: parametric ONNX scores for many mass hypotheses inside coffea.
+
+Example:
+    >>> from paratag.processors import Tagger
+    >>> tagger = Tagger("export/model.onnx", hypotheses=[{"mHc": 130, "mA": 90}, {"mHc": 160, "mA": 90}])
+    >>> events = tagger(events)              # eager NanoEvents: FatJet.score_mHc130_mA90, ...
+    >>> out = runner(fileset, processor_instance=Tagger("export/model.onnx", hyps, output="hist"))
+    >>> scored = dask_awkward.map_partitions(tagger, dask_events)   # NanoEvents mode="dask"
+
+Inputs are built by :func:`paratag.presets.build_inputs` (the function
+GraphBuilder uses) with the preset stored in ``preprocess.json``. All
+hypotheses of a chunk go through onnxruntime together: the inputs are
+replicated along the batch axis, once per hypothesis, with the matching
+condition rows (``strategy="replicate"``, measured faster than one call per
+hypothesis, ``strategy="loop"``, in ``benchmarks/bench_tagger.py``). Each call
+holds at most ``memory_mb`` of estimated working memory (micro-batching),
+whatever the coffea chunk size.
+
+The processor is stateless and picklable: it holds plain arrays and the preset;
+the onnxruntime session is created lazily once per worker process (cached by
+model file and thread count) and never pickled.
+
+Scores: objects failing the selection and objects without constituents get
+NaN (they are not run through the network and not filled into histograms).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import awkward as ak
+import numpy as np
+from coffea import processor
+
+from paratag.errors import ConfigError, InvalidValueError, ModelMismatchError
+from paratag.preprocess import (
+    Preprocess,
+    check_model,
+    load_preprocess,
+    preprocess_for,
+    split_input_name,
+)
+from paratag.presets import GraphInputs, Preset, build_inputs, load_preset
+
+__all__ = ["Tagger", "hypothesis_name", "parse_hypotheses", "score_fileset", "write_scores"]
+
+#: Largest number of rows (graphs x hypotheses) per onnxruntime call by default.
+DEFAULT_MAX_ROWS = 256
+#: Working memory assumed per graph when the preprocess file has no estimate (CMSSW files).
+FALLBACK_BYTES_PER_GRAPH = 8 * 2**20
+_SELECTED = "_paratag_selected"
+
+_SESSIONS: dict[tuple[str, int, int, int], Any] = {}
+_LOCK = threading.Lock()
+
+
+def hypothesis_name(values: Mapping[str, float]) -> str:
+    """``{"mHc": 130, "mA": 90}`` → ``"mHc130_mA90"`` (``.``→``p``, ``-``→``m``)."""
+    return "_".join(f"{k}{float(v):g}".replace(".", "p").replace("-", "m") for k, v in values.items())
+
+
+def _session(path: str, threads: int) -> Any:
+    """One onnxruntime session per (model file, threads) and process."""
+    import onnxruntime as ort
+
+    st = Path(path).stat()
+    key = (path, st.st_mtime_ns, st.st_size, threads)
+    with _LOCK:
+        sess = _SESSIONS.get(key)
+        if sess is None:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            _SESSIONS[key] = sess
+    return sess
+
+
+def _same_inputs(pp: Preprocess, preset: Preset) -> str:
+    """'' if ``preset`` produces exactly ``pp``'s inputs, else a description of the difference."""
+    own = preprocess_for(
+        preset, [n for n in pp.input_names if n != "condition"],
+    )
+    for name, block in own.inputs.items():
+        theirs = pp.inputs[name]
+        if block.var_names != theirs.var_names:
+            return f"input {name!r}: variables {list(block.var_names)} != {list(theirs.var_names)}"
+        if block.max_length != theirs.max_length:
+            return f"input {name!r}: length {block.max_length} != {theirs.max_length}"
+        if block.var_infos != theirs.var_infos and name != "mask" and not name.endswith("_mask"):
+            return f"input {name!r}: preprocessing (var_infos) differs"
+    return ""
+
+
+class Tagger(processor.ProcessorABC):
+    """Score objects (jets) or events with an exported paratag model for many hypotheses.
+
+    Args:
+        model: path to ``model.onnx`` (its ``preprocess.json`` is read from the same folder).
+        hypotheses: one mapping per hypothesis, keys = the model's condition names
+            (``[{"mHc": 130, "mA": 90}, ...]``); empty for unconditioned models.
+        preset: None uses the preset stored in preprocess.json; for a CMSSW
+            preprocess file, the preset whose expressions rebuild its variables.
+        output: ``"events"`` (score columns), ``"hist"`` (filled ``hist.Hist``) or ``"both"``.
+        preprocess: path of the preprocess file, if not next to the model.
+        selection: per-object expression overriding the preset's selection.
+        score_class: output class whose probability is the score (index or name; 0 = signal).
+        axes: extra ``hist`` axes; each axis name is a preset spectator (``jet_sdmass``)
+            or a key of ``variables``.
+        variables: name → per-object expression for extra axes (``{"pt": "jet.pt"}``).
+        score_bins: bins of the score axis on [0, 1].
+        threads: onnxruntime intra-op threads per worker.
+        memory_mb: working-memory budget of one onnxruntime call.
+        batch_size: rows (graphs x hypotheses) per call; default from ``memory_mb``,
+            at most :data:`DEFAULT_MAX_ROWS`.
+        strategy: ``"replicate"`` (one call for all hypotheses) or ``"loop"`` (one per hypothesis).
+    """
+
+    def __init__(
+        self,
+        model: str | Path = "model.onnx",
+        hypotheses: Sequence[Mapping[str, float]] = (),
+        preset: str | Preset | None = None,
+        output: Literal["events", "hist", "both"] = "events",
+        *,
+        preprocess: str | Path | None = None,
+        selection: str | None = None,
+        score_class: int | str = 0,
+        axes: Sequence[Any] = (),
+        variables: Mapping[str, str] | None = None,
+        score_bins: int = 50,
+        threads: int = 1,
+        memory_mb: float = 2000.0,
+        batch_size: int | None = None,
+        strategy: Literal["replicate", "loop"] = "replicate",
+    ) -> None:
+        if output not in ("events", "hist", "both"):
+            raise ConfigError(f"Tagger output {output!r}: use 'events', 'hist' or 'both'")
+        if strategy not in ("replicate", "loop"):
+            raise ConfigError(f"Tagger strategy {strategy!r}: use 'replicate' or 'loop'")
+        if threads < 1 or memory_mb <= 0 or (batch_size is not None and batch_size < 1):
+            raise ConfigError("Tagger: threads, memory_mb and batch_size must be positive")
+        path = Path(model).resolve()
+        pp = load_preprocess(Path(preprocess) if preprocess is not None else path.parent / "preprocess.json")
+        check_model(pp, path)
+        self.model_path = str(path)
+        self.output = output
+        self.threads, self.memory_mb, self.batch_size, self.strategy = (
+            int(threads), float(memory_mb), batch_size, strategy)
+        self.preset = self._resolve_preset(pp, preset)
+        first = self.preset.clouds[0].name
+        self.input_names = tuple(pp.input_names)
+        self.input_map = {n: split_input_name(n, first) for n in pp.input_names if n != "condition"}
+        self.output_name = pp.output_names[0]
+        self.bytes_per_graph = int(pp.paratag.get("bytes_per_graph", FALLBACK_BYTES_PER_GRAPH))
+        self.min_particles = int(pp.paratag.get("min_particles", 1))
+        self.score_index = self._score_index(pp, score_class)
+        self.names, self.conditions = self._hypotheses(pp, hypotheses)
+        self.selection = selection
+        self.variables = dict(variables or {})
+        names = {*self.preset.spectators, *self.variables}
+        for ax in axes:
+            if ax.name not in names or ax.name in ("dataset", "hypothesis", "score"):
+                raise ConfigError(
+                    f"Tagger axis {ax.name!r}: name it after a preset spectator {sorted(self.preset.spectators)} "
+                    "or pass variables={name: expression}"
+                )
+        self.axes = tuple(axes)
+        self.score_bins = int(score_bins)
+        self._session: Any = None
+
+    # ----------------------------------------------------------------- setup
+    @staticmethod
+    def _resolve_preset(pp: Preprocess, preset: str | Preset | None) -> Preset:
+        if preset is None:
+            return pp.preset()
+        p = load_preset(preset)
+        if not pp.is_paratag:
+            return pp.preset(p)
+        diff = _same_inputs(pp, p)
+        if diff:
+            raise ModelMismatchError(
+                f"preset {p.name!r} does not build the inputs of {pp.path}: {diff}; "
+                "leave preset=None to use the model's own"
+            )
+        return p
+
+    @staticmethod
+    def _score_index(pp: Preprocess, score_class: int | str) -> int:
+        classes = pp.class_names
+        if isinstance(score_class, str):
+            if score_class not in classes:
+                raise ConfigError(f"score_class {score_class!r} is not one of the model's classes {list(classes)}")
+            return classes.index(score_class)
+        if classes and not 0 <= score_class < len(classes):
+            raise ConfigError(f"score_class {score_class} out of range for classes {list(classes)}")
+        return int(score_class)
+
+    def _hypotheses(self, pp: Preprocess, hypotheses: Sequence[Mapping[str, float]]
+                    ) -> tuple[tuple[str, ...], np.ndarray]:
+        if "condition" not in pp.input_names:
+            if hypotheses:
+                raise ConfigError(
+                    f"{self.model_path} takes no condition: drop hypotheses (it gives one 'score')"
+                )
+            return ("score",), np.zeros((1, 0), np.float32)
+        block = pp.inputs["condition"]
+        names = block.var_names
+        if not hypotheses:
+            raise ConfigError(f"{self.model_path} is parametric in {list(names)}: give hypotheses, "
+                              f"e.g. [{{{', '.join(f'{n!r}: ...' for n in names)}}}]")
+        rows = []
+        for h in hypotheses:
+            if set(h) != set(names):
+                raise ConfigError(
+                    f"hypothesis {dict(h)} must give exactly the model's condition names {list(names)}"
+                )
+            raw = np.array([float(h[n]) for n in names])
+            if not np.all(np.isfinite(raw)):
+                raise InvalidValueError(f"hypothesis {dict(h)} has NaN or inf values")
+            info = [block.var_infos[n] for n in names]
+            norm = [(x - i["median"]) * i["norm_factor"] for x, i in zip(raw, info)]
+            rows.append(norm)
+        labels = tuple("score_" + hypothesis_name({n: h[n] for n in names}) for h in hypotheses)
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"duplicate hypotheses: {list(labels)}")
+        return labels, np.asarray(rows, dtype=np.float32)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_session"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    @property
+    def session(self) -> Any:
+        """The onnxruntime session of this worker (created on first use)."""
+        if self._session is None:
+            self._session = _session(self.model_path, self.threads)
+        return self._session
+
+    # --------------------------------------------------------------- scoring
+    def rows_per_call(self) -> int:
+        """Rows (graphs x hypotheses) per onnxruntime call."""
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        by_memory = int(self.memory_mb * 2**20 // max(self.bytes_per_graph, 1))
+        return max(1, min(by_memory, DEFAULT_MAX_ROWS))
+
+    def score_arrays(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Scores ``(N, n_hypotheses)`` for padded model inputs (no condition) of N graphs."""
+        first = next(iter(arrays.values()))
+        n, k = len(first), len(self.names)
+        out = np.full((n, k), np.nan, dtype=np.float32)
+        if n == 0:
+            return out
+        sess, rows = self.session, self.rows_per_call()
+        parametric = self.conditions.shape[1] > 0
+        per_call = max(1, rows // k) if parametric and self.strategy == "replicate" else rows
+        for start in range(0, n, per_call):
+            sl = slice(start, min(start + per_call, n))
+            b = sl.stop - sl.start
+            base = {name: arrays[name][sl] for name in arrays}
+            if not parametric:
+                out[sl, 0] = sess.run([self.output_name], base)[0][:, self.score_index]
+            elif self.strategy == "replicate":
+                feed = {name: np.concatenate([v] * k) if k > 1 else v for name, v in base.items()}
+                feed["condition"] = np.repeat(self.conditions, b, axis=0)
+                res = sess.run([self.output_name], feed)[0][:, self.score_index]
+                out[sl] = res.reshape(k, b).T
+            else:
+                for j in range(k):
+                    feed = dict(base)
+                    feed["condition"] = np.ascontiguousarray(np.broadcast_to(self.conditions[j], (b, self.conditions.shape[1])))
+                    out[sl, j] = sess.run([self.output_name], feed)[0][:, self.score_index]
+        return out
+
+    def _inputs(self, events: Any) -> tuple[GraphInputs, np.ndarray]:
+        """Inputs for every object (selection as a spectator) and the selection mask."""
+        sel = self.preset.selection if self.selection is None else self.selection
+        spectators = {**self.preset.spectators, **self.variables}
+        if sel:
+            spectators[_SELECTED] = sel
+        preset = dataclasses.replace(self.preset, spectators=spectators, selection="")
+        inputs = build_inputs(events, preset, "")
+        selected = inputs.spectators.pop(_SELECTED, np.ones(len(inputs))) != 0
+        return inputs, selected
+
+    def score_events(self, events: Any) -> tuple[GraphInputs, np.ndarray, np.ndarray]:
+        """Scores of every object (or event) of a chunk.
+
+        Returns:
+            ``(inputs, selected, scores)``: the inputs of every object, a mask of
+            objects passing the selection, and ``(n_objects, n_hypotheses)``
+            scores, NaN where not selected or without constituents.
+        """
+        inputs, selected = self._inputs(events)
+        first = self.preset.clouds[0].name
+        run = selected & (inputs.clouds[first].counts > 0)
+        arrays = {name: np.ascontiguousarray(getattr(inputs.clouds[c], kind)[run])
+                  for name, (c, kind) in self.input_map.items()}
+        scores = np.full((len(inputs), len(self.names)), np.nan, dtype=np.float32)
+        scores[run] = self.score_arrays(arrays)
+        return inputs, selected, scores
+
+    # -------------------------------------------------------------- outputs
+    def new_hist(self) -> Any:
+        """An empty score histogram (dataset x hypothesis x score x user axes)."""
+        import hist
+
+        return hist.Hist(
+            hist.axis.StrCategory([], name="dataset", growth=True, label="Dataset"),
+            hist.axis.StrCategory(list(self.names), name="hypothesis", label="Hypothesis"),
+            hist.axis.Regular(self.score_bins, 0.0, 1.0, name="score", label="Tagger score"),
+            *self.axes,
+            storage=hist.storage.Weight(),
+        )
+
+    def _fill(self, h: Any, dataset: str, inputs: GraphInputs, scores: np.ndarray) -> None:
+        ok = np.isfinite(scores[:, 0])
+        extra = {ax.name: inputs.spectators[ax.name][ok] for ax in self.axes}
+        weight = inputs.weight[ok]
+        for j, name in enumerate(self.names):
+            h.fill(dataset=dataset, hypothesis=name, score=scores[ok, j], weight=weight, **extra)
+
+    def _columns(self, events: Any, inputs: GraphInputs, selected: np.ndarray,
+                 scores: np.ndarray) -> dict[str, np.ndarray]:
+        idx = inputs.event_index
+        counts = np.bincount(idx, minlength=len(events)) if len(idx) else np.zeros(len(events), np.int64)
+        starts = np.cumsum(counts) - counts
+        cols: dict[str, np.ndarray] = {}
+        for branch in ("run", "luminosityBlock", "event"):
+            if branch in getattr(events, "fields", ()):
+                cols[branch] = np.asarray(ak.to_numpy(events[branch]))[idx][selected]
+        if self.preset.kind == "jet":
+            cols["object_index"] = (np.arange(len(idx)) - starts[idx])[selected]
+        cols["weight"] = inputs.weight[selected]
+        for j, name in enumerate(self.names):
+            cols[name] = scores[selected, j]
+        return cols
+
+    def process(self, events: Any) -> dict[str, Any]:
+        """Score one chunk; accumulates columns per dataset and/or one histogram."""
+        meta = dict(getattr(events, "metadata", None) or {})
+        dataset = str(meta.get("dataset", "unknown"))
+        inputs, selected, scores = self.score_events(events)
+        cutflow = {
+            "events": len(events),
+            "candidates": len(inputs),
+            "selected": int(selected.sum()),
+            "scored": int(np.isfinite(scores[:, 0]).sum()),
+        }
+        out: dict[str, Any] = {dataset: {"cutflow": cutflow}}
+        if self.output in ("events", "both"):
+            key = f"{meta.get('filename', '')}#{int(meta.get('entrystart', 0)):015d}"
+            out[dataset]["chunks"] = {key: self._columns(events, inputs, selected, scores)}
+        if self.output in ("hist", "both"):
+            h = self.new_hist()
+            self._fill(h, dataset, inputs, scores[selected])
+            out["hist"] = h
+        return out
+
+    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        """Concatenate score columns per dataset in (file, entry) order."""
+        out: dict[str, Any] = {}
+        for name, acc in accumulator.items():
+            if name == "hist" or not isinstance(acc, dict) or "chunks" not in acc:
+                out[name] = acc
+                continue
+            keys = sorted(acc["chunks"])
+            chunks = [acc["chunks"][k] for k in keys]
+            arrays = {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
+            out[name] = {"arrays": arrays, "cutflow": dict(acc["cutflow"])}
+        return out
+
+    # ------------------------------------------------------------ callable
+    def __call__(self, events: Any) -> Any:
+        """Eager NanoEvents → events with ``score_*`` fields (or histograms); dask-aware.
+
+        On a typetracer (``dask_awkward.map_partitions``) only the branches the
+        preset needs are touched and a result of the same layout is returned.
+        """
+        if ak.backend(events) == "typetracer":
+            return self._typetracer(events)
+        if self.output != "events":
+            result = self.process(events)
+            return result.get("hist") if self.output == "hist" else result
+        inputs, _, scores = self.score_events(events)
+        if self.preset.kind == "event":
+            for j, name in enumerate(self.names):
+                events = ak.with_field(events, scores[:, j], name)
+            return events
+        obj = self.preset.object
+        counts = np.bincount(inputs.event_index, minlength=len(events)) if len(inputs) else \
+            np.zeros(len(events), np.int64)
+        jets = events[obj]
+        for j, name in enumerate(self.names):
+            jets = ak.with_field(jets, ak.unflatten(scores[:, j], counts), name)
+        return ak.with_field(events, jets, obj)
+
+    def _typetracer(self, events: Any) -> Any:
+        if self.output != "events":
+            raise ConfigError(
+                "with dask_awkward.map_partitions use Tagger(output='events') and fill histograms "
+                "from the score fields (e.g. with dask-histogram)"
+            )
+        for branch in sorted(self.preset.branches() | self._variable_branches()):
+            col, _, field = branch.partition("_")
+            if field and col in events.fields and field in events[col].fields:
+                ak.typetracer.touch_data(events[col][field])
+            elif branch in events.fields:
+                ak.typetracer.touch_data(events[branch])
+        if self.preset.kind == "event":
+            zero = ak.Array(ak.to_layout(np.zeros(0, np.float32)).to_typetracer(forget_length=True))
+            for name in self.names:
+                events = ak.with_field(events, zero, name)
+            return events
+        obj = self.preset.object
+        jets = events[obj]
+        template = ak.values_astype(ak.local_index(jets, axis=1), np.float32)
+        for name in self.names:
+            jets = ak.with_field(jets, template, name)
+        return ak.with_field(events, jets, obj)
+
+    def _variable_branches(self) -> set[str]:
+        if not self.variables:
+            return set()
+        extra = dataclasses.replace(self.preset, spectators=dict(self.variables))
+        return extra.branches()
+
+    def __repr__(self) -> str:
+        return (f"Tagger(model={self.model_path!r}, hypotheses={len(self.names)}, "
+                f"preset={self.preset.name!r}, output={self.output!r})")
+
+
+def parse_hypotheses(text: str | Path) -> list[dict[str, float]]:
+    """Hypotheses from ``"mHc=130,mA=90;mHc=160,mA=90"`` or a YAML/JSON file holding a list."""
+    from paratag.config import read_mapping
+
+    p = Path(str(text))
+    if p.suffix in (".yaml", ".yml", ".json") and p.is_file():
+        data = read_mapping(p).get("hypotheses")
+        if not isinstance(data, list) or not all(isinstance(h, Mapping) for h in data):
+            raise ConfigError(f"{p}: expected `hypotheses: [{{mHc: 130, mA: 90}}, ...]`")
+        return [{str(k): float(v) for k, v in h.items()} for h in data]
+    out = []
+    for part in filter(None, (s.strip() for s in str(text).split(";"))):
+        hyp = {}
+        for item in part.split(","):
+            key, sep, value = item.partition("=")
+            try:
+                hyp[key.strip()] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep or not key.strip():
+                raise ConfigError(f"hypothesis {part!r}: write name=value pairs, e.g. mHc=130,mA=90")
+        out.append(hyp)
+    return out
+
+
+def score_fileset(
+    fileset: str | Path | Mapping[str, Any],
+    tagger: Tagger,
+    *,
+    executor: str = "iterative",
+    workers: int = 2,
+    chunksize: int = 100_000,
+    skip_bad_files: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run ``tagger`` over a coffea fileset with coffea's Runner; returns the postprocessed output."""
+    from coffea.nanoevents import NanoAODSchema
+
+    from paratag.build import check_file, load_fileset, make_executor
+    from paratag.errors import InputFileError
+
+    fs = load_fileset(fileset)
+    for ds in fs.values():
+        for path, tree in list(ds["files"].items()):
+            try:
+                check_file(path, tree)
+            except InputFileError:
+                if not skip_bad_files:
+                    raise
+                del ds["files"][path]
+    fs = {name: ds for name, ds in fs.items() if ds["files"]}
+    if not fs:
+        raise ConfigError("no readable files left in the fileset")
+    with make_executor(executor, workers) as ex:
+        ex = dataclasses.replace(ex, status=progress)
+        runner = processor.Runner(ex, schema=NanoAODSchema, chunksize=chunksize)
+        return runner(fs, processor_instance=tagger, treename="Events")  # type: ignore[no-any-return]
+
+
+def write_scores(result: Mapping[str, Any], out_dir: str | Path, parquet: bool = False) -> list[Path]:
+    """Write ``hists.pkl`` (+ ``scores.root`` with one TH1 per dataset/hypothesis, + parquet)."""
+    import pickle
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    h = result.get("hist")
+    if h is not None:
+        import uproot
+
+        p = out / "hists.pkl"
+        p.write_bytes(pickle.dumps({"hist": h, "cutflow": {k: v.get("cutflow") for k, v in result.items()
+                                                          if isinstance(v, Mapping)}}))
+        written.append(p)
+        root = out / "scores.root"
+        with uproot.recreate(root) as f:
+            for ds in h.axes["dataset"]:
+                for hyp in h.axes["hypothesis"]:
+                    sl = h[{"dataset": ds, "hypothesis": hyp}].project("score")
+                    f[f"{ds}/{hyp}"] = sl
+        written.append(root)
+    if parquet:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = []
+        for ds, acc in result.items():
+            if isinstance(acc, Mapping) and "arrays" in acc:
+                cols = {k: pa.array(v) for k, v in acc["arrays"].items()}
+                cols["dataset"] = pa.array([ds] * len(next(iter(acc["arrays"].values()))))
+                tables.append(pa.table(cols))
+        if tables:
+            p = out / "scores.parquet"
+            pq.write_table(pa.concat_tables(tables, promote_options="default"), p)
+            written.append(p)
+    return written

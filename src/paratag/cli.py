@@ -1,0 +1,134 @@
+"""The ``paratag`` command line: a thin layer that parses arguments into configs.
+
+Each command loads its frozen config and calls one library function; no
+physics or training logic lives here. Errors from :mod:`paratag.errors` are
+printed as one clear line and exit with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from paratag.errors import ParatagError
+
+app = typer.Typer(
+    name="paratag",
+    help="Parametric graph-network taggers for coffea analyses.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Parametric graph-network taggers for coffea analyses."""
+
+
+@app.command()
+def build(
+    fileset: Annotated[Path, typer.Argument(help="fileset YAML/JSON: {dataset: {files: [...], metadata: {...}}}")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="shard directory to write")],
+    config: Annotated[Path | None, typer.Option(help="build config YAML (BuildConfig)")] = None,
+    executor: Annotated[str, typer.Option(help="iterative, futures or dask")] = "iterative",
+    workers: Annotated[int, typer.Option(help="workers for futures/dask")] = 2,
+    chunksize: Annotated[int, typer.Option(help="events per chunk")] = 100_000,
+    skip_bad_files: Annotated[bool, typer.Option(help="report and skip unreadable files")] = False,
+) -> None:
+    """Run GraphBuilder over a fileset and write parquet shards with a manifest."""
+    from paratag.build import BuildConfig, build_shards
+
+    cfg = BuildConfig() if config is None else _load(BuildConfig, config)
+    manifest = build_shards(
+        fileset,
+        out,
+        cfg,
+        executor=executor,
+        workers=workers,
+        chunksize=chunksize,
+        skip_bad_files=skip_bad_files,
+    )
+    typer.echo(f"wrote {manifest}")
+
+
+@app.command()
+def generate(
+    config: Annotated[str, typer.Argument(help="generate config YAML, or a preset name (charged_higgs, xbb_jets)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for ROOT files + fileset.json")],
+    events: Annotated[int, typer.Option("--events", "-n", help="events per process / mass point")] = 1000,
+    workers: Annotated[int, typer.Option(help="parallel worker processes")] = 1,
+    seed: Annotated[int, typer.Option(help="master random seed (same seed, same arrays)")] = 1,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Generate Pythia8 + FastJet samples in the PFNano layout and write fileset.json."""
+    from paratag.generate import GenerateConfig
+    from paratag.generate import generate as run_generate
+
+    cfg = GenerateConfig.from_file(config)
+    fileset = run_generate(cfg, out, events, workers=workers, seed=seed, progress=progress)
+    typer.echo(f"wrote {fileset}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="training run directory (or a .pt checkpoint)")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder (default RUN_DIR/export)")] = None,
+    check: Annotated[bool, typer.Option(help="compare PyTorch and onnxruntime; fail above --tolerance")] = False,
+    events: Annotated[Path | None, typer.Option(help="NanoAOD/PFNano file for --check (default: synthetic inputs)")] = None,
+    tolerance: Annotated[float, typer.Option(help="largest allowed |torch - onnx| for --check")] = 1e-4,
+) -> None:
+    """Export a trained model to model.onnx + preprocess.json (CMSSW/weaver layout)."""
+    from paratag.export import export_run
+
+    res = export_run(run_dir, out, check=check, check_events=events, tolerance=tolerance)
+    typer.echo(f"wrote {res.onnx_path} and {res.preprocess_path}")
+    if res.parity is not None:
+        typer.echo(f"parity: {res.parity}")
+
+
+@app.command()
+def score(
+    fileset: Annotated[Path, typer.Argument(help="fileset YAML/JSON: {dataset: {files: [...], metadata: {...}}}")],
+    model: Annotated[Path, typer.Option(help="exported model.onnx (preprocess.json next to it)")],
+    hypotheses: Annotated[str, typer.Option(help='"mHc=130,mA=90;mHc=160,mA=90" or a YAML with `hypotheses:`')] = "",
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("scores"),
+    executor: Annotated[str, typer.Option(help="iterative, futures or dask")] = "iterative",
+    workers: Annotated[int, typer.Option(help="workers for futures/dask")] = 2,
+    chunksize: Annotated[int, typer.Option(help="events per chunk")] = 100_000,
+    threads: Annotated[int, typer.Option(help="onnxruntime threads per worker")] = 1,
+    memory_mb: Annotated[float, typer.Option(help="working-memory budget per onnxruntime call")] = 2000.0,
+    parquet: Annotated[bool, typer.Option(help="also write scores.parquet (event id + scores)")] = False,
+    skip_bad_files: Annotated[bool, typer.Option(help="report and skip unreadable files")] = False,
+) -> None:
+    """Score a fileset with an exported model; write histograms (and optionally parquet)."""
+    from paratag.processors.tagger import Tagger, parse_hypotheses, score_fileset, write_scores
+
+    tagger = Tagger(model, parse_hypotheses(hypotheses), output="both" if parquet else "hist",
+                    threads=threads, memory_mb=memory_mb)
+    result = score_fileset(fileset, tagger, executor=executor, workers=workers,
+                           chunksize=chunksize, skip_bad_files=skip_bad_files)
+    for path in write_scores(result, out, parquet=parquet):
+        typer.echo(f"wrote {path}")
+
+
+def _load(cls, path: Path):
+    from paratag.config import load
+
+    return load(cls, path)
+
+
+def main() -> None:
+    """Entry point of the ``paratag`` console script."""
+    try:
+        app()
+    except ParatagError as exc:
+        typer.secho(f"paratag: error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

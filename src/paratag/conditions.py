@@ -1,0 +1,295 @@
+"""Mass grids: condition names, the train/validation/interpolation/extrapolation splits.
+
+A parametric tagger is trained on a grid of signal mass hypotheses. Every grid
+point has exactly one *role*:
+
+- ``train``: used in stage-1 pre-training and stage-3 fine-tuning;
+- ``validation``: never trained on; scored every stage-3 epoch (model selection);
+- ``interpolation``: held-out test points inside the trained region;
+- ``extrapolation``: held-out test points outside it.
+
+:data:`GRID_PRESETS` holds the charged-Higgs grids of the analysis plan
+(``charged_higgs``: 7 train, 3 validation, 3 interpolation, 2 extrapolation
+points; ``charged_higgs_full``: the 15-point grid mHc in {100, 115, 130, 145,
+160} x mA in {85, 90, 95} with the plan's 3 validation points and the other 12
+for training) and a one-parameter X->bb grid (``xbb``).
+
+Backgrounds have no mass. Following the standard parametric-network recipe
+(Baldi et al., arXiv:1601.07913) every background event is given a condition
+drawn from the *training* signal grid with the probabilities of the signal
+sample, so the condition's marginal distribution is the same for signal and
+background and the network cannot separate them by the condition alone;
+:func:`draw_background_conditions` does this statelessly from
+``(seed, epoch, row)`` so it is identical in every DataLoader worker, DDP rank
+and after a resume, and it is redrawn every epoch (augmentation).
+
+Events are split into ``n_folds`` folds by their event number
+(``event % n_folds``, deterministic, as in the origin analysis's 5-fold setup):
+fold ``fold`` is the test fold (never used here), fold ``(fold + 1) % n_folds``
+validates, the rest trains (:func:`fold_roles`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import numpy as np
+
+from paratag.errors import ConfigError, UnknownMassPointError
+
+__all__ = [
+    "GRID_PRESETS",
+    "ROLES",
+    "GridConfig",
+    "MassGrid",
+    "draw_background_conditions",
+    "fold_roles",
+    "match_points",
+    "point_name",
+    "uniform_hash",
+]
+
+Role = Literal["train", "validation", "interpolation", "extrapolation"]
+ROLES: tuple[Role, ...] = ("train", "validation", "interpolation", "extrapolation")
+Point = tuple[float, ...]
+
+_CH_TRAIN = ((100, 85), (115, 90), (130, 85), (130, 90), (130, 95), (145, 90), (160, 95))
+_CH_VAL = ((115, 85), (145, 95), (160, 90))
+_CH_INTERP = ((110, 87), (125, 91), (140, 93))
+_CH_EXTRAP = ((95, 80), (165, 97))
+_CH_FULL = tuple((m, a) for m in (100, 115, 130, 145, 160) for a in (85, 90, 95))
+
+#: Built-in grids: name -> {names, train, validation, interpolation, extrapolation}.
+GRID_PRESETS: dict[str, dict[str, tuple]] = {
+    "charged_higgs": {
+        "names": ("mHc", "mA"),
+        "train": _CH_TRAIN,
+        "validation": _CH_VAL,
+        "interpolation": _CH_INTERP,
+        "extrapolation": _CH_EXTRAP,
+    },
+    "charged_higgs_full": {
+        "names": ("mHc", "mA"),
+        "train": tuple(p for p in _CH_FULL if p not in _CH_VAL),
+        "validation": _CH_VAL,
+        "interpolation": _CH_INTERP,
+        "extrapolation": _CH_EXTRAP,
+    },
+    "xbb": {
+        "names": ("mX",),
+        "train": ((50,), (75,), (125,), (150,), (200,)),
+        "validation": ((100,),),
+        "interpolation": ((90,), (175,)),
+        "extrapolation": ((35,), (250,)),
+    },
+}
+
+
+def point_name(point: Sequence[float], names: Sequence[str]) -> str:
+    """Canonical text name of a grid point, e.g. ``mHc130_mA90``."""
+    return "_".join(f"{n}{_fmt(v)}" for n, v in zip(names, point))
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}".replace(".", "p")
+
+
+@dataclasses.dataclass(frozen=True)
+class GridConfig:
+    """The mass grid of a training run (the ``grid:`` section of a train config).
+
+    Attributes:
+        preset: a name in :data:`GRID_PRESETS`, or None to give every list explicitly.
+        names: condition names (e.g. ``[mHc, mA]``); None takes the preset's.
+        train: training points, each a list of ``len(names)`` masses in GeV.
+        validation: validation points (None: the preset's, else empty).
+        interpolation: interpolation test points.
+        extrapolation: extrapolation test points.
+    """
+
+    preset: str | None = "charged_higgs"
+    names: tuple[str, ...] | None = None
+    train: tuple[tuple[float, ...], ...] | None = None
+    validation: tuple[tuple[float, ...], ...] | None = None
+    interpolation: tuple[tuple[float, ...], ...] | None = None
+    extrapolation: tuple[tuple[float, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset is not None and self.preset not in GRID_PRESETS:
+            raise ConfigError(
+                f"grid.preset {self.preset!r} is unknown; choose one of {sorted(GRID_PRESETS)} "
+                "or set it to null and list the points"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class MassGrid:
+    """A resolved grid: condition names and the points of every role.
+
+    Attributes:
+        names: condition names, e.g. ``("mHc", "mA")``.
+        train, validation, interpolation, extrapolation: points (tuples of floats).
+    """
+
+    names: tuple[str, ...]
+    train: tuple[Point, ...]
+    validation: tuple[Point, ...] = ()
+    interpolation: tuple[Point, ...] = ()
+    extrapolation: tuple[Point, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            raise ConfigError("grid.names is empty: give the condition names, e.g. [mHc, mA]")
+        if not self.train:
+            raise ConfigError("grid.train is empty: a parametric run needs training points")
+        seen: dict[Point, str] = {}
+        for role in ROLES:
+            for p in getattr(self, role):
+                if len(p) != len(self.names):
+                    raise ConfigError(
+                        f"grid.{role}: point {list(p)} has {len(p)} values, expected "
+                        f"{len(self.names)} for {list(self.names)}"
+                    )
+                if not all(np.isfinite(p)):
+                    raise ConfigError(f"grid.{role}: point {list(p)} is not finite")
+                if p in seen:
+                    raise ConfigError(
+                        f"grid: point {list(p)} is listed as both {seen[p]!r} and {role!r}; "
+                        "each point has exactly one role"
+                    )
+                seen[p] = role
+
+    @classmethod
+    def from_config(cls, cfg: GridConfig) -> MassGrid:
+        """Resolve a :class:`GridConfig` (preset + overrides) into a grid."""
+        base = GRID_PRESETS[cfg.preset] if cfg.preset is not None else {}
+        values = {}
+        for key in ("names", *ROLES):
+            given = getattr(cfg, key)
+            values[key] = given if given is not None else base.get(key, ())
+        names = tuple(str(n) for n in values.pop("names"))
+        pts = {r: tuple(tuple(float(v) for v in p) for p in values[r]) for r in ROLES}
+        return cls(names=names, **pts)
+
+    def points(self, role: Role | Literal["all"] = "all") -> tuple[Point, ...]:
+        """Points of one role, or of every role in :data:`ROLES` order."""
+        if role == "all":
+            return tuple(p for r in ROLES for p in getattr(self, r))
+        if role not in ROLES:
+            raise ConfigError(f"unknown grid role {role!r}; choose one of {list(ROLES)}")
+        return tuple(getattr(self, role))
+
+    def role_of(self, point: Sequence[float]) -> Role:
+        """The role of ``point``; :class:`UnknownMassPointError` if it is not in the grid."""
+        p = tuple(float(v) for v in point)
+        for role in ROLES:
+            if p in getattr(self, role):
+                return role
+        raise UnknownMassPointError(
+            f"mass point {self.name(p)} is not in the grid; known points: "
+            f"{[self.name(q) for q in self.points()]}"
+        )
+
+    def name(self, point: Sequence[float]) -> str:
+        """Text name of ``point`` (see :func:`point_name`)."""
+        return point_name(point, self.names)
+
+    def parse(self, text: str) -> Point:
+        """Inverse of :meth:`name` for points of this grid."""
+        for p in self.points():
+            if self.name(p) == text:
+                return p
+        raise UnknownMassPointError(
+            f"mass point {text!r} is not in the grid; known: {[self.name(p) for p in self.points()]}"
+        )
+
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Mean and standard deviation of the training points (std floored at 1 GeV)."""
+        arr = np.asarray(self.train, dtype=np.float64)
+        return tuple(arr.mean(axis=0).tolist()), tuple(np.maximum(arr.std(axis=0), 1.0).tolist())
+
+
+def match_points(
+    condition: np.ndarray, points: Sequence[Sequence[float]], atol: float = 1e-3
+) -> np.ndarray:
+    """Index into ``points`` of every row of ``condition`` (N, K); -1 where none matches.
+
+    Rows with NaN (backgrounds) never match.
+    """
+    cond = np.asarray(condition, dtype=np.float64).reshape(len(condition), -1)
+    out = np.full(len(cond), -1, dtype=np.int64)
+    for i, p in enumerate(points):
+        hit = np.all(np.abs(cond - np.asarray(p, dtype=np.float64)) <= atol, axis=1)
+        out[hit & (out < 0)] = i
+    return out
+
+
+def fold_roles(event: np.ndarray, n_folds: int = 5, fold: int = 0) -> np.ndarray:
+    """Per-event split: 0 train, 1 validation, 2 test, from ``event % n_folds``.
+
+    Fold ``fold`` is the test fold, ``(fold + 1) % n_folds`` the validation
+    fold. With ``n_folds == 2`` there is no test fold (fold ``fold`` validates).
+    """
+    if n_folds < 2:
+        raise ConfigError(f"data.n_folds must be >= 2, got {n_folds}")
+    if not 0 <= fold < n_folds:
+        raise ConfigError(f"data.fold must be in [0, {n_folds - 1}], got {fold}")
+    f = np.mod(np.asarray(event).astype(np.int64), n_folds)
+    roles = np.zeros(len(f), dtype=np.int8)
+    if n_folds == 2:
+        roles[f == fold] = 1
+        return roles
+    roles[f == fold] = 2
+    roles[f == (fold + 1) % n_folds] = 1
+    return roles
+
+
+def uniform_hash(*keys: int | np.ndarray) -> np.ndarray:
+    """Deterministic uniforms in [0, 1) from integer keys (splitmix64 chain), vectorised."""
+    arrays = [np.atleast_1d(np.asarray(k)).astype(np.uint64) for k in keys]
+    shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    h = np.zeros(shape, dtype=np.uint64)
+    for a in arrays:
+        h = _splitmix64(h ^ np.broadcast_to(a, shape))
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))  # type: ignore[no-any-return]
+
+
+def draw_background_conditions(
+    rows: np.ndarray,
+    points: Sequence[Sequence[float]],
+    probabilities: Iterable[float] | None = None,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+) -> np.ndarray:
+    """Physical conditions ``(len(rows), K)`` for background rows, drawn from the grid.
+
+    Args:
+        rows: a stable integer id per event (its global row number).
+        points: the signal points to draw from (the training grid).
+        probabilities: per-point probabilities (default uniform); use the
+            signal sample's per-point weight fractions so signal and background
+            share the condition distribution.
+        seed: run seed.
+        epoch: epoch number; a new draw every epoch. Use a negative epoch for
+            fixed (validation) draws.
+    """
+    pts = np.asarray(points, dtype=np.float32)
+    if pts.ndim != 2 or len(pts) == 0:
+        raise ConfigError("cannot assign background conditions: the training grid is empty")
+    prob = np.full(len(pts), 1.0 / len(pts)) if probabilities is None else np.asarray(list(probabilities), float)
+    if len(prob) != len(pts) or np.any(prob < 0) or prob.sum() <= 0:
+        raise ConfigError(f"background condition probabilities {prob.tolist()} do not fit {len(pts)} points")
+    cdf = np.cumsum(prob / prob.sum())
+    u = uniform_hash(np.int64(seed) & 0x7FFFFFFF, np.int64(epoch) + (1 << 20), np.asarray(rows))
+    idx = np.minimum(np.searchsorted(cdf, u, side="right"), len(pts) - 1)
+    return pts[idx]  # type: ignore[no-any-return]

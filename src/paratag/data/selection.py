@@ -1,0 +1,271 @@
+"""Which events train what: folds, mass points, event weights and class balancing.
+
+:class:`DataConfig` is the ``data:`` section of a train config;
+:class:`SampleBuilder` turns a :class:`~paratag.data.dataset.ShardStore` plus a
+:class:`~paratag.conditions.MassGrid` into the datasets of each stage.
+
+Event weights, in order:
+
+1. ``genWeight`` (the shard ``weight`` column; ``use_gen_weight: false`` sets 1)
+   times an optional user column (``weight_column``: a spectator ``spec_<name>``);
+2. optional cross sections per background group: ``xsec: {pattern: sigma}``
+   (dataset names, shell patterns) scales every event of a matching dataset
+   by ``sigma / sum of its weights``, so backgrounds mix in proportion to their
+   cross sections (the luminosity cancels in step 3);
+3. class balancing (``balance_classes``): per-class normalisation so every
+   class has the same summed weight, as in the origin analysis; with
+   ``balance_points`` each signal mass point gets an equal share of the signal
+   class. Weights are finally scaled to mean 1.
+
+Folds come from the event number (:func:`paratag.conditions.fold_roles`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from paratag.conditions import MassGrid, fold_roles, match_points
+from paratag.data.dataset import GraphDataset, ShardStore
+from paratag.errors import ConfigError, InvalidValueError, UnknownMassPointError
+
+__all__ = ["DataConfig", "SampleBuilder", "balance_weights"]
+
+log = logging.getLogger(__name__)
+
+Point = tuple[float, ...]
+_FOLD = {"train": 0, "validation": 1, "test": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The ``data:`` section of a train config.
+
+    Attributes:
+        shards: shard directory written by ``paratag build`` (relative to the working directory).
+        cache_size: decoded shard files kept in memory per process (LRU).
+        num_workers: DataLoader worker processes.
+        n_folds: k of the k-fold split by event number.
+        fold: the test fold; fold + 1 validates, the rest trains.
+        signal_label: the signal class label (others are backgrounds).
+        use_gen_weight: multiply by the shard ``weight`` (genWeight).
+        weight_column: spectator name multiplied into the weight (e.g. a pileup weight).
+        xsec: background dataset pattern -> cross section (any unit).
+        balance_classes: equal summed weight per class.
+        balance_points: equal summed weight per signal mass point.
+        use_sv: feed the secondary-vertex cloud (Interaction Network).
+        max_events: keep at most this many events per dataset (quick runs).
+    """
+
+    shards: str = ""
+    cache_size: int = 8
+    num_workers: int = 0
+    n_folds: int = 5
+    fold: int = 0
+    signal_label: int = 0
+    use_gen_weight: bool = True
+    weight_column: str | None = None
+    xsec: dict[str, float] = dataclasses.field(default_factory=dict)
+    balance_classes: bool = True
+    balance_points: bool = True
+    use_sv: bool = False
+    max_events: int | None = None
+
+
+def balance_weights(weight: np.ndarray, label: np.ndarray, group: np.ndarray | None = None,
+                    *, balance_classes: bool = True) -> np.ndarray:
+    """Per-class (and per-group within a class) normalisation, then mean 1.
+
+    Every class gets the same summed weight; within a class every ``group``
+    value (e.g. signal mass point, -1 for none) gets an equal share.
+    """
+    w = np.asarray(weight, dtype=np.float64).copy()
+    if len(w) == 0:
+        return w.astype(np.float32)
+    classes = np.unique(label)
+    for c in classes:
+        sel = label == c
+        sub_groups = np.unique(group[sel]) if group is not None else [None]
+        for g in sub_groups:
+            s = sel if g is None else sel & (group == g)
+            total = w[s].sum()
+            if total <= 0:
+                raise InvalidValueError(
+                    f"class {int(c)}{'' if g is None else f' group {int(g)}'} has summed weight "
+                    f"{total:.4g} <= 0; check genWeight / weight_column / xsec"
+                )
+            share = 1.0 / len(sub_groups) if balance_classes else w[sel].sum() / w.sum() / len(sub_groups)
+            w[s] *= share / total
+    return (w * (len(w) / w.sum())).astype(np.float32)
+
+
+class SampleBuilder:
+    """Build the datasets of every stage from a store and a grid.
+
+    Args:
+        store: the shard store.
+        grid: the resolved mass grid.
+        config: data settings.
+        mean, std: condition normalisation of the model.
+        seed: run seed (background condition draws).
+        spectator: spectator to put in every batch (DisCo).
+    """
+
+    def __init__(self, store: ShardStore, grid: MassGrid, config: DataConfig, *,
+                 mean: Sequence[float], std: Sequence[float], seed: int = 0,
+                 spectator: str | None = None) -> None:
+        self.store, self.grid, self.config = store, grid, config
+        self.mean, self.std, self.seed, self.spectator = tuple(mean), tuple(std), seed, spectator
+        t = store.table
+        names = store.condition_names
+        if list(names) != list(grid.names):
+            raise ConfigError(
+                f"{store.path}: shards have conditions {names}, the grid has {list(grid.names)}; "
+                f"set grid.names (or rebuild with `condition: {list(grid.names)}`)"
+            )
+        self.label = t["label"]
+        self.is_signal = self.label == config.signal_label
+        self.fold = fold_roles(t["spec_event"], config.n_folds, config.fold)
+        self.points = grid.points("all")
+        self.point = np.where(self.is_signal, match_points(t["condition"], self.points), -1)
+        self.selected = np.ones(len(store), bool)
+        if config.max_events is not None:
+            for d in np.unique(t["dataset"]):
+                rows = np.flatnonzero(t["dataset"] == d)
+                self.selected[rows[config.max_events :]] = False
+        unmatched = self.is_signal & (self.point < 0)
+        if unmatched.any():
+            seen = {tuple(np.round(c, 3)) for c in t["condition"][unmatched]}
+            log.info("ignoring %d signal events at mass points not in the grid: %s", unmatched.sum(), sorted(seen))
+        self.base_weight = self._base_weights()
+
+    def _base_weights(self) -> np.ndarray:
+        t, cfg = self.store.table, self.config
+        w = t["weight"].astype(np.float64) if cfg.use_gen_weight else np.ones(len(self.store))
+        if cfg.weight_column:
+            key = f"spec_{cfg.weight_column}"
+            if key not in t:
+                raise ConfigError(f"data.weight_column {cfg.weight_column!r}: the store was opened without it")
+            w = w * t[key]
+        if cfg.xsec:
+            names = self.store.dataset_names()
+            for d, name in enumerate(names):
+                rows = t["dataset"] == d
+                if self.is_signal[rows].all():
+                    continue
+                match = [p for p in cfg.xsec if fnmatch.fnmatchcase(name, p)]
+                if not match:
+                    raise ConfigError(
+                        f"data.xsec has no entry matching background dataset {name!r}; "
+                        f"patterns: {sorted(cfg.xsec)}"
+                    )
+                total = w[rows].sum()
+                if total <= 0:
+                    raise InvalidValueError(f"dataset {name!r}: summed weight {total:.4g} <= 0")
+                w[rows] *= cfg.xsec[match[0]] / total
+        return w
+
+    def point_rows(self, point: Point, fold: str) -> np.ndarray:
+        """Signal rows of ``point`` in ``fold`` (train, validation or test)."""
+        idx = self.points.index(tuple(point))
+        return np.flatnonzero(self.selected & (self.point == idx) & (self.fold == _FOLD[fold]))
+
+    def background_rows(self, fold: str) -> np.ndarray:
+        """Background rows in ``fold``."""
+        return np.flatnonzero(self.selected & ~self.is_signal & (self.fold == _FOLD[fold]))
+
+    def available(self, points: Sequence[Point], fold: str = "train") -> list[Point]:
+        """The ``points`` that have signal events in ``fold``."""
+        return [p for p in points if len(self.point_rows(p, fold))]
+
+    def require(self, points: Sequence[Point], fold: str = "train") -> None:
+        """Raise :class:`UnknownMassPointError` for points without signal events."""
+        missing = [self.grid.name(p) for p in points if not len(self.point_rows(p, fold))]
+        if missing:
+            have = sorted({self.grid.name(self.points[i]) for i in np.unique(self.point[self.point >= 0])})
+            raise UnknownMassPointError(
+                f"{self.store.path}: no {fold}-fold signal events for mass point(s) {missing}; "
+                f"the shards have {have}. Generate/build them or remove them from grid.train"
+            )
+        if not len(self.background_rows(fold)):
+            raise UnknownMassPointError(f"{self.store.path}: no background events in the {fold} fold")
+
+    def _dataset(self, rows: np.ndarray, cond: np.ndarray, weight: np.ndarray, **kw) -> GraphDataset:
+        return GraphDataset(self.store, rows, cond, weight, mean=self.mean, std=self.std, seed=self.seed,
+                            use_sv=self.config.use_sv, spectator=self.spectator, **kw)
+
+    def single_point(self, point: Point, fold: str) -> GraphDataset:
+        """Stage 1: signal of ``point`` vs every background, condition fixed to ``point``."""
+        rows = np.concatenate([self.point_rows(point, fold), self.background_rows(fold)])
+        cond = np.tile(np.asarray(point, np.float32), (len(rows), 1))
+        w = balance_weights(self.base_weight[rows], self.label[rows], balance_classes=self.config.balance_classes)
+        return self._dataset(rows, cond, w)
+
+    def joint(self, points: Sequence[Point], fold: str = "train",
+              phases: Sequence[tuple[int, Sequence[Point]]] = ()) -> GraphDataset:
+        """Stage 3: signal of all ``points`` + backgrounds with conditions drawn from ``points``.
+
+        ``phases`` (curriculum) restrict later epochs to subsets of ``points``;
+        weights and background draws are rebalanced per phase, and the
+        sampler's active positions come from :meth:`phase_positions`.
+        """
+        sig = [self.point_rows(p, fold) for p in points]
+        bkg = self.background_rows(fold)
+        rows = np.concatenate([*sig, bkg])
+        group = np.concatenate([np.full(len(r), i) for i, r in enumerate(sig)] + [np.full(len(bkg), -1)])
+        cond = np.full((len(rows), len(self.grid.names)), np.nan, np.float32)
+        cond[: len(rows) - len(bkg)] = np.asarray(self.store.table["condition"][rows[: len(rows) - len(bkg)]])
+        self._group = group
+
+        def weights(active: Sequence[Point]) -> tuple[np.ndarray, list[float]]:
+            act = np.isin(group, [list(points).index(tuple(p)) for p in active]) | (group < 0)
+            w = np.zeros(len(rows), np.float32)
+            g = group[act] if self.config.balance_points else None
+            w[act] = balance_weights(self.base_weight[rows[act]], self.label[rows[act]], g,
+                                     balance_classes=self.config.balance_classes)
+            probs = [float(w[group == list(points).index(tuple(p))].sum()) for p in active]
+            return w, probs
+
+        w0, p0 = weights(points)
+        ds_phases = []
+        for first, active in phases:
+            wa, pa = weights(active)
+            ds_phases.append((first, wa, [tuple(p) for p in active], pa))
+        ds = self._dataset(rows, cond, w0, background_points=list(points), background_probabilities=p0,
+                           phases=ds_phases)
+        ds.point_group = group  # type: ignore[attr-defined]
+        return ds
+
+    @staticmethod
+    def phase_positions(ds: GraphDataset, points: Sequence[Point],
+                        phases: Sequence[tuple[int, Sequence[Point]]]) -> list[tuple[int, np.ndarray]]:
+        """Sampler phases ``(first_epoch, positions)`` matching :meth:`joint`'s ``phases``."""
+        group = ds.point_group  # type: ignore[attr-defined]
+        out = []
+        for first, active in phases:
+            idx = [list(points).index(tuple(p)) for p in active]
+            out.append((first, np.flatnonzero(np.isin(group, idx) | (group < 0))))
+        return out
+
+    def grouped(self, points: Sequence[Point], fold: str = "validation") -> GraphDataset:
+        """Every point's signal vs all backgrounds evaluated at that point (group = point index).
+
+        Each group is class-balanced and every group has the same summed
+        weight, so the mean loss weighs mass points equally.
+        """
+        bkg = self.background_rows(fold)
+        rows, cond, weight, group = [], [], [], []
+        for i, p in enumerate(points):
+            r = np.concatenate([self.point_rows(p, fold), bkg])
+            rows.append(r)
+            cond.append(np.tile(np.asarray(p, np.float32), (len(r), 1)))
+            weight.append(balance_weights(self.base_weight[r], self.label[r],
+                                          balance_classes=self.config.balance_classes) / max(len(r), 1))
+            group.append(np.full(len(r), i))
+        w = np.concatenate(weight)
+        return self._dataset(np.concatenate(rows), np.concatenate(cond), w * (len(w) / w.sum()),
+                             group=np.concatenate(group))

@@ -1,0 +1,306 @@
+"""Collect every evaluation study into one :class:`EvaluationResults` from plain arrays.
+
+:func:`compute_results` is the single place where the inputs of the report
+(scored test/train samples, AUC dictionaries, a wrong-hypothesis matrix, seed
+AUCs, pileup samples, a metrics CSV) are turned into result objects. Inputs
+that are not given leave their section ``None`` with the reason in ``skipped``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paratag.errors import InvalidValueError
+from paratag.evaluate.curves import TrainingCurves, read_metrics_csv
+from paratag.evaluate.decorrelation import SculptingResult, decorrelation_points, sculpting
+from paratag.evaluate.metrics import (
+    DEFAULT_BKG_EFFS,
+    DEFAULT_SIG_EFFS,
+    BootstrapMetrics,
+    KSResult,
+    RocCurve,
+    bootstrap_metrics,
+    final_discriminant,
+    ks_train_test,
+    roc_curve,
+)
+from paratag.evaluate.studies import (
+    AucGrid,
+    PileupRobustness,
+    PointComparison,
+    SeedStability,
+    WrongHypothesis,
+    auc_grid,
+    compare_to_dedicated,
+    pileup_robustness,
+    seed_stability,
+)
+
+__all__ = ["SECTIONS", "EvaluationResults", "ScoredSample", "compute_results", "jsonable"]
+
+SECTIONS = (
+    "metrics",
+    "parametric_vs_dedicated",
+    "interp_extrap",
+    "wrong_hypothesis",
+    "auc_grid",
+    "seed_stability",
+    "decorrelation",
+    "pileup",
+    "training_curves",
+)
+
+
+@dataclass(frozen=True)
+class ScoredSample:
+    """Model outputs on one sample: scores (N,) or (N, C), integer labels, weights, mass.
+
+    Labels index the classes (``signal_index`` is the signal). ``mass`` is the spectator
+    used for sculpting (jet mass or mA candidate mass).
+    """
+
+    scores: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray | None = None
+    mass: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = np.asarray(self.labels).shape[0]
+        for name in ("scores", "weights", "mass"):
+            v = getattr(self, name)
+            if v is not None and np.asarray(v).shape[0] != n:
+                raise InvalidValueError(
+                    f"ScoredSample.{name} has {np.asarray(v).shape[0]} rows but labels has {n}"
+                )
+
+    def w(self) -> np.ndarray:
+        """Weights (ones if not given)."""
+        n = np.asarray(self.labels).shape[0]
+        return np.ones(n) if self.weights is None else np.asarray(self.weights, np.float64)
+
+    def discriminant(self, signal_index: int = 0, background_weights=None) -> np.ndarray:
+        """1-D signal score: the scores themselves if 1-D, else s0/(s0 + Σ w_i s_i)."""
+        s = np.asarray(self.scores, np.float64)
+        if s.ndim == 1 or s.shape[1] == 1:
+            return s.reshape(-1)
+        return final_discriminant(s, signal_index, background_weights)
+
+    def is_signal(self, signal_index: int = 0) -> np.ndarray:
+        """Binary labels (1 = signal class)."""
+        return (np.asarray(self.labels).reshape(-1) == signal_index).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class EvaluationResults:
+    """Everything the report shows; sections absent from the inputs are ``None``."""
+
+    class_names: tuple[str, ...] = ("signal", "background")
+    condition_names: tuple[str, ...] = ("mHc", "mA")
+    signal_index: int = 0
+    metrics: BootstrapMetrics | None = None
+    roc: dict[str, RocCurve] | None = None
+    test: ScoredSample | None = None
+    train: ScoredSample | None = None
+    background_weights: Any = None
+    ks: dict[str, KSResult] | None = None
+    comparison: PointComparison | None = None
+    wrong_hypothesis: WrongHypothesis | None = None
+    auc_grid: AucGrid | None = None
+    seeds: SeedStability | None = None
+    sculpting: dict[str, SculptingResult] | None = None
+    decorrelation_sig_eff: float = 0.5
+    pileup: PileupRobustness | None = None
+    training: TrainingCurves | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-able summary of every number (no raw per-event arrays)."""
+        d: dict[str, Any] = {
+            "class_names": list(self.class_names),
+            "condition_names": list(self.condition_names),
+            "skipped": dict(self.skipped),
+        }
+        d["metrics"] = None if self.metrics is None else self.metrics.to_dict()
+        d["ks"] = None if self.ks is None else {k: v.to_dict() for k, v in self.ks.items()}
+        for key in ("comparison", "wrong_hypothesis", "auc_grid", "seeds", "pileup"):
+            v = getattr(self, key)
+            d[key] = None if v is None else v.to_dict()
+        if self.sculpting is None:
+            d["sculpting"] = d["decorrelation"] = None
+        else:
+            d["sculpting"] = {k: v.to_dict() for k, v in self.sculpting.items()}
+            d["decorrelation"] = decorrelation_points(self.sculpting, self.decorrelation_sig_eff)
+        d["training"] = None if self.training is None else self.training.summary()
+        return jsonable(d)
+
+
+def jsonable(obj: Any) -> Any:
+    """Recursively convert numpy scalars/arrays; non-finite floats become "inf"/"-inf"/None."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.bool_ | bool):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        f = float(obj)
+        if math.isnan(f):
+            return None
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        return f
+    return obj
+
+
+def compute_results(
+    *,
+    test: ScoredSample | None = None,
+    train: ScoredSample | None = None,
+    class_names: Sequence[str] = ("signal", "background"),
+    signal_index: int = 0,
+    background_weights: Mapping[int, float] | Sequence[float] | None = None,
+    condition_names: Sequence[str] = ("mHc", "mA"),
+    parametric_aucs: Mapping[Any, float] | None = None,
+    dedicated_aucs: Mapping[Any, float] | None = None,
+    splits: Mapping[Any, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    wrong_hypothesis: WrongHypothesis | None = None,
+    seed_aucs: Mapping[int, float | Mapping[Any, float]] | None = None,
+    sculpting_samples: Mapping[str, ScoredSample] | None = None,
+    sculpting_sig_effs: Sequence[float] = (0.9, 0.7, 0.5, 0.3),
+    decorrelation_sig_eff: float = 0.5,
+    mass_bins: int | np.ndarray = 30,
+    pileup: Mapping[str, ScoredSample] | None = None,
+    metrics_csv: str | Path | None = None,
+    n_boot: int = 100,
+    seed: int = 0,
+    sig_effs: Sequence[float] = DEFAULT_SIG_EFFS,
+    bkg_effs: Sequence[float] = DEFAULT_BKG_EFFS,
+) -> EvaluationResults:
+    """Run every study whose inputs are given; record why the others were skipped.
+
+    Args:
+        test: scored test sample (metrics, ROC, score distributions, default sculpting).
+        train: scored training sample (KS overfitting check, train overlays).
+        class_names: class names in label order.
+        signal_index: label of the signal class.
+        background_weights: per-background weights of the final discriminant.
+        condition_names: names of the mass parameters, e.g. ``("mHc", "mA")``.
+        parametric_aucs: parametric-model AUC at every grid point (heatmap, comparison).
+        dedicated_aucs: dedicated-model AUC at the points that have one.
+        splits: ``train``/``interp``/``extrap`` per point (default ``train``).
+        thresholds: ratio targets per split (and ``seed``) overriding the issue's defaults.
+        wrong_hypothesis: result of :func:`~paratag.evaluate.studies.wrong_hypothesis`.
+        seed_aucs: AUC (or per-point AUCs) per training seed.
+        sculpting_samples: per model name, a scored sample with ``mass`` (e.g. with and
+            without DisCo); defaults to ``{"model": test}`` when ``test.mass`` is given.
+        sculpting_sig_effs: signal efficiencies of the sculpting cuts.
+        decorrelation_sig_eff: signal efficiency of the JSD figure of merit.
+        mass_bins: bins of the sculpting mass histograms.
+        pileup: scored sample per pileup level.
+        metrics_csv: the training run's ``metrics.csv``.
+        n_boot: bootstrap replicas for the test metrics and pileup levels (0 disables).
+        seed: bootstrap seed.
+        sig_effs: signal efficiencies of the rejection working points.
+        bkg_effs: background efficiencies of the signal-efficiency working points.
+    """
+    skipped: dict[str, str] = {}
+    kw: dict[str, Any] = {}
+    bw = background_weights
+
+    def _binary(s: ScoredSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return s.is_signal(signal_index), s.discriminant(signal_index, bw), s.w()
+
+    if test is not None:
+        y, d, w = _binary(test)
+        kw["metrics"] = bootstrap_metrics(y, d, w, n_boot, seed, sig_effs, bkg_effs)
+        roc = {"test": roc_curve(y, d, w)}
+        if train is not None:
+            _, td, tw = _binary(train)
+            roc["train"] = roc_curve(train.is_signal(signal_index), td, tw)
+            kw["ks"] = ks_train_test(
+                td, train.labels, d, test.labels, tw, w, class_names=list(class_names)
+            )
+        kw["roc"] = roc
+    else:
+        skipped["metrics"] = "no scored test sample was given"
+
+    if parametric_aucs and dedicated_aucs:
+        cmp = compare_to_dedicated(
+            parametric_aucs, dedicated_aucs, splits, thresholds, condition_names
+        )
+        kw["comparison"] = cmp
+        if "train" not in cmp.split:
+            skipped["parametric_vs_dedicated"] = "no dedicated AUC at a training mass point"
+        if not {"interp", "extrap"} & set(cmp.split):
+            skipped["interp_extrap"] = "no dedicated AUC at an interpolation/extrapolation point"
+    else:
+        why = "no parametric AUCs" if not parametric_aucs else "no dedicated-model AUCs"
+        skipped["parametric_vs_dedicated"] = skipped["interp_extrap"] = f"{why} were given"
+
+    if wrong_hypothesis is not None:
+        kw["wrong_hypothesis"] = wrong_hypothesis
+    else:
+        skipped["wrong_hypothesis"] = "no signal samples were scored at other hypotheses"
+
+    if parametric_aucs:
+        kw["auc_grid"] = auc_grid(parametric_aucs, splits, condition_names)
+    else:
+        skipped["auc_grid"] = "no parametric AUCs per mass point were given"
+
+    if seed_aucs:
+        kw["seeds"] = seed_stability(seed_aucs, condition_names)
+    else:
+        skipped["seed_stability"] = "no AUCs from several training seeds were given"
+
+    samples = dict(sculpting_samples or {})
+    if not samples and test is not None and test.mass is not None:
+        samples = {"model": test}
+    scul: dict[str, SculptingResult] = {}
+    for name, s in samples.items():
+        if s.mass is None:
+            raise InvalidValueError(f"sculpting sample {name!r} has no mass spectator")
+        y, d, w = _binary(s)
+        sig, bkg = y == 1, y == 0
+        effs = sorted(set(sculpting_sig_effs) | {decorrelation_sig_eff}, reverse=True)
+        scul[name] = sculpting(
+            np.asarray(s.mass)[bkg], d[bkg], d[sig], w[bkg], w[sig], effs, mass_bins
+        )
+    if scul:
+        kw["sculpting"] = scul
+    else:
+        skipped["decorrelation"] = "no sample with a mass spectator was given"
+
+    if pileup:
+        kw["pileup"] = pileup_robustness(
+            {k: _binary(v) for k, v in pileup.items()}, n_boot, seed, sig_effs, bkg_effs
+        )
+    else:
+        skipped["pileup"] = "no samples with different pileup levels were given"
+
+    if metrics_csv is not None:
+        kw["training"] = read_metrics_csv(metrics_csv)
+    else:
+        skipped["training_curves"] = "no training metrics.csv was given"
+
+    return EvaluationResults(
+        class_names=tuple(class_names),
+        condition_names=tuple(condition_names),
+        signal_index=signal_index,
+        test=test,
+        train=train,
+        background_weights=bw,
+        decorrelation_sig_eff=decorrelation_sig_eff,
+        skipped=skipped,
+        **kw,
+    )

@@ -1,0 +1,151 @@
+"""Jagged collections → padded point clouds, and the dense kNN every model uses.
+
+This is the one place where variable-length constituents become the fixed
+``(N, C, P)`` arrays of the model contract. GraphBuilder (training) and Tagger
+(inference) both call :func:`pad_cloud`, so training and inference can never
+disagree about inputs.
+
+The padding is a single vectorised numpy scatter: constituents arrive flat
+(one row per constituent, grouped by graph, with per-graph ``counts``), are
+ordered by a sort key inside each graph with one ``lexsort``, and are written
+into a zero-initialised array with one fancy-index assignment. Padded slots are
+exactly zero in ``points``, ``features`` and ``mask``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PaddedCloud", "knn", "local_index", "pad_cloud"]
+
+
+@dataclass(frozen=True)
+class PaddedCloud:
+    """Padded arrays of one point cloud.
+
+    Shapes:
+        points: (N, Cp, P) float32
+        features: (N, Cf, P) float32
+        mask: (N, 1, P) float32, 1 for real constituents and 0 for padding
+        counts: (N,) int64, constituents per graph before clipping to P
+    """
+
+    points: np.ndarray
+    features: np.ndarray
+    mask: np.ndarray
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.mask.shape[0])
+
+
+def local_index(counts: np.ndarray) -> np.ndarray:
+    """Position of each flat entry inside its graph, for grouped flat data.
+
+    Example: ``counts=[2, 0, 3]`` gives ``[0, 1, 0, 1, 2]``.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total, dtype=np.int64) - starts
+
+
+def pad_cloud(
+    points: np.ndarray,
+    features: np.ndarray,
+    counts: np.ndarray,
+    max_particles: int,
+    sort_key: np.ndarray | None = None,
+    pad_values: np.ndarray | None = None,
+) -> PaddedCloud:
+    """Sort, clip and pad flat constituents into the padded model inputs.
+
+    Args:
+        points: (Cp, M) flat coordinates, M = counts.sum(), grouped by graph.
+        features: (Cf, M) flat, already preprocessed features.
+        counts: (N,) number of constituents of each graph.
+        max_particles: P; graphs with more constituents keep the P with the
+            largest ``sort_key``.
+        sort_key: (M,) constituents are ordered by it, descending, inside each
+            graph (pt by default in the presets); ``None`` keeps input order.
+        pad_values: (Cf,) value of padded feature slots (weaver's ``pad``);
+            ``None`` means zero, which the model contract expects.
+
+    Returns:
+        The padded cloud; float32 throughout.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    n_graphs = counts.shape[0]
+    total = int(counts.sum())
+    points = np.asarray(points, dtype=np.float32)
+    features = np.asarray(features, dtype=np.float32)
+    if (
+        points.ndim != 2
+        or features.ndim != 2
+        or points.shape[1] != total
+        or features.shape[1] != total
+    ):
+        raise ValueError(
+            f"points {points.shape} and features {features.shape} must be (C, {total}) for counts summing to {total}"
+        )
+    graph = np.repeat(np.arange(n_graphs, dtype=np.int64), counts)
+    if sort_key is not None:
+        key = np.asarray(sort_key, dtype=np.float64)
+        if key.shape != (total,):
+            raise ValueError(f"sort_key has shape {key.shape}, expected ({total},)")
+        # NaN keys sort last; graph index is the primary key so groups stay intact.
+        order = np.lexsort((-np.nan_to_num(key, nan=-np.inf), graph))
+        points = points[:, order]
+        features = features[:, order]
+    slot = local_index(counts)
+    keep = slot < max_particles
+    rows, cols = graph[keep], slot[keep]
+
+    out_points = np.zeros((n_graphs, points.shape[0], max_particles), dtype=np.float32)
+    out_features = np.zeros((n_graphs, features.shape[0], max_particles), dtype=np.float32)
+    out_mask = np.zeros((n_graphs, 1, max_particles), dtype=np.float32)
+    # Advanced indices (rows, :, cols) move the channel axis last: assign (kept, C).
+    out_points[rows, :, cols] = points[:, keep].T
+    out_features[rows, :, cols] = features[:, keep].T
+    out_mask[rows, 0, cols] = 1.0
+    if pad_values is not None and np.any(pad_values):
+        pad = np.asarray(pad_values, dtype=np.float32)[None, :, None]
+        out_features = np.where(out_mask > 0, out_features, pad).astype(np.float32)
+    return PaddedCloud(out_points, out_features, out_mask, counts)
+
+
+def knn(points, mask, k: int):  # noqa: ANN001, ANN201 - torch is imported lazily
+    """Indices of the k nearest real neighbours of every point (dense, ONNX-exportable).
+
+    Padded points are never chosen as neighbours: their distance is shifted by
+    a large constant before ``topk``. A real point is never its own neighbour
+    (the nearest hit, itself, is dropped). Rows of padded points, and graphs
+    with fewer than ``k + 1`` real points, get padded slots as neighbours;
+    their inputs are zero by the contract and models mask them out. ``P`` must
+    be at least ``k + 1``.
+
+    Args:
+        points: (N, C, P) torch tensor of coordinates (or learned features).
+        mask: (N, 1, P) torch tensor, 1 for real points, 0 for padding.
+        k: number of neighbours.
+
+    Returns:
+        (N, P, k) int64 tensor of neighbour indices along P.
+
+    Shapes:
+        points: (N, C, P); mask: (N, 1, P); output: (N, P, k)
+    """
+    import torch
+
+    # Squared distance without cdist (cdist is not ONNX-exportable everywhere):
+    # |a - b|^2 = |a|^2 - 2 a.b + |b|^2.
+    inner = torch.matmul(points.transpose(1, 2), points)  # (N, P, P)
+    sq = (points * points).sum(dim=1, keepdim=True)  # (N, 1, P)
+    dist = sq.transpose(1, 2) - 2.0 * inner + sq  # (N, P, P)
+    # Push candidates of the other kind (real vs padded) far away, so real points never
+    # pick padding while k + 1 real points exist, and padded rows pick padding (zero
+    # inputs, as weaver's coordinate shift does). Self (distance 0) is dropped.
+    dist = dist + (mask.transpose(1, 2) - mask).abs() * 1e9  # (N, P, P)
+    return dist.topk(k + 1, dim=-1, largest=False, sorted=True).indices[:, :, 1:]

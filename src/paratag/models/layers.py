@@ -1,0 +1,346 @@
+"""Building blocks shared by the graph models (the only module models share).
+
+Everything here works on *channels-last* tensors ``(N, P, C)`` internally: a
+``1x1`` convolution over particles is then a plain GEMM on ``(N*P, C)`` rows,
+which is what makes EdgeConv cheap on CPU. Models transpose the contract's
+``(N, C, P)`` inputs once at the start.
+
+* :class:`ConditionedModel`: base class holding the condition names and the
+  normalisation buffers every model carries (empty when unconditioned).
+* :class:`EdgeConvBlock`: ParticleNet's EdgeConv with the first linear layer
+  applied per point before the neighbour gather.
+* :class:`MassAwareAttention`, :class:`FiLM`, :func:`mlp`: conditioning blocks.
+* :func:`masked_mean`, :func:`masked_batch_norm_input`: masking helpers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from paratag.config import ModelConfig
+from paratag.errors import ConfigError, InvalidValueError
+from paratag.graphs import knn
+
+__all__ = [
+    "DEFAULT_CONDITION_STATS",
+    "ConditionedModel",
+    "EdgeConvBlock",
+    "FiLM",
+    "MassAwareAttention",
+    "fc_head",
+    "fusion_width",
+    "masked_mean",
+    "mlp",
+]
+
+#: Default normalisation (mean, std) of well-known condition parameters in GeV.
+DEFAULT_CONDITION_STATS: dict[str, tuple[float, float]] = {
+    "mHc": (130.0, 20.0),
+    "mA": (90.0, 10.0),
+}
+
+
+class ConditionedModel(nn.Module):
+    """Base of every paratag model: names, class count and condition normalisation.
+
+    Attributes:
+        condition_names: names of the condition parameters, e.g. ``("mHc", "mA")``.
+        n_classes: number of output logits.
+        condition_mean: buffer ``(K,)``; empty for an unconditioned model.
+        condition_std: buffer ``(K,)``; empty for an unconditioned model.
+    """
+
+    condition_mean: Tensor
+    condition_std: Tensor
+
+    def __init__(
+        self,
+        n_classes: int,
+        condition_names: Sequence[str] = (),
+        condition_mean: Sequence[float] = (),
+        condition_std: Sequence[float] = (),
+    ) -> None:
+        super().__init__()
+        if n_classes < 2:
+            raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
+        names = tuple(condition_names)
+        mean, std = _condition_stats(names, tuple(condition_mean), tuple(condition_std))
+        self.n_classes = int(n_classes)
+        self.condition_names: tuple[str, ...] = names
+        self.register_buffer("condition_mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("condition_std", torch.tensor(std, dtype=torch.float32))
+
+    @property
+    def n_conditions(self) -> int:
+        """Number K of condition parameters (0 when unconditioned)."""
+        return len(self.condition_names)
+
+    @property
+    def uses_condition(self) -> bool:
+        """Whether ``forward`` reads ``condition`` (False: it is accepted and ignored)."""
+        return False
+
+    def normalise_condition(self, physical: Tensor) -> Tensor:
+        """Map physical masses ``(N, K)`` (GeV) to the normalised condition of ``forward``."""
+        if physical.shape[-1] != self.n_conditions:
+            raise InvalidValueError(
+                f"condition has {physical.shape[-1]} columns, the model expects "
+                f"{self.n_conditions} {list(self.condition_names)}"
+            )
+        return (physical.to(self.condition_mean.dtype) - self.condition_mean) / self.condition_std
+
+    def denormalise_condition(self, normalised: Tensor) -> Tensor:
+        """Inverse of :meth:`normalise_condition`."""
+        return normalised * self.condition_std + self.condition_mean
+
+    @staticmethod
+    def condition_kwargs(cfg: ModelConfig) -> dict[str, object]:
+        """The constructor arguments of this base class taken from a :class:`ModelConfig`."""
+        return {
+            "n_classes": cfg.n_classes,
+            "condition_names": cfg.condition_names,
+            "condition_mean": cfg.condition_mean,
+            "condition_std": cfg.condition_std,
+        }
+
+
+def _condition_stats(
+    names: tuple[str, ...], mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[list[float], list[float]]:
+    """Resolve per-parameter (mean, std), falling back to :data:`DEFAULT_CONDITION_STATS`."""
+    k = len(names)
+    if len(mean) == k and len(std) == k:
+        if any(s <= 0 for s in std):
+            raise ConfigError(f"condition_std must be positive, got {list(std)}")
+        return [float(m) for m in mean], [float(s) for s in std]
+    if mean or std:
+        raise ConfigError(
+            f"condition_mean/condition_std need {k} values each for {list(names)}, "
+            f"got {list(mean)} and {list(std)}"
+        )
+    unknown = [n for n in names if n not in DEFAULT_CONDITION_STATS]
+    if unknown:
+        raise ConfigError(
+            f"no default normalisation for condition parameter(s) {unknown}; set "
+            f"model.condition_mean and model.condition_std in the config"
+        )
+    return (
+        [DEFAULT_CONDITION_STATS[n][0] for n in names],
+        [DEFAULT_CONDITION_STATS[n][1] for n in names],
+    )
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``x (N, P, C)`` over real particles; ``mask (N, P, 1)``; empty graphs give 0."""
+    counts = mask.sum(dim=1).clamp(min=1.0)
+    return (x * mask).sum(dim=1) / counts
+
+
+def batch_norm_last(bn: nn.Module, x: Tensor) -> Tensor:
+    """Apply ``bn`` over the last axis of ``x`` (any leading shape)."""
+    shape = x.shape
+    return bn(x.reshape(-1, shape[-1])).reshape(shape)
+
+
+def fusion_width(in_dim: int) -> int:
+    """Width of weaver's fusion layer: ``in_dim`` rounded down to 128s, within [128, 1024]."""
+    return int(min(max((in_dim // 128) * 128, 128), 1024))
+
+
+def mlp(dims: Sequence[int], *, final_activation: bool = False) -> nn.Sequential:
+    """``Linear``/``ReLU`` stack through ``dims``, e.g. ``(2, 64, 64)``."""
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        layers.append(nn.Linear(d_in, d_out))
+        if i < len(dims) - 2 or final_activation:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def fc_head(in_dim: int, fc_params: Sequence[tuple[int, float]], n_classes: int) -> nn.Sequential:
+    """ParticleNet's classifier: ``(Linear, ReLU, Dropout)`` per ``(width, drop)``, then Linear."""
+    layers: list[nn.Module] = []
+    for width, drop in fc_params:
+        layers.append(nn.Sequential(nn.Linear(in_dim, width), nn.ReLU(), nn.Dropout(drop)))
+        in_dim = width
+    layers.append(nn.Linear(in_dim, n_classes))
+    return nn.Sequential(*layers)
+
+
+def _folded(linear: nn.Linear, bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """Weight and bias of ``bn(linear(x))`` in eval mode folded into one affine map."""
+    assert bn.running_var is not None and bn.running_mean is not None
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    weight = linear.weight * scale[:, None]
+    bias = bn.bias - bn.running_mean * scale
+    if linear.bias is not None:
+        bias = bias + linear.bias * scale
+    return weight, bias
+
+
+class EdgeConvBlock(nn.Module):
+    """EdgeConv block of ParticleNet (arXiv:1902.08570) over a dense kNN graph.
+
+    Each point ``i`` builds edge features ``[x_i, x_j - x_i]`` for its ``k``
+    nearest real neighbours ``j`` (:func:`paratag.graphs.knn` on ``coords``),
+    applies ``len(out_dims)`` shared ``Linear(no bias)/BatchNorm/ReLU`` layers,
+    averages over the neighbours and adds a (projected) shortcut. Parameters
+    and function are those of weaver's ``EdgeConvBlock``; the first layer is
+    evaluated as ``(W1 - W2) x_i + W2 x_j`` per point before the gather, so
+    no ``(N, P, k, 2C)`` tensor is built. In eval mode the batch norms are
+    folded into the linear layers.
+
+    ``k`` is clamped to ``P - 1`` at call time so clouds with few slots work;
+    an ONNX graph traced at ``P > k`` keeps the full ``k`` and needs ``P > k``.
+
+    Shapes:
+        coords: (N, P, D) channels-last coordinates used for the kNN
+        x: (N, P, C_in) channels-last features (zero at padded slots)
+        mask: (N, P, 1) float, 1 for real particles
+        output: (N, P, out_dims[-1]), zero at padded slots
+    """
+
+    def __init__(self, k: int, in_dim: int, out_dims: Sequence[int]) -> None:
+        super().__init__()
+        if k < 1 or not out_dims:
+            raise ConfigError(f"EdgeConv needs k >= 1 and at least one layer, got {k}, {out_dims}")
+        self.k = int(k)
+        self.in_dim = int(in_dim)
+        dims = [2 * in_dim, *out_dims]
+        self.linears = nn.ModuleList(
+            nn.Linear(d_in, d_out, bias=False)
+            for d_in, d_out in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self.norms = nn.ModuleList(nn.BatchNorm1d(d) for d in out_dims)
+        self.shortcut: nn.Module = nn.Identity()
+        if in_dim != out_dims[-1]:
+            self.shortcut = nn.Sequential(
+                nn.Linear(in_dim, out_dims[-1], bias=False), nn.BatchNorm1d(out_dims[-1])
+            )
+
+    def _layer(self, i: int, h: Tensor) -> Tensor:
+        """Linear + BatchNorm + ReLU of layer ``i > 0`` on ``(M, C)`` rows."""
+        lin, bn = cast(nn.Linear, self.linears[i]), cast(nn.BatchNorm1d, self.norms[i])
+        if self.training:
+            return F.relu(bn(lin(h)), inplace=True)
+        w, b = _folded(lin, bn)
+        return F.relu(F.linear(h, w, b), inplace=True)
+
+    def forward(self, coords: Tensor, x: Tensor, mask: Tensor) -> Tensor:
+        """Apply the block; see the class docstring for shapes."""
+        n, p, c = x.shape
+        # Shape-dependent clamp in eager mode only: a traced graph keeps the full k.
+        k = self.k if torch.jit.is_tracing() else min(self.k, p - 1)
+        with torch.no_grad():
+            idx = knn(coords.transpose(1, 2), mask.transpose(1, 2), k)  # (N, P, k)
+            offset = torch.arange(n, device=x.device).view(-1, 1, 1) * p
+            flat = (idx + offset).reshape(-1)  # (N*P*k,)
+        lin0, bn0 = cast(nn.Linear, self.linears[0]), cast(nn.BatchNorm1d, self.norms[0])
+        if self.training:
+            w, bias = lin0.weight, None
+        else:
+            w, bias = _folded(lin0, bn0)
+        w_self, w_nbr = w[:, :c], w[:, c:]
+        centre = F.linear(x, w_self - w_nbr, bias)  # (N, P, C1)
+        nbr = F.linear(x, w_nbr).reshape(n * p, -1)  # (N*P, C1)
+        h = nbr.index_select(0, flat).view(n, p, k, -1) + centre.unsqueeze(2)
+        h = h.view(n * p * k, -1)
+        h = F.relu(bn0(h), inplace=True) if self.training else F.relu(h, inplace=True)
+        for i in range(1, len(self.linears)):
+            h = self._layer(i, h)
+        h = h.view(n, p, k, -1).mean(dim=2)
+        if isinstance(self.shortcut, nn.Sequential):
+            proj, norm = self.shortcut
+            sc = batch_norm_last(norm, proj(x))
+        else:
+            sc = x
+        return F.relu(h + sc) * mask
+
+
+class FiLM(nn.Module):
+    """Feature-wise linear modulation ``x * (1 + gamma) + beta`` from an embedding.
+
+    The generating layer is zero-initialised (and :meth:`reset_to_identity`
+    zeroes it again), so the modulation starts as exactly the identity.
+
+    Shapes:
+        x: (N, ..., dim); embedding: (N, embed_dim); output: like x
+    """
+
+    def __init__(self, embed_dim: int, dim: int, n_targets: int = 1) -> None:
+        super().__init__()
+        self.dim = int(dim)
+        self.n_targets = int(n_targets)
+        self.generator = nn.Linear(embed_dim, 2 * dim * n_targets)
+        self.reset_to_identity()
+
+    def reset_to_identity(self) -> None:
+        """Make the modulation exactly the identity (gamma = beta = 0)."""
+        nn.init.zeros_(self.generator.weight)
+        nn.init.zeros_(self.generator.bias)
+
+    def parameters_for(self, embedding: Tensor) -> tuple[Tensor, Tensor]:
+        """``(1 + gamma, beta)``, each ``(N, n_targets, dim)``."""
+        g = self.generator(embedding).view(embedding.shape[0], self.n_targets, 2, self.dim)
+        return 1.0 + g[:, :, 0], g[:, :, 1]
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        """Modulate ``x`` (single target) by the embedding."""
+        scale, shift = self.parameters_for(embedding)
+        extra = x.dim() - 2
+        view = (x.shape[0],) + (1,) * extra + (self.dim,)
+        return x * scale[:, 0].reshape(view) + shift[:, 0].reshape(view)
+
+
+class MassAwareAttention(nn.Module):
+    """Residual multi-head self-attention over particles modulated by a mass embedding.
+
+    ``x + W_o attn(FiLM_q(q), FiLM_k(k), FiLM_v(v))`` with ``q, k, v`` from a
+    layer-normalised ``x``. The FiLM scale and shift of the queries, keys and
+    values come from the condition embedding; padded particles are masked out
+    as keys (they receive no attention) and their outputs are zeroed. The
+    output projection is zero-initialised, so a fresh block is the identity.
+
+    Shapes:
+        x: (N, P, dim); mask: (N, P, 1); embedding: (N, embed_dim); output: (N, P, dim)
+    """
+
+    def __init__(self, dim: int, embed_dim: int, n_heads: int = 4) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ConfigError(
+                f"attention width {dim} is not divisible by attention_heads={n_heads}; "
+                f"choose a head count that divides every EdgeConv output width"
+            )
+        self.dim, self.n_heads = int(dim), int(n_heads)
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.modulation = FiLM(embed_dim, dim, n_targets=3)
+        self.out_proj = nn.Linear(dim, dim)
+        self.reset_output_to_identity()
+
+    def reset_output_to_identity(self) -> None:
+        """Zero the output projection so the residual branch contributes nothing."""
+        nn.init.zeros_(self.out_proj.weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: Tensor, mask: Tensor, embedding: Tensor) -> Tensor:
+        """Apply the block; see the class docstring for shapes."""
+        n, p, _ = x.shape
+        d, h = self.dim, self.n_heads
+        hd = d // h
+        qkv = self.qkv(self.norm(x)).view(n, p, 3, d)
+        scale, shift = self.modulation.parameters_for(embedding)  # (N, 3, d) each
+        qkv = qkv * scale.unsqueeze(1) + shift.unsqueeze(1)
+        q, k, v = (qkv[:, :, i].reshape(n, p, h, hd).transpose(1, 2) for i in range(3))
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(hd))  # (N, H, P, P)
+        key_bias = (mask.transpose(1, 2).unsqueeze(1) - 1.0) * 1e9  # (N, 1, 1, P)
+        attn = torch.softmax(scores + key_bias, dim=-1)
+        out = torch.matmul(attn, v).transpose(1, 2).reshape(n, p, d)
+        return (x + self.out_proj(out)) * mask

@@ -1,0 +1,260 @@
+"""ParametricParticleNet: a ParticleNet whose computation depends on the mass hypothesis.
+
+The condition vector (normalised masses, e.g. ``(mHc, mA)``) enters four times:
+
+1. a mass encoder MLP embeds it;
+2. after every EdgeConv block a :class:`~paratag.models.layers.MassAwareAttention`
+   (multi-head attention over real particles) whose queries, keys and values
+   are FiLM-modulated by the embedding;
+3. the pooled jet representation is FiLM-modulated before the head;
+4. the condition itself is added to the first head layer (a separate
+   ``Linear(K, width)``, equivalent to concatenating it to the head input as
+   in the classic parametric network of Baldi et al., arXiv:1601.07913).
+
+Stage-1 per-mass models and the stage-3 joint model are the same class, so
+their state dicts align. :meth:`ParametricParticleNet.reset_condition_modules_to_identity`
+makes every condition pathway exactly inert (the stage-2 initialisation), and
+:meth:`ParametricParticleNet.condition_parameter_names` lists the parameters
+that belong to those pathways.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, cast
+
+import torch
+from torch import Tensor, nn
+
+from paratag.config import ModelConfig
+from paratag.errors import ConfigError, InvalidValueError
+from paratag.models.layers import (
+    ConditionedModel,
+    EdgeConvBlock,
+    FiLM,
+    MassAwareAttention,
+    batch_norm_last,
+    fusion_width,
+    masked_mean,
+    mlp,
+)
+from paratag.models.registry import register, resolve_options
+
+__all__ = ["PARAMETRIC_PRESETS", "ParametricOptions", "ParametricParticleNet"]
+
+_BACKBONES: dict[str, dict[str, Any]] = {
+    "particlenet": {
+        "conv_params": [[16, [64, 64, 64]], [16, [128, 128, 128]], [16, [256, 256, 256]]],
+        "fc_params": [[256, 0.1]],
+        "use_fusion": False,
+    },
+    "particlenet_lite": {
+        "conv_params": [[7, [32, 32, 32]], [7, [64, 64, 64]]],
+        "fc_params": [[128, 0.1]],
+        "use_fusion": False,
+    },
+}
+#: Presets: the paper's ParticleNet backbones with the default conditioning blocks.
+PARAMETRIC_PRESETS: dict[str, dict[str, Any]] = _BACKBONES
+
+#: Name prefixes of the condition-specific submodules.
+CONDITION_MODULE_PREFIXES: tuple[str, ...] = (
+    "mass_encoder.",
+    "attention.",
+    "pooled_film.",
+    "head_condition.",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParametricOptions:
+    """Hyperparameters of :class:`ParametricParticleNet` (``ModelConfig.options``).
+
+    Attributes:
+        conv_params: one ``(k, widths)`` per EdgeConv block.
+        fc_params: one ``(width, dropout)`` per hidden fully connected layer (at least one).
+        use_fusion: add weaver's fusion layer over all block outputs.
+        use_fts_bn: batch-normalise the input features.
+        encoder_dims: hidden widths of the mass encoder MLP.
+        embed_dim: width of the mass embedding.
+        attention_heads: heads of every mass-aware attention block (must divide its width).
+    """
+
+    conv_params: tuple[tuple[int, tuple[int, ...]], ...] = ((7, (32, 32, 32)), (7, (64, 64, 64)))
+    fc_params: tuple[tuple[int, float], ...] = ((128, 0.1),)
+    use_fusion: bool = True
+    use_fts_bn: bool = True
+    encoder_dims: tuple[int, ...] = (64,)
+    embed_dim: int = 64
+    attention_heads: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.conv_params or not self.fc_params:
+            raise ConfigError(
+                "ParametricOptions needs at least one EdgeConv block (conv_params) and one "
+                "hidden head layer (fc_params)"
+            )
+        if self.embed_dim < 1 or self.attention_heads < 1 or min(self.encoder_dims, default=1) < 1:
+            raise ConfigError(
+                f"ParametricOptions: embed_dim={self.embed_dim}, attention_heads="
+                f"{self.attention_heads} and encoder_dims={list(self.encoder_dims)} must be positive"
+            )
+        for _, widths in self.conv_params:
+            if widths[-1] % self.attention_heads:
+                raise ConfigError(
+                    f"ParametricOptions: EdgeConv width {widths[-1]} is not divisible by "
+                    f"attention_heads={self.attention_heads}"
+                )
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> ParametricOptions:
+        """Build from ``ModelConfig.options``, expanding ``preset``."""
+        return resolve_options(cls, options, PARAMETRIC_PRESETS)
+
+
+@register("parametric_particlenet")
+class ParametricParticleNet(ConditionedModel):
+    """Mass-conditioned ParticleNet with mass-aware attention and FiLM.
+
+    ``forward`` takes the *normalised* condition; use
+    :meth:`normalise_condition` on physical masses (GeV) first.
+
+    Shapes:
+        points: (N, point_dims, P)
+        features: (N, feature_dims, P)
+        mask: (N, 1, P) float32, 1 for real particles
+        condition: (N, K) normalised condition parameters (required)
+        output: (N, n_classes) logits
+    """
+
+    def __init__(
+        self,
+        point_dims: int,
+        feature_dims: int,
+        n_classes: int = 2,
+        options: ParametricOptions | None = None,
+        condition_names: tuple[str, ...] = ("mHc", "mA"),
+        condition_mean: tuple[float, ...] = (),
+        condition_std: tuple[float, ...] = (),
+    ) -> None:
+        super().__init__(n_classes, condition_names, condition_mean, condition_std)
+        if not self.condition_names:
+            raise ConfigError(
+                "parametric_particlenet needs condition parameters: set model.condition_names, "
+                "e.g. [mHc, mA]"
+            )
+        opts = options or ParametricOptions()
+        self.options = opts
+        self.point_dims, self.feature_dims, self.sv_dims = int(point_dims), int(feature_dims), 0
+        k_dim = self.n_conditions
+        self.mass_encoder = mlp((k_dim, *opts.encoder_dims, opts.embed_dim), final_activation=True)
+        self.bn_fts: nn.Module = nn.BatchNorm1d(feature_dims) if opts.use_fts_bn else nn.Identity()
+        blocks, attention, in_dim = [], [], feature_dims
+        for k, widths in opts.conv_params:
+            blocks.append(EdgeConvBlock(k, in_dim, widths))
+            attention.append(MassAwareAttention(widths[-1], opts.embed_dim, opts.attention_heads))
+            in_dim = widths[-1]
+        self.edge_convs = nn.ModuleList(blocks)
+        self.attention = nn.ModuleList(attention)
+        self.fusion: nn.Module = nn.Identity()
+        if opts.use_fusion:
+            cat_dim = sum(w[-1] for _, w in opts.conv_params)
+            in_dim = fusion_width(cat_dim)
+            self.fusion = nn.Sequential(
+                nn.Linear(cat_dim, in_dim, bias=False), nn.BatchNorm1d(in_dim), nn.ReLU()
+            )
+        self.pooled_film = FiLM(opts.embed_dim, in_dim)
+        width0, drop0 = opts.fc_params[0]
+        self.head_input = nn.Linear(in_dim, width0)
+        self.head_condition = nn.Linear(k_dim, width0, bias=False)
+        layers: list[nn.Module] = [nn.ReLU(), nn.Dropout(drop0)]
+        for width, drop in opts.fc_params[1:]:
+            layers.append(nn.Sequential(nn.Linear(width0, width), nn.ReLU(), nn.Dropout(drop)))
+            width0 = width
+        layers.append(nn.Linear(width0, n_classes))
+        self.head = nn.Sequential(*layers)
+
+    @property
+    def uses_condition(self) -> bool:
+        """The condition is a required input."""
+        return True
+
+    @classmethod
+    def from_config(
+        cls, cfg: ModelConfig, *, point_dims: int, feature_dims: int, sv_dims: int = 0
+    ) -> ParametricParticleNet:
+        """Build from a :class:`ModelConfig` (``sv_dims`` must be 0: no SV input)."""
+        if sv_dims:
+            raise ConfigError(
+                f"model {cfg.name!r} takes no secondary-vertex input (sv_dims={sv_dims})"
+            )
+        return cls(
+            point_dims,
+            feature_dims,
+            options=ParametricOptions.from_options(cfg.options),
+            **ConditionedModel.condition_kwargs(cfg),  # type: ignore[arg-type]
+        )
+
+    def condition_parameter_names(self) -> list[str]:
+        """Names (as in ``named_parameters``) of the condition-specific parameters.
+
+        These are the mass encoder, the attention FiLM generators, the pooled
+        FiLM generator and the head's condition input.
+        """
+        return [
+            name
+            for name, _ in self.named_parameters()
+            if name.startswith(CONDITION_MODULE_PREFIXES[0])
+            or (name.startswith(CONDITION_MODULE_PREFIXES[1]) and ".modulation." in name)
+            or name.startswith(CONDITION_MODULE_PREFIXES[2:])
+        ]
+
+    @torch.no_grad()
+    def reset_condition_modules_to_identity(self, *, attention_output: bool = False) -> None:
+        """Make every condition pathway exactly inert (stage-2 initialisation).
+
+        Zeroes the FiLM generators (``gamma = beta = 0``: identity modulation of
+        the attention's Q/K/V and of the pooled representation) and the head's
+        condition input; afterwards the output does not depend on the condition.
+        The mass encoder keeps its weights (its output then feeds only zeros).
+        With ``attention_output=True`` the attention output projections are
+        zeroed too, so every attention block is the identity.
+        """
+        for module in self.attention:
+            block = cast(MassAwareAttention, module)
+            block.modulation.reset_to_identity()
+            if attention_output:
+                block.reset_output_to_identity()
+        self.pooled_film.reset_to_identity()
+        nn.init.zeros_(self.head_condition.weight)
+
+    def embed(self, points: Tensor, features: Tensor, mask: Tensor, condition: Tensor) -> Tensor:
+        """Pooled, condition-modulated jet representation ``(N, C)`` before the head."""
+        emb = self.mass_encoder(condition)
+        m = mask.transpose(1, 2)  # (N, P, 1)
+        pts = points.transpose(1, 2) * m
+        x = features.transpose(1, 2) * m
+        if isinstance(self.bn_fts, nn.BatchNorm1d):
+            x = batch_norm_last(self.bn_fts, x) * m
+        outputs = []
+        for i, (conv, attn) in enumerate(zip(self.edge_convs, self.attention, strict=True)):
+            x = conv(pts if i == 0 else x, x, m)
+            x = attn(x, m, emb)
+            outputs.append(x)
+        if isinstance(self.fusion, nn.Sequential):
+            lin, bn, act = self.fusion
+            x = act(batch_norm_last(bn, lin(torch.cat(outputs, dim=-1)))) * m
+        return self.pooled_film(masked_mean(x, m), emb)  # type: ignore[no-any-return]
+
+    def forward(
+        self, points: Tensor, features: Tensor, mask: Tensor, condition: Tensor | None = None
+    ) -> Tensor:
+        """Logits ``(N, n_classes)`` for the normalised ``condition`` ``(N, K)``."""
+        if condition is None:
+            raise InvalidValueError(
+                f"ParametricParticleNet needs a condition {list(self.condition_names)}: pass "
+                f"model.normalise_condition(masses) as the 4th argument"
+            )
+        pooled = self.embed(points, features, mask, condition)
+        h = self.head_input(pooled) + self.head_condition(condition)
+        return self.head(h)  # type: ignore[no-any-return]

@@ -1,0 +1,514 @@
+"""Point-cloud presets: which collections become which padded inputs, as data.
+
+A preset is a YAML file (see ``paratag/preset_files/``): the built-in ``jet``
+preset takes AK8 ``FatJet`` with their PF candidates and secondary vertices
+through the PFNano link tables; ``event`` takes the muons, electrons, jets and
+MET of an event as one cloud. A new analysis writes its own YAML and passes its
+path wherever a preset name is accepted; no Python changes.
+
+:func:`build_inputs` is the single awkward → padded function shared by
+GraphBuilder (training) and Tagger (inference).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import awkward as ak
+import numpy as np
+
+from paratag.config import from_dict, read_mapping
+from paratag.errors import ConfigError, InvalidValueError, MissingBranchError, SchemaError
+from paratag.features import FeatureSpec, apply_preprocessing, evaluate, parse, referenced_names
+from paratag.graphs import PaddedCloud, pad_cloud
+
+__all__ = [
+    "CloudSpec",
+    "GraphInputs",
+    "Preset",
+    "SourceSpec",
+    "build_inputs",
+    "builtin_presets",
+    "load_preset",
+]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One collection that contributes constituents to a cloud.
+
+    Attributes:
+        collection: NanoAOD collection name, e.g. ``PFCands`` or ``Muon``.
+        link: PFNano link table that assigns constituents to objects
+            (``FatJetPFCands``); jet presets only.
+        link_object_index: link-table field holding the object index.
+        link_target_index: link-table field holding the constituent index; empty
+            when the link table itself is the constituent collection (``FatJetSVs``).
+        fields: alias → expression; when given, the cloud sees exactly these
+            names (plus ``type``), which lets several collections share one cloud.
+        selection: expression; constituents where it is zero are dropped.
+        type_id: value of the ``type`` alias for this source.
+    """
+
+    collection: str
+    link: str = ""
+    link_object_index: str = "jetIdx"
+    link_target_index: str = "pFCandsIdx"
+    fields: dict[str, str] = field(default_factory=dict)
+    selection: str = ""
+    type_id: int = 0
+
+
+@dataclass(frozen=True)
+class CloudSpec:
+    """One padded point cloud: coordinates, features, length and ordering."""
+
+    name: str
+    sources: tuple[SourceSpec, ...]
+    points: tuple[FeatureSpec, ...]
+    features: tuple[FeatureSpec, ...]
+    max_length: int = 100
+    sort_by: str = "pt"
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ConfigError(f"cloud {self.name!r}: needs at least one source")
+        if self.max_length <= 0:
+            raise ConfigError(f"cloud {self.name!r}: max_length must be > 0")
+        if len(self.sources) > 1 and any(not s.fields for s in self.sources):
+            raise ConfigError(
+                f"cloud {self.name!r}: several sources need `fields` aliases on every source"
+            )
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of clouds built per object (``jet``) or per event (``event``)."""
+
+    name: str
+    kind: Literal["jet", "event"]
+    clouds: tuple[CloudSpec, ...]
+    object: str = ""
+    selection: str = ""
+    spectators: dict[str, str] = field(default_factory=dict)
+    weight: str = "event.genWeight"
+
+    def __post_init__(self) -> None:
+        if self.kind == "jet" and not self.object:
+            raise ConfigError(f"preset {self.name!r}: kind 'jet' needs `object` (e.g. FatJet)")
+        for expr in [self.selection, *self.spectators.values()]:
+            if expr:
+                parse(expr)
+
+    def cloud(self, name: str) -> CloudSpec:
+        """The cloud called ``name``."""
+        for c in self.clouds:
+            if c.name == name:
+                return c
+        raise ConfigError(f"preset {self.name!r} has no cloud {name!r}")
+
+    def with_lengths(self, **lengths: int) -> Preset:
+        """A copy with other ``max_length`` per cloud, e.g. ``with_lengths(pf=50)``."""
+        clouds = tuple(
+            dataclasses.replace(c, max_length=lengths.get(c.name, c.max_length))
+            for c in self.clouds
+        )
+        return dataclasses.replace(self, clouds=clouds)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-serialisable form (round-trips through :func:`load_preset`)."""
+        from paratag.config import to_dict
+
+        return to_dict(self)
+
+    def branches(self) -> set[str]:
+        """NanoAOD branch names this preset reads (for column-usage checks)."""
+        out: set[str] = set()
+        obj = self.object
+        exprs_graph = [self.selection, *self.spectators.values(), self.weight]
+        for cloud in self.clouds:
+            for src in cloud.sources:
+                names: set[str] = set()
+                if src.fields:
+                    for e in src.fields.values():
+                        names |= referenced_names(e)
+                    if src.selection:
+                        names |= referenced_names(src.selection)
+                else:
+                    for spec in (*cloud.points, *cloud.features):
+                        names |= referenced_names(spec.expr)
+                    names |= referenced_names(cloud.sort_by)
+                    if src.selection:
+                        names |= referenced_names(src.selection)
+                for n in names:
+                    if n.startswith("jet."):
+                        out.add(f"{obj}_{n[4:]}")
+                    elif n.startswith("link."):
+                        out.add(f"{src.link}_{n[5:]}")
+                    elif n.startswith("event."):
+                        exprs_graph.append(n)
+                    elif n != "type":
+                        out.add(f"{src.collection}_{n}")
+                if src.link:
+                    out |= {f"{src.link}_{src.link_object_index}"}
+                    if src.link_target_index:
+                        out.add(f"{src.link}_{src.link_target_index}")
+            if not cloud.sources[0].fields:
+                for spec in (*cloud.points, *cloud.features):
+                    exprs_graph.append(spec.expr)
+        for e in exprs_graph:
+            if not e:
+                continue
+            for n in referenced_names(e):
+                if n.startswith("jet."):
+                    out.add(f"{obj}_{n[4:]}")
+                elif n.startswith("event."):
+                    out.add(n[6:].replace(".", "_"))
+        return out
+
+
+def builtin_presets() -> list[str]:
+    """Names of the presets shipped with paratag."""
+    files = resources.files("paratag") / "preset_files"
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+@lru_cache(maxsize=32)
+def _load_cached(name: str) -> Preset:
+    path: Any
+    if name in builtin_presets():
+        path = resources.files("paratag") / "preset_files" / f"{name}.yaml"
+        with resources.as_file(path) as real:
+            data = read_mapping(real)
+    elif Path(name).suffix in (".yaml", ".yml", ".json"):
+        data = read_mapping(name)
+    else:
+        raise ConfigError(
+            f"unknown preset {name!r}; use one of {builtin_presets()} or a path to a preset YAML"
+        )
+    return from_dict(Preset, data, where=f"preset {name!r}")
+
+
+def load_preset(preset: str | Path | Mapping[str, Any] | Preset) -> Preset:
+    """Load a preset by built-in name, YAML path, mapping or pass one through."""
+    if isinstance(preset, Preset):
+        return preset
+    if isinstance(preset, Mapping):
+        return from_dict(Preset, preset, where="preset")
+    return _load_cached(str(preset))
+
+
+@dataclass(frozen=True)
+class GraphInputs:
+    """Padded inputs for one chunk, plus per-graph bookkeeping.
+
+    Attributes:
+        clouds: cloud name → padded arrays.
+        event_index: (N,) index of each graph's event inside the chunk.
+        spectators: name → (N,) float64 per-graph values.
+        weight: (N,) float64 per-graph event weight (1 when the weight branch is absent).
+        n_candidates: graphs before the selection (objects or events).
+    """
+
+    clouds: dict[str, PaddedCloud]
+    event_index: np.ndarray
+    spectators: dict[str, np.ndarray]
+    weight: np.ndarray
+    n_candidates: int
+
+    def __len__(self) -> int:
+        return int(self.event_index.shape[0])
+
+
+def _source_name(events: Any) -> str:
+    meta = getattr(events, "metadata", None) or {}
+    return str(meta.get("filename", "<events>"))
+
+
+def _get(events: Any, path: str, where: str, owner: str = "") -> Any:
+    """Follow an attribute path on NanoEvents (or on collection ``owner``).
+
+    Raises SchemaError for a missing top-level collection and
+    MissingBranchError (naming ``Collection_field``) for a missing field.
+    """
+    obj = events
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        fields = list(getattr(obj, "fields", []) or [])
+        if part not in fields:
+            branch = "_".join(([owner] if owner else []) + parts[: i + 1])
+            if i == 0 and not owner:
+                raise SchemaError(
+                    f"{where}: collection or branch {branch!r} is missing -- is this NanoAOD/PFNano? "
+                    f"The preset needs {path!r}; pick another preset or produce the branch."
+                )
+            raise MissingBranchError(
+                branch,
+                where,
+                "the preset reads it; produce it in your NanoAOD or use a preset without it",
+            )
+        obj = obj[part]
+    return obj
+
+
+def _flat(array: Any, what: str, where: str) -> np.ndarray:
+    """Flatten a (jagged) awkward array to numpy, rejecting missing values."""
+    arr = ak.flatten(array, axis=None) if array.ndim > 1 else array
+    if isinstance(ak.type(arr).content, ak.types.OptionType):
+        if ak.any(ak.is_none(arr)):
+            raise InvalidValueError(f"{where}: {what} has missing (None) entries")
+        arr = ak.fill_none(arr, 0)
+    return np.asarray(ak.to_numpy(arr))
+
+
+class _Chunk:
+    """Flat views of one chunk of events, computed once and reused across clouds."""
+
+    def __init__(self, events: Any, preset: Preset) -> None:
+        self.events = events
+        self.preset = preset
+        self.where = _source_name(events)
+        self.n_events = len(events)
+        self._cache: dict[str, np.ndarray] = {}
+        if preset.kind == "jet":
+            objs = _get(events, preset.object, self.where)
+            self.obj_counts = np.asarray(ak.num(objs, axis=1), dtype=np.int64)
+            self.obj_event = np.repeat(np.arange(self.n_events), self.obj_counts)
+            self.n_objects = int(self.obj_counts.sum())
+        else:
+            self.obj_counts = np.ones(self.n_events, dtype=np.int64)
+            self.obj_event = np.arange(self.n_events)
+            self.n_objects = self.n_events
+
+    def event_value(self, path: str) -> np.ndarray:
+        key = "event." + path
+        if key not in self._cache:
+            self._cache[key] = _flat(_get(self.events, path, self.where), path, self.where)
+        return self._cache[key]
+
+    def object_value(self, name: str) -> np.ndarray:
+        key = "jet." + name
+        if key not in self._cache:
+            col = _get(self.events, self.preset.object, self.where)
+            self._cache[key] = _flat(
+                _get(col, name, self.where, self.preset.object),
+                f"{self.preset.object}_{name}",
+                self.where,
+            )
+        return self._cache[key]
+
+    def graph_resolver(self, selected: np.ndarray):
+        """Resolver for per-graph expressions over the selected objects/events."""
+
+        def resolve(name: str) -> np.ndarray:
+            if name.startswith("jet.") and self.preset.kind == "jet":
+                return self.object_value(name[4:])[selected]
+            if name.startswith("event."):
+                return self.event_value(name[6:])[self.obj_event[selected]]
+            raise ConfigError(
+                f"preset {self.preset.name!r}: {name!r} is not available per graph; "
+                "use jet.<field> or event.<branch>"
+            )
+
+        return resolve
+
+
+def _group_source(chunk: _Chunk, src: SourceSpec, graph_of_object: np.ndarray):
+    """Return (graph id, collection-flat index, link-flat index) of each constituent."""
+    events, where = chunk.events, chunk.where
+    coll = _get(events, src.collection, where)
+    if coll.ndim == 1:  # singleton per event (MET): one constituent per event
+        coll_counts = np.ones(chunk.n_events, dtype=np.int64)
+    else:
+        coll_counts = np.asarray(ak.num(coll, axis=1), dtype=np.int64)
+    coll_offsets = np.cumsum(coll_counts) - coll_counts
+    if chunk.preset.kind == "event":
+        idx = np.arange(int(coll_counts.sum()), dtype=np.int64)
+        graph = np.repeat(graph_of_object, coll_counts)
+        return graph, idx, idx
+    if not src.link:
+        raise ConfigError(f"preset {chunk.preset.name!r}: source {src.collection!r} needs `link`")
+    link = _get(events, src.link, where)
+    obj_idx = _flat(
+        _get(link, src.link_object_index, where, src.link),
+        f"{src.link}_{src.link_object_index}",
+        where,
+    )
+    link_counts = np.asarray(ak.num(link, axis=1), dtype=np.int64)
+    link_event = np.repeat(np.arange(chunk.n_events), link_counts)
+    link_idx = np.arange(len(obj_idx), dtype=np.int64)
+    if src.link_target_index:
+        tgt_idx = _flat(
+            _get(link, src.link_target_index, where, src.link),
+            f"{src.link}_{src.link_target_index}",
+            where,
+        )
+        # PFNano writes -1 for link entries whose target was not stored (e.g. an SV
+        # failing the SV collection's cuts): those entries have no constituent.
+        stored = tgt_idx >= 0
+        obj_idx, tgt_idx, link_event, link_idx = (
+            obj_idx[stored],
+            tgt_idx[stored],
+            link_event[stored],
+            link_idx[stored],
+        )
+    else:  # the link table is itself the constituent collection (FatJetSVs)
+        tgt_idx = link_idx - (np.cumsum(link_counts) - link_counts)[link_event]
+        coll_counts, coll_offsets = link_counts, np.cumsum(link_counts) - link_counts
+    bad_obj = (obj_idx < 0) | (obj_idx >= chunk.obj_counts[link_event])
+    bad_tgt = tgt_idx >= coll_counts[link_event]
+    if bad_obj.any() or bad_tgt.any():
+        which = src.link_object_index if bad_obj.any() else src.link_target_index
+        ev = int(link_event[np.argmax(bad_obj | bad_tgt)])
+        raise InvalidValueError(
+            f"{where}: {src.link}_{which} points outside its collection in event {ev} of the "
+            "chunk; the link table and the collections disagree (corrupt or inconsistent file)"
+        )
+    obj_offsets = np.cumsum(chunk.obj_counts) - chunk.obj_counts
+    global_obj = obj_offsets[link_event] + obj_idx
+    graph = graph_of_object[global_obj]
+    coll_idx = coll_offsets[link_event] + tgt_idx
+    return graph, coll_idx, link_idx
+
+
+class _SourceView:
+    """Lazily resolved per-constituent values of one source of a cloud."""
+
+    def __init__(
+        self, chunk: _Chunk, src: SourceSpec, graph_of_object: np.ndarray, selected: np.ndarray
+    ) -> None:
+        self.chunk, self.src, self.selected = chunk, src, selected
+        graph, coll_idx, link_idx = _group_source(chunk, src, graph_of_object)
+        keep = graph >= 0
+        self._set(graph[keep], coll_idx[keep], link_idx[keep])
+        if src.selection:
+            sel = np.broadcast_to(evaluate(src.selection, self.raw), self.graph.shape) != 0
+            self._set(self.graph[sel], self.coll_idx[sel], self.link_idx[sel])
+
+    def _set(self, graph: np.ndarray, coll_idx: np.ndarray, link_idx: np.ndarray) -> None:
+        self.graph, self.coll_idx, self.link_idx = graph, coll_idx, link_idx
+        self._cache: dict[str, np.ndarray] = {}
+
+    def raw(self, name: str) -> np.ndarray:
+        """Value of a bare, ``link.``, ``jet.`` or ``event.`` name per constituent."""
+        if name in self._cache:
+            return self._cache[name]
+        chunk, src = self.chunk, self.src
+        if name.startswith(("jet.", "event.")):
+            val = chunk.graph_resolver(self.selected)(name)[self.graph]
+        elif name == "type":
+            val = np.full(len(self.graph), src.type_id, dtype=np.float64)
+        else:
+            is_link = name.startswith("link.")
+            table, field_name = (src.link, name[5:]) if is_link else (src.collection, name)
+            coll = _get(chunk.events, table, chunk.where)
+            vals = _flat(
+                _get(coll, field_name, chunk.where, table), f"{table}_{field_name}", chunk.where
+            )
+            val = vals[self.link_idx if is_link else self.coll_idx]
+        self._cache[name] = val
+        return val
+
+    def resolve(self, name: str) -> np.ndarray:
+        """Value of a name as the cloud's expressions see it (aliases when declared)."""
+        if not self.src.fields:
+            return self.raw(name)
+        aliases = {"type": str(self.src.type_id), **self.src.fields}
+        if name not in aliases:
+            raise ConfigError(
+                f"source {self.src.collection!r}: {name!r} is not one of its aliases {sorted(aliases)}"
+            )
+        val = evaluate(aliases[name], self.raw)
+        return np.broadcast_to(np.asarray(val, dtype=np.float64), self.graph.shape)
+
+
+def _build_cloud(
+    chunk: _Chunk,
+    cloud: CloudSpec,
+    graph_of_object: np.ndarray,
+    n_graphs: int,
+    selected: np.ndarray,
+) -> PaddedCloud:
+    views = [_SourceView(chunk, src, graph_of_object, selected) for src in cloud.sources]
+    per_source = [(v.graph, v.resolve) for v in views]
+    graph = np.concatenate([g for g, _ in per_source]) if per_source else np.zeros(0, np.int64)
+    order = np.argsort(graph, kind="stable")
+    counts = np.bincount(graph, minlength=n_graphs).astype(np.int64)
+
+    def rows(exprs: list[str]) -> np.ndarray:
+        out = np.zeros((len(exprs), len(graph)), dtype=np.float64)
+        for i, expr in enumerate(exprs):
+            parts = [
+                np.broadcast_to(np.asarray(evaluate(expr, r), np.float64), g.shape)
+                for g, r in per_source
+            ]
+            out[i] = np.concatenate(parts) if parts else np.zeros(0)
+        return out[:, order]
+
+    raw_points = rows([s.expr for s in cloud.points])
+    raw_features = rows([s.expr for s in cloud.features])
+    key = rows([cloud.sort_by])[0]
+    points = apply_preprocessing(raw_points, cloud.points)
+    features = apply_preprocessing(raw_features, cloud.features)
+    pads = np.array([s.pad for s in cloud.features], dtype=np.float32)
+    return pad_cloud(points, features, counts, cloud.max_length, sort_key=key, pad_values=pads)
+
+
+def build_inputs(events: Any, preset: str | Preset, selection: str | None = None) -> GraphInputs:
+    """Turn a chunk of NanoEvents into padded inputs for every cloud of ``preset``.
+
+    Args:
+        events: coffea NanoEvents (eager or virtual) or any awkward record array
+            with NanoAOD-style collections.
+        preset: preset name, YAML path or :class:`Preset`.
+        selection: per-graph expression overriding the preset's selection
+            (e.g. ``"gt(jet.pt, 300)"``); ``""`` disables it.
+
+    Returns:
+        The padded clouds with event index, spectators and weights per graph.
+    """
+    preset = load_preset(preset)
+    chunk = _Chunk(events, preset)
+    all_graphs = np.arange(chunk.n_objects)
+    sel_expr = preset.selection if selection is None else selection
+    if sel_expr and chunk.n_objects:
+        passed = (
+            np.broadcast_to(evaluate(sel_expr, chunk.graph_resolver(all_graphs)), all_graphs.shape)
+            != 0
+        )
+    else:
+        passed = np.ones(chunk.n_objects, dtype=bool)
+    selected = np.flatnonzero(passed)
+    graph_of_object = np.full(chunk.n_objects, -1, dtype=np.int64)
+    graph_of_object[selected] = np.arange(len(selected))
+    clouds = {
+        c.name: _build_cloud(chunk, c, graph_of_object, len(selected), selected)
+        for c in preset.clouds
+    }
+    resolve = chunk.graph_resolver(selected)
+    spectators = {
+        name: np.broadcast_to(
+            np.asarray(evaluate(expr, resolve), np.float64), selected.shape
+        ).copy()
+        for name, expr in preset.spectators.items()
+    }
+    weight = np.ones(len(selected), dtype=np.float64)
+    # Collision data has no genWeight: every event counts once. Any other missing
+    # weight branch is an error (a typo must not silently give unit weights).
+    is_data = referenced_names(preset.weight or "0") == {"event.genWeight"} and "genWeight" not in (
+        getattr(events, "fields", None) or []
+    )
+    if preset.weight and not is_data:
+        weight = np.broadcast_to(
+            np.asarray(evaluate(preset.weight, resolve), np.float64), selected.shape
+        ).copy()
+    for name, arr in [*spectators.items(), ("weight", weight)]:
+        if not np.all(np.isfinite(arr)):
+            raise InvalidValueError(f"{chunk.where}: {name} has NaN or inf values")
+    return GraphInputs(clouds, chunk.obj_event[selected], spectators, weight, chunk.n_objects)

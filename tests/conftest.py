@@ -1,0 +1,49 @@
+"""Shared fixtures: the real CMS fixtures and small files made from them."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+PFNANO = DATA / "pfnano.root"
+NANO_DY = DATA / "nano_dy.root"
+
+
+@pytest.fixture(scope="session")
+def pfnano_path() -> Path:
+    """Real CMS PFNano file (10 events, 24 AK8 jets) from coffea's test samples."""
+    return PFNANO
+
+
+@pytest.fixture(scope="session")
+def nano_dy_path() -> Path:
+    """Real CMS NanoAOD Drell-Yan file (40 events, no PF candidates)."""
+    return NANO_DY
+
+
+@pytest.fixture()
+def pfnano_copy(tmp_path: Path) -> Path:
+    """A writable copy of the PFNano fixture."""
+    dst = tmp_path / "pfnano.root"
+    shutil.copy(PFNANO, dst)
+    dst.chmod(0o644)
+    return dst
+
+
+@functools.lru_cache(maxsize=16)
+def load_events(path: Path, schema: str = "nanoaod", entry_stop: int | None = None):
+    """Eager NanoEvents of a file (cached), with the filename in the metadata like coffea's Runner."""
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory, PFNanoAODSchema
+
+    schemaclass = {"nanoaod": NanoAODSchema, "pfnanoaod": PFNanoAODSchema}[schema]
+    return NanoEventsFactory.from_root(
+        {str(path): "Events"},
+        schemaclass=schemaclass,
+        mode="eager",
+        entry_stop=entry_stop,
+        metadata={"filename": str(path), "dataset": "test"},
+    ).events()

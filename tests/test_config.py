@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from dataclasses import FrozenInstanceError
+
+import pytest
+
+from paratag.config import GraphConfig, ModelConfig, dump, from_dict, load, to_dict
+from paratag.errors import ConfigError, ParatagError
+
+
+def test_round_trip_yaml_and_json(tmp_path):
+    cfg = ModelConfig(
+        name="parametric_particlenet",
+        n_classes=4,
+        condition_names=("mHc", "mA"),
+        condition_mean=(130.0, 90.0),
+        condition_std=(20.0, 10.0),
+        options={"k": 8},
+    )
+    for suffix in (".yaml", ".json"):
+        path = dump(cfg, tmp_path / f"model{suffix}")
+        assert load(ModelConfig, path) == cfg
+
+
+def test_frozen():
+    cfg = GraphConfig()
+    with pytest.raises(FrozenInstanceError):
+        cfg.max_particles = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"max_partcles": 10}, "unknown key.*max_partcles"),
+        ({"max_particles": "many"}, "max_particles: expected an integer"),
+        ({"max_particles": -1}, "max_particles must be > 0"),
+        ({"max_particles": True}, "expected an integer"),
+    ],
+)
+def test_invalid_graph_config(data, match):
+    with pytest.raises(ConfigError, match=match):
+        from_dict(GraphConfig, data)
+
+
+def test_model_config_checks_condition_lengths():
+    with pytest.raises(ConfigError, match="condition_mean/std need 2 values"):
+        ModelConfig(condition_names=("mHc", "mA"), condition_mean=(130.0,), condition_std=(20.0,))
+    with pytest.raises(ConfigError, match="positive"):
+        ModelConfig(condition_names=("mX",), condition_mean=(1.0,), condition_std=(0.0,))
+
+
+def test_missing_and_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(GraphConfig, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_particles: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(GraphConfig, bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ParatagError, match="top level must be a mapping"):
+        load(GraphConfig, lst)
+
+
+def test_to_dict_is_plain():
+    d = to_dict(
+        ModelConfig(condition_names=("mX",), condition_mean=(100.0,), condition_std=(50.0,))
+    )
+    assert d["condition_names"] == ["mX"]
+    assert isinstance(d["options"], dict)

@@ -1,0 +1,328 @@
+"""paratag.generate: layout vs the real PFNano fixture, coffea/GraphBuilder round trip, physics sanity."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+pytest.importorskip("pythia8mc")
+pytest.importorskip("fastjet")
+
+from paratag.errors import ConfigError  # noqa: E402
+from paratag.generate import (  # noqa: E402
+    GenerateConfig,
+    PileupConfig,
+    ProcessConfig,
+    available_presets,
+    generate,
+    run_job,
+)
+
+REQUIRED = (
+    "run luminosityBlock event genWeight Pileup_nTrueInt PV_npvs MET_pt MET_phi "
+    "FatJet_pt FatJet_eta FatJet_phi FatJet_mass FatJet_msoftdrop FatJet_nConstituents "
+    "FatJet_hadronFlavour Jet_pt Jet_eta Jet_phi Jet_mass Jet_btagDeepFlavB Jet_hadronFlavour "
+    "Jet_nConstituents PFCands_pt PFCands_eta PFCands_phi PFCands_mass PFCands_charge "
+    "PFCands_pdgId PFCands_d0 PFCands_d0Err PFCands_dz PFCands_dzErr PFCands_puppiWeight "
+    "FatJetPFCands_jetIdx FatJetPFCands_pFCandsIdx FatJetPFCands_pt JetPFCands_jetIdx "
+    "JetPFCands_pFCandsIdx JetPFCands_pt SV_pt SV_eta SV_phi SV_mass SV_ntracks SV_dxy "
+    "SV_dxySig SV_dlen SV_dlenSig SV_pAngle SV_x SV_y SV_z SV_chi2 SV_ndof "
+    "Muon_pt Muon_eta Muon_phi Muon_mass Muon_charge Muon_pfRelIso04_all Muon_tightId "
+    "Muon_dxy Muon_dz Muon_genPartFlav Electron_pt Electron_eta Electron_phi Electron_mass "
+    "Electron_charge Electron_pfRelIso04_all Electron_cutBased Electron_dxy Electron_dz "
+    "Electron_genPartFlav GenPart_pt GenPart_eta GenPart_phi GenPart_mass GenPart_pdgId "
+    "GenPart_status GenPart_statusFlags GenPart_genPartIdxMother"
+).split()
+SV_LINK = "jetIdx sVIdx pt mass ntracks dxy dxysig d3d d3dsig costhetasvpv ptrel deltaR".split()
+REQUIRED += [f"{c}_{f}" for c in ("FatJetSVs", "JetSVs") for f in SV_LINK]
+REQUIRED += [f"n{c}" for c in ("FatJet", "Jet", "PFCands", "FatJetPFCands", "JetPFCands", "SV")]
+
+MA = 90.0
+
+
+def _config(*processes: ProcessConfig, **kw) -> GenerateConfig:
+    return GenerateConfig(processes=processes, chunk_size=150, **kw)
+
+
+SIGNAL = ProcessConfig(
+    "HplusToWA", "charged_higgs", "signal", mass_points=({"mHc": 130.0, "mA": MA},), leptonic=True
+)
+TTBAR = ProcessConfig("TTbar", "ttbar", "nonprompt", leptonic=True, events_scale=0.5)
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory) -> Path:
+    """Signal (130, 90) with 300 events and dilepton tt with 150 events (~15 s)."""
+    out = tmp_path_factory.mktemp("gen")
+    return generate(_config(SIGNAL, TTBAR), out, 300, workers=1, seed=7, progress=False)
+
+
+@pytest.fixture(scope="session")
+def fileset(sample) -> dict:
+    return json.loads(sample.read_text())
+
+
+@pytest.fixture(scope="session")
+def signal_path(fileset) -> str:
+    return next(iter(fileset["HplusToWA_mHc130_mA90"]["files"]))
+
+
+@pytest.fixture(scope="session")
+def signal_events(signal_path):
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    return NanoEventsFactory.from_root(
+        {signal_path: "Events"}, schemaclass=PFNanoAODSchema, mode="eager"
+    ).events()
+
+
+# --- layout ---------------------------------------------------------------------------------
+
+
+def test_branch_set_and_dtypes_match_real_pfnano(signal_path, pfnano_path):
+    ours = uproot.open(signal_path)
+    real = uproot.open(pfnano_path)
+    branches = {k: v for k, v in ours["Events"].items()}
+    missing = sorted(set(REQUIRED) - set(branches))
+    assert not missing, f"generated file lacks {missing}"
+    real_events = real["Events"]
+    shared = [k for k in branches if k in real_events]
+    assert len(shared) > 100
+    drift = {
+        k: (branches[k].typename, real_events[k].typename)
+        for k in shared
+        if branches[k].typename != real_events[k].typename
+    }
+    assert not drift, f"dtype differs from tests/data/pfnano.root: {drift}"
+    assert branches["nFatJet"].typename == "uint32_t"
+    assert branches["FatJetPFCands_jetIdx"].typename == "int32_t[]"
+    for tree in ("Runs", "LuminosityBlocks"):
+        assert tree in ours, tree
+        for k, v in ours[tree].items():
+            assert v.typename == real[tree][k].typename, (tree, k)
+    assert ours["Runs"]["genEventCount"].array()[0] == 300
+    assert ours["Events"].num_entries == 300
+
+
+def test_presets_read_only_existing_branches(signal_path):
+    from paratag.presets import load_preset
+
+    branches = set(uproot.open(signal_path)["Events"].keys())
+    for name in ("jet", "event"):
+        needed = load_preset(name).branches()
+        assert needed <= branches, (name, sorted(needed - branches))
+
+
+def test_link_tables_are_consistent(signal_events):
+    ev = signal_events
+    # constituents recovered through coffea's nested index equal the link table
+    assert ak.all(ak.num(ev.Jet.constituents.pf, axis=2) == ev.Jet.nConstituents)
+    assert ak.all(ak.sum(ev.Jet.nConstituents, axis=1) == ak.num(ev.JetPFCands))
+    pt_link = ev.JetPFCands.pt
+    pt_pf = ev.JetPFCands.pf.pt
+    assert ak.all(pt_link == pt_pf)
+    # jets are pT ordered and the jet's pT is within 1% of its constituent sum
+    assert ak.all(ev.Jet.pt[:, :-1] >= ev.Jet.pt[:, 1:])
+    summed = ev.Jet.constituents.pf.sum(axis=2)
+    assert np.allclose(ak.flatten(summed.pt), ak.flatten(ev.Jet.pt), rtol=1e-2)
+    sv_idx = ak.flatten(ev.JetSVs.sVIdx)
+    assert ak.all(sv_idx < ak.flatten(ak.broadcast_arrays(ak.num(ev.SV), ev.JetSVs.sVIdx)[0]))
+
+
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")
+def test_opens_with_nanoaod_schema(signal_path):
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    ev = NanoEventsFactory.from_root(
+        {signal_path: "Events"}, schemaclass=NanoAODSchema, mode="eager"
+    ).events()
+    assert len(ev) == 300
+    # the hard-process record: every A decays to a mu+ mu- pair
+    a_children = ev.GenPart[ev.GenPart.pdgId == 36].children.pdgId
+    assert ak.all(ak.sort(ak.flatten(a_children, axis=2), axis=1) == [-13, 13])
+
+
+def test_fileset_metadata(fileset, sample):
+    assert sample.name == "fileset.json"
+    assert set(fileset) == {"HplusToWA_mHc130_mA90", "TTbar"}
+    sig = fileset["HplusToWA_mHc130_mA90"]["metadata"]
+    assert (sig["group"], sig["label"], sig["mHc"], sig["mA"]) == ("signal", 0, 130.0, 90.0)
+    assert sig["n_generated"] == 300 and sig["pileup_mu"] == 0.0
+    assert 0 < sig["xsec_pb"] < 1.0  # explicit sigma x BR, not Pythia's
+    bkg = fileset["TTbar"]["metadata"]
+    assert bkg["group"] == "nonprompt" and bkg["label"] == 3 and bkg["n_generated"] == 150
+    assert "mHc" not in bkg
+    # dilepton tt: Pythia's sigmaGen ~ 900 pb * 0.2134^2
+    assert 15 < bkg["xsec_pb"] < 80
+    for entry in fileset.values():
+        (path, tree), = entry["files"].items()
+        assert tree == "Events" and Path(path).is_file()
+    assert (sample.parent / "generate_config.yaml").is_file()
+
+
+def test_graph_builder_runs_on_generated_files(fileset):
+    from coffea import processor
+    from coffea.nanoevents import NanoAODSchema
+
+    from paratag.processors import GraphBuilder
+
+    runner = processor.Runner(processor.IterativeExecutor(), schema=NanoAODSchema, chunksize=200)
+    for preset, condition in (("event", ["mHc", "mA"]), ("jet", [])):
+        out = runner(fileset, processor_instance=GraphBuilder(preset, condition=condition))
+        sig = out["HplusToWA_mHc130_mA90"]["arrays"]
+        assert sig["points"].dtype == np.float32 and len(sig["label"]) > 0
+        assert np.all(sig["label"] == 0)
+        assert np.all(out["TTbar"]["arrays"]["label"] == 3)
+        if preset == "event":
+            np.testing.assert_array_equal(sig["condition"][0], [130.0, 90.0])
+            assert np.all(np.isnan(out["TTbar"]["arrays"]["condition"]))
+
+
+# --- physics sanity -------------------------------------------------------------------------
+
+
+def test_a_to_mumu_mass_peak(signal_events):
+    mu = signal_events.Muon
+    sel = (ak.num(mu) == 2) & (ak.sum(mu.charge, axis=1) == 0)
+    assert ak.sum(sel) > 50
+    mass = (mu[sel][:, 0] + mu[sel][:, 1]).mass.to_numpy()
+    assert abs(np.median(mass) - MA) < 2.0
+    assert np.mean(np.abs(mass - MA) < 5.0) > 0.6
+
+
+def test_signal_has_three_leptons(signal_events):
+    n_lep = ak.num(signal_events.Muon) + ak.num(signal_events.Electron)
+    assert ak.mean(n_lep >= 3) > 0.5
+    flav = ak.flatten(signal_events.Muon.genPartFlav).to_numpy()
+    assert np.mean(flav == 1) > 0.7  # mostly prompt
+    assert np.any(flav == 5)  # some from b decays: the nonprompt label exists
+
+
+def test_btag_efficiency_matches_config(signal_events):
+    cfg = GenerateConfig(processes=(SIGNAL,)).detector
+    jets = ak.flatten(signal_events.Jet)
+    jets = jets[np.abs(jets.eta) < 2.4]
+    passed = jets.btagDeepFlavB > cfg.btag_wp
+    b = passed[jets.hadronFlavour == 5].to_numpy()
+    light = passed[jets.hadronFlavour == 0].to_numpy()
+    assert len(b) > 300 and len(light) > 300
+    assert abs(b.mean() - cfg.btag_eff[0]) < 4 * np.sqrt(0.16 / len(b)) + 0.01
+    assert light.mean() < 0.04
+
+
+def test_sv_displacement_larger_for_b_jets(signal_events):
+    ev = signal_events
+    flav = ak.flatten(ev.JetSVs.jet.hadronFlavour).to_numpy()
+    d3d = ak.flatten(ev.JetSVs.d3d).to_numpy()
+    jets = ak.flatten(ev.Jet)
+    n_b = int(np.sum(jets.hadronFlavour == 5))
+    n_light = int(np.sum(jets.hadronFlavour == 0))
+    assert np.sum(flav == 5) > 50
+    mean_b = d3d[flav == 5].mean()
+    mean_light = d3d[flav == 0].mean() if np.any(flav == 0) else 0.0
+    assert mean_b > 0.1  # cm: B flight distance
+    assert mean_b > 2 * mean_light
+    # b jets carry secondary vertices far more often than light jets
+    assert np.sum(flav == 5) / n_b > 5 * max(np.sum(flav == 0), 1) / n_light
+
+
+def test_b_tracks_are_displaced(signal_events):
+    pf = signal_events.Jet.constituents.pf
+    flav = ak.broadcast_arrays(signal_events.Jet.hadronFlavour[:, :, None], pf.pt)[0]
+    charged = pf.charge != 0
+    sig = np.abs(pf.d0 / pf.d0Err)
+    b = ak.flatten(sig[charged & (flav == 5)], axis=None).to_numpy()
+    light = ak.flatten(sig[charged & (flav == 0)], axis=None).to_numpy()
+    assert np.mean(b > 3) > 2 * np.mean(light > 3)
+
+
+# --- engineering ----------------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_arrays(tmp_path):
+    cfg = _config(ProcessConfig("WZ", "wz", "diboson", leptonic=True))
+    job = cfg.jobs(40, seed=3)[0]
+    paths = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        paths.append(next(iter(run_job(job, cfg, tmp_path / name)["files"])))
+    other = cfg.jobs(40, seed=4)[0]
+    (tmp_path / "c").mkdir()
+    paths.append(next(iter(run_job(other, cfg, tmp_path / "c")["files"])))
+    a, b, c = (uproot.open(p)["Events"].arrays() for p in paths)
+    assert a.fields == b.fields
+    for field in a.fields:
+        assert ak.all(a[field] == b[field]), field
+    assert not ak.all(a["MET_pt"] == c["MET_pt"])
+
+
+def test_pileup_overlay(tmp_path):
+    cfg = _config(
+        ProcessConfig("WZ", "wz", "diboson", leptonic=True),
+        pileup=PileupConfig(enabled=True, mu=8.0),
+    )
+    meta = run_job(cfg.jobs(20, seed=1)[0], cfg, tmp_path)
+    path = next(iter(meta["files"]))
+    assert meta["metadata"]["pileup_mu"] == 8.0
+    t = uproot.open(path)["Events"].arrays(
+        ["Pileup_nTrueInt", "Pileup_nPU", "PV_npvs", "PFCands_dz", "PFCands_charge", "PFCands_puppiWeight"]
+    )
+    assert np.all(t.Pileup_nTrueInt == 8.0)
+    assert t.Pileup_nPU.to_numpy().mean() > 4
+    assert t.PV_npvs.to_numpy().mean() > 3
+    charged = t.PFCands_charge != 0
+    far = charged & (np.abs(t.PFCands_dz) > 0.2)
+    near = charged & (np.abs(t.PFCands_dz) < 0.05)
+    assert ak.all(t.PFCands_puppiWeight[far] == 0)
+    assert ak.mean(t.PFCands_puppiWeight[near]) > 0.95
+    neutral_w = ak.flatten(t.PFCands_puppiWeight[~charged]).to_numpy()
+    assert 0.05 < neutral_w.mean() < 0.95  # PU neutrals are suppressed
+
+
+def test_cli_generate_with_two_workers(tmp_path):
+    from typer.testing import CliRunner
+
+    from paratag.cli import app
+
+    (tmp_path / "cfg.yaml").write_text(
+        "chunk_size: 10\nprocesses:\n"
+        "  - {name: WZ, kind: wz, group: diboson, leptonic: true}\n"
+        "  - {name: ZZ, kind: zz, group: diboson, leptonic: true}\n"
+    )
+    res = CliRunner().invoke(
+        app,
+        ["generate", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "out"), "--events", "15",
+         "--workers", "2", "--no-progress"],
+    )
+    assert res.exit_code == 0, res.output
+    fs = json.loads((tmp_path / "out" / "fileset.json").read_text())
+    assert list(fs) == ["WZ", "ZZ"]
+    for entry in fs.values():
+        (path,) = entry["files"]
+        assert uproot.open(path)["Events"].num_entries == 15
+
+
+def test_presets_and_config_errors():
+    assert {"charged_higgs", "charged_higgs_full", "xbb_jets"} <= set(available_presets())
+    ch = GenerateConfig.preset("charged_higgs")
+    names = [j.dataset for j in ch.jobs(10, 1)]
+    assert "HplusToWA_mHc130_mA90" in names and "TTbar" in names and "WZ" in names
+    full = GenerateConfig.preset("charged_higgs_full")
+    assert sum(j.process.group == "signal" for j in full.jobs(10, 1)) == 12
+    xbb = GenerateConfig.preset("xbb_jets")
+    assert "XToBB_mX125" in [j.dataset for j in xbb.jobs(10, 1)]
+    with pytest.raises(ConfigError, match="unknown generate preset 'nope'"):
+        GenerateConfig.preset("nope")
+    with pytest.raises(ConfigError, match="needs mHc > mA"):
+        dataclasses.replace(SIGNAL, mass_points=({"mHc": 90.0, "mA": 95.0},))
+    with pytest.raises(ConfigError, match="lacks"):
+        ProcessConfig("X", "xbb", "xbb", mass_points=({"mA": 1.0},))
+    with pytest.raises(ConfigError, match="Pythia rejected the setting"):
+        bad = _config(ProcessConfig("Q", "qcd", "qcd", extra_settings=("Foo:bar = on",)))
+        run_job(bad.jobs(1, 1)[0], bad, Path("/nonexistent"))
