@@ -23,7 +23,6 @@ import argparse
 import io
 import multiprocessing as mp
 import resource
-import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -79,15 +78,15 @@ def weaver_to_paratag(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return out
 
 
-def time_call(fn: Callable[[], object], repeats: int) -> float:
-    """Median seconds of ``fn`` over ``repeats`` calls after one warm-up."""
-    fn()
+def time_call(fn: Callable[..., object], *args: object, repeats: int) -> float:
+    """Fastest of ``repeats`` calls of ``fn(*args)`` (seconds) after one warm-up."""
+    fn(*args)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        fn(*args)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)  # best of: robust to other load on the machine
 
 
 def train_step(model: torch.nn.Module, inputs: dict[str, torch.Tensor], weaver: bool) -> None:
@@ -113,7 +112,9 @@ def build_pair(name: str, features: int) -> tuple[torch.nn.Module | None, torch.
     """weaver's ParticleNet (or None if not installed) and paratag's with the same weights."""
     opts = {**CONFIGS[name], "use_fusion": True, "use_fts_bn": True}
     torch.manual_seed(0)
-    ours = build_model(ModelConfig("particlenet", options=opts), point_dims=2, feature_dims=features)
+    ours = build_model(
+        ModelConfig("particlenet", options=opts), point_dims=2, feature_dims=features
+    )
     try:
         from weaver.nn.model.ParticleNet import ParticleNet as WeaverParticleNet
     except ImportError:
@@ -128,8 +129,9 @@ def build_pair(name: str, features: int) -> tuple[torch.nn.Module | None, torch.
         trim=False,  # trimming drops constituents at random in training: not the same function
     )
     state = weaver_to_paratag(theirs.state_dict())
-    ours.load_state_dict({**state, "condition_mean": ours.condition_mean,
-                          "condition_std": ours.condition_std})
+    ours.load_state_dict(
+        {**state, "condition_mean": ours.condition_mean, "condition_std": ours.condition_std}
+    )
     return theirs, ours
 
 
@@ -164,8 +166,10 @@ def peak_memory_mb(kind: str, name: str, mode: str, n: int, p: int, features: in
 
 
 def bench_particlenet(args: argparse.Namespace) -> None:
-    print(f"\n== ParticleNet vs weaver-core (threads={args.threads}, P={args.p}, "
-          f"features={args.features}, batch={args.batch}) ==")
+    print(
+        f"\n== ParticleNet vs weaver-core (threads={args.threads}, P={args.p}, "
+        f"features={args.features}, batch={args.batch}) =="
+    )
     for name in args.configs:
         theirs, ours = build_pair(name, args.features)
         n_ours = sum(p.numel() for p in ours.parameters())
@@ -179,42 +183,65 @@ def bench_particlenet(args: argparse.Namespace) -> None:
         for model in (ours, theirs):
             model.eval()
         with torch.no_grad():
-            diff_eval = (ours(**inputs) - theirs(inputs["points"], inputs["features"],
-                                               inputs["mask"].bool())).abs().max().item()
+            diff_eval = (
+                (
+                    ours(**inputs)
+                    - theirs(inputs["points"], inputs["features"], inputs["mask"].bool())
+                )
+                .abs()
+                .max()
+                .item()
+            )
             for model in (ours, theirs):  # batch-statistics batch norm, dropout off
                 model.train()
                 for mod in model.modules():
                     if isinstance(mod, torch.nn.Dropout):
                         mod.eval()
-            diff_train = (ours(**inputs) - theirs(inputs["points"], inputs["features"],
-                                                inputs["mask"].bool())).abs().max().item()
-        print(f"   same parameter count ({n_theirs:,}); max |logit diff| eval {diff_eval:.2e}, "
-              f"train {diff_train:.2e}")
+            diff_train = (
+                (
+                    ours(**inputs)
+                    - theirs(inputs["points"], inputs["features"], inputs["mask"].bool())
+                )
+                .abs()
+                .max()
+                .item()
+            )
+        print(
+            f"   same parameter count ({n_theirs:,}); max |logit diff| eval {diff_eval:.2e}, "
+            f"train {diff_train:.2e}"
+        )
         rows = []
         for mode, step in (("train", train_step), ("infer", infer)):
             t_w, t_o = [], []
             for _ in range(args.rounds):  # alternate so drifts hit both
-                t_w.append(time_call(lambda: step(theirs, inputs, True), args.repeats))
-                t_o.append(time_call(lambda: step(ours, inputs, False), args.repeats))
-            r_w = args.batch / statistics.median(t_w)
-            r_o = args.batch / statistics.median(t_o)
+                t_w.append(time_call(step, theirs, inputs, True, repeats=args.repeats))
+                t_o.append(time_call(step, ours, inputs, False, repeats=args.repeats))
+            r_w = args.batch / min(t_w)
+            r_o = args.batch / min(t_o)
             rows.append((mode, r_w, r_o))
-            print(f"   {mode:5s}: weaver {r_w:8.1f} jets/s   paratag {r_o:8.1f} jets/s   "
-                  f"ratio {r_o / r_w:5.2f}x")
+            print(
+                f"   {mode:5s}: weaver {r_w:8.1f} jets/s   paratag {r_o:8.1f} jets/s   "
+                f"ratio {r_o / r_w:5.2f}x"
+            )
         if args.memory:
             for mode in ("train", "infer"):
                 m_w = peak_memory_mb("weaver", name, mode, args.batch, args.p, args.features)
                 m_o = peak_memory_mb("paratag", name, mode, args.batch, args.p, args.features)
-                print(f"   peak memory per {mode} batch: weaver {m_w:7.1f} MiB   "
-                      f"paratag {m_o:7.1f} MiB")
+                print(
+                    f"   peak memory per {mode} batch: weaver {m_w:7.1f} MiB   "
+                    f"paratag {m_o:7.1f} MiB"
+                )
 
 
 def bench_parametric(args: argparse.Namespace) -> None:
-    print(f"\n== ParametricParticleNet overhead vs ParticleNet (same backbone, batch={args.batch}) ==")
+    print(
+        f"\n== ParametricParticleNet overhead vs ParticleNet (same backbone, batch={args.batch}) =="
+    )
     for name in args.configs:
         opts = {**CONFIGS[name], "use_fusion": True}
-        plain = build_model(ModelConfig("particlenet", options=opts), point_dims=2,
-                            feature_dims=args.features)
+        plain = build_model(
+            ModelConfig("particlenet", options=opts), point_dims=2, feature_dims=args.features
+        )
         param = build_model(
             ModelConfig("parametric_particlenet", condition_names=("mHc", "mA"), options=opts),
             point_dims=2,
@@ -226,10 +253,12 @@ def bench_parametric(args: argparse.Namespace) -> None:
         n_param = sum(p.numel() for p in param.parameters())
         print(f"-- {name}: parameters {n_plain:,} -> {n_param:,}")
         for mode, step in (("train", train_step), ("infer", infer)):
-            t_p = time_call(lambda: step(plain, inputs, False), args.repeats)
-            t_c = time_call(lambda: step(param, cond, False), args.repeats)
-            print(f"   {mode:5s}: ParticleNet {args.batch / t_p:8.1f} jets/s   Parametric "
-                  f"{args.batch / t_c:8.1f} jets/s   overhead {t_c / t_p:5.2f}x time")
+            t_p = time_call(step, plain, inputs, False, repeats=args.repeats)
+            t_c = time_call(step, param, cond, False, repeats=args.repeats)
+            print(
+                f"   {mode:5s}: ParticleNet {args.batch / t_p:8.1f} jets/s   Parametric "
+                f"{args.batch / t_c:8.1f} jets/s   overhead {t_c / t_p:5.2f}x time"
+            )
 
 
 def bench_interaction_net(args: argparse.Namespace) -> None:
@@ -247,38 +276,48 @@ def bench_interaction_net(args: argparse.Namespace) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         axes = {k: {0: "N"} for k in names}
-        torch.onnx.export(positional(model), tuple(inputs.values()), buffer, dynamo=False,
-                          opset_version=17, input_names=names, output_names=["logits"],
-                          dynamic_axes={**axes, "logits": {0: "N"}})
+        torch.onnx.export(
+            positional(model),
+            tuple(inputs.values()),
+            buffer,
+            dynamo=False,
+            opset_version=17,
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={**axes, "logits": {0: "N"}},
+        )
     feed = {k: v.numpy() for k, v in inputs.items()}
     for threads in (1, 2):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         sess = ort.InferenceSession(buffer.getvalue(), opts, providers=["CPUExecutionProvider"])
-        np.testing.assert_allclose(sess.run(None, feed)[0], model(**inputs).detach().numpy(),
-                                   atol=1e-4)
-        t_ort = time_call(lambda: sess.run(None, feed), args.repeats)
+        np.testing.assert_allclose(
+            sess.run(None, feed)[0], model(**inputs).detach().numpy(), atol=1e-4
+        )
+        t_ort = time_call(sess.run, None, feed, repeats=args.repeats)
         torch.set_num_threads(threads)
-        t_pt = time_call(lambda: infer(model, inputs, False), args.repeats)
+        t_pt = time_call(infer, model, inputs, False, repeats=args.repeats)
         ref = CMS_IN_REFERENCE[threads]
         rate = args.in_batch / t_ort
-        print(f"   {threads} thread(s): onnxruntime {rate:8.1f} jets/s   PyTorch "
-              f"{args.in_batch / t_pt:8.1f} jets/s   CMS IN reference {ref:.0f} jets/s   "
-              f"ratio {rate / ref:5.2f}x")
+        print(
+            f"   {threads} thread(s): onnxruntime {rate:8.1f} jets/s   PyTorch "
+            f"{args.in_batch / t_pt:8.1f} jets/s   CMS IN reference {ref:.0f} jets/s   "
+            f"ratio {rate / ref:5.2f}x"
+        )
     torch.set_num_threads(args.threads)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--in-batch", type=int, default=256)
     parser.add_argument("--p", type=int, default=100)
     parser.add_argument("--features", type=int, default=5)
     parser.add_argument("--configs", nargs="+", default=["lite", "full"], choices=list(CONFIGS))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     args = parser.parse_args()

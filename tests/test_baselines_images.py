@@ -136,16 +136,22 @@ def test_calorimeter_simulation_physics():
     # the hottest crystal sits in the centre of the crop
     flat = e.reshape(len(e), -1).argmax(1)
     assert np.all(flat // 32 == 16) and np.all(flat % 32 == 16)
-    # photons at eta = 0: deposited energy ~ 50 GeV minus lateral leakage out of the window
-    gamma_sum = e[y == 0].sum(axis=(1, 2))
-    assert 45.0 < gamma_sum.mean() < 52.0
-    # electrons radiate in the tracker and bend: wider in phi (columns) than unconverted photons
-    cols = np.arange(32) - 16
+    # without noise: photons at eta = 0 deposit ~ 50 GeV minus lateral leakage out of the window
+    quiet = CaloSimConfig(
+        pt_range=(50.0, 50.0), eta_range=(0.0, 0.0), conversion_probability=0.0, noise_gev=0.0
+    )
+    Xq, yq = simulate_egamma(300, quiet, seed=7)
+    eq = Xq[..., 0]
+    assert 47.0 < eq[yq == 0].sum(axis=(1, 2)).mean() < 51.0
+    # electrons radiate in the tracker and bend: wider in phi (columns), not in eta (rows)
+    d = np.arange(32) - 16
 
-    def phi_width(img):
-        return float(((img * cols**2).sum(axis=(1, 2)) / img.sum(axis=(1, 2))).mean())
+    def width(img, axis_weights):
+        return float(((img * axis_weights).sum(axis=(1, 2)) / img.sum(axis=(1, 2))).mean())
 
-    assert phi_width(e[y == 1]) > 1.5 * phi_width(e[y == 0])
+    phi2, eta2 = d[None, :] ** 2, d[:, None] ** 2
+    assert width(eq[yq == 1], phi2) > 1.25 * width(eq[yq == 0], phi2)
+    assert width(eq[yq == 1], eta2) == pytest.approx(width(eq[yq == 0], eta2), rel=0.15)
     # same seed, same images
     X2, _ = simulate_egamma(300, cfg, seed=7)
     np.testing.assert_array_equal(X, X2)

@@ -1,1 +1,39 @@
-"""The three-stage parametric training schedule."""
+"""The three-stage parametric training schedule (``paratag.training``).
+
+- :mod:`~paratag.training.schedule`: stage configs, curriculum, stage-2 weight averaging;
+- :mod:`~paratag.training.losses`: weighted CE, physics-informed difficulty, DisCo;
+- :mod:`~paratag.training.loop`: the generic :func:`fit` loop (reusable by any model);
+- :mod:`~paratag.training.checkpoint`: checkpoints and :func:`load_model`;
+- :mod:`~paratag.training.run`: :func:`train`, the ``paratag train`` command;
+- :mod:`~paratag.training.tune`: Optuna search, the ``paratag tune`` command;
+- :mod:`~paratag.training.ddp`: torchrun/DDP set-up and device selection.
+
+Names are imported lazily so ``import paratag.training`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "FitConfig": "paratag.training.loop",
+    "FitResult": "paratag.training.loop",
+    "fit": "paratag.training.loop",
+    "evaluate": "paratag.training.loop",
+    "load_model": "paratag.training.checkpoint",
+    "TrainConfig": "paratag.training.run",
+    "load_train_config": "paratag.training.run",
+    "train": "paratag.training.run",
+    "TuneConfig": "paratag.training.tune",
+    "tune": "paratag.training.tune",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first access."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'paratag.training' has no attribute {name!r}")

@@ -180,7 +180,7 @@ def export_model(
     class_names: Sequence[str] | None = None,
     opset: int = OPSET,
     check: bool = False,
-    check_events: str | Path | None = None,
+    check_events: str | Path | Any = None,
     tolerance: float = 1e-4,
 ) -> ExportResult:
     """Export ``model`` to ``out_dir/model.onnx`` with ``out_dir/preprocess.json``.
@@ -196,7 +196,7 @@ def export_model(
         opset: ONNX opset (>= 17).
         check: run :func:`check_parity` and raise :class:`ModelMismatchError` above
             ``tolerance`` (on ``check_events`` if given, else on synthetic inputs).
-        check_events: a NanoAOD/PFNano file whose events the parity check uses (implies ``check``).
+        check_events: a NanoAOD/PFNano file (or NanoEvents) for the parity check (implies ``check``).
         tolerance: the parity threshold.
     """
     torch = _torch()
@@ -304,7 +304,7 @@ def parity_inputs(
     """
     from paratag.presets import build_inputs
 
-    if isinstance(events, str | Path):
+    if isinstance(events, str | Path):  # else: NanoEvents
         from paratag.build import check_file
 
         path = str(events)
@@ -359,8 +359,9 @@ def check_parity(
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    was_training = model.training
+    was_training, threads = model.training, torch.get_num_threads()
     model.eval()
+    torch.set_num_threads(1)  # tiny batches: one thread is fastest and does not oversubscribe
     cases = []
     try:
         for batch in batch_sizes:
@@ -378,6 +379,7 @@ def check_parity(
                 cases.append((int(batch), int(particles), float(np.abs(got - ref.numpy()).max())))
     finally:
         model.train(was_training)
+        torch.set_num_threads(threads)
     return ParityReport(tuple(cases), tolerance)
 
 

@@ -101,15 +101,25 @@ def pad_cloud(
         features = features[:, order]
     slot = local_index(counts)
     keep = slot < max_particles
-    rows, cols = graph[keep], slot[keep]
+    clipped = not keep.all()
+    cell = graph * max_particles + slot  # index of (graph, slot) in an (N, P) plane
+    if clipped:
+        cell = cell[keep]
 
-    out_points = np.zeros((n_graphs, points.shape[0], max_particles), dtype=np.float32)
-    out_features = np.zeros((n_graphs, features.shape[0], max_particles), dtype=np.float32)
+    def scatter(values: np.ndarray) -> np.ndarray:
+        # One contiguous 1-D scatter per channel into the flat (N, C, P) buffer.
+        n_ch = values.shape[0]
+        out = np.zeros((n_graphs, n_ch, max_particles), dtype=np.float32)
+        flat = out.reshape(-1)
+        dest = (cell // max_particles) * (n_ch * max_particles) + cell % max_particles
+        for c in range(n_ch):
+            flat[dest + c * max_particles] = values[c, keep] if clipped else values[c]
+        return out
+
+    out_points = scatter(points)
+    out_features = scatter(features)
     out_mask = np.zeros((n_graphs, 1, max_particles), dtype=np.float32)
-    # Advanced indices (rows, :, cols) move the channel axis last: assign (kept, C).
-    out_points[rows, :, cols] = points[:, keep].T
-    out_features[rows, :, cols] = features[:, keep].T
-    out_mask[rows, 0, cols] = 1.0
+    out_mask.reshape(-1)[cell] = 1.0
     if pad_values is not None and np.any(pad_values):
         pad = np.asarray(pad_values, dtype=np.float32)[None, :, None]
         out_features = np.where(out_mask > 0, out_features, pad).astype(np.float32)

@@ -87,13 +87,24 @@ def _styled(fn):
     return wrapper
 
 
+def _thin(fpr: np.ndarray, tpr: np.ndarray, n: int = 1000) -> np.ndarray:
+    """Indices of at most ~2n ROC points with εB > 0, even in εS and in log εB."""
+    ok = np.flatnonzero(fpr > 0)
+    if ok.size <= 2 * n:
+        return ok
+    f, s = fpr[ok], tpr[ok]
+    by_tpr = np.searchsorted(s, np.linspace(s[0], s[-1], n))
+    by_fpr = np.searchsorted(f, np.geomspace(f[0], f[-1], n))
+    return ok[np.unique(np.clip(np.r_[0, by_tpr, by_fpr, ok.size - 1], 0, ok.size - 1))]
+
+
 @_styled
 def plot_roc(curves: Mapping[str, RocCurve], out_dir: str | Path, name: str = "roc") -> Path:
     """Background rejection 1/εB vs signal efficiency εS (log y) for each curve."""
     fig, (ax,) = _figure()
     for lbl, c in curves.items():
-        ok = c.fpr > 0
-        ax.plot(c.tpr[ok], 1.0 / c.fpr[ok], label=f"{lbl} (AUC = {c.auc:.4f})")
+        idx = _thin(c.fpr, c.tpr)
+        ax.plot(c.tpr[idx], 1.0 / c.fpr[idx], label=f"{lbl} (AUC = {c.auc:.4f})")
     xr = np.linspace(0.01, 1.0, 100)
     ax.plot(xr, 1.0 / xr, ls=":", color="grey", label="random")
     ax.set_yscale("log")

@@ -229,9 +229,7 @@ class GenerateConfig:
     def preset(cls, name: str) -> GenerateConfig:
         """Load a built-in preset by name (see :func:`available_presets`)."""
         if name not in available_presets():
-            raise ConfigError(
-                f"unknown generate preset {name!r}; available: {available_presets()}"
-            )
+            raise ConfigError(f"unknown generate preset {name!r}; available: {available_presets()}")
         ref = resources.files("paratag") / "configs" / f"generate_{name}.yaml"
         with resources.as_file(ref) as path:
             return load(cls, path)

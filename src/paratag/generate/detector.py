@@ -217,7 +217,7 @@ def _delta_r2(eta1: np.ndarray, phi1: np.ndarray, eta2: np.ndarray, phi2: np.nda
 def _puppi_neutrals(pf: dict[str, np.ndarray], offsets: np.ndarray, n_pu: np.ndarray) -> np.ndarray:
     """PUPPI-like weights of neutral candidates (charged weights are kept).
 
-    alpha_i = log sum_{j in charged PV, dR < 0.4} (pT_j / dR_ij)^2; the charged
+    alpha_i = log max(1, sum_{j in charged PV, dR < 0.4} (pT_j / dR_ij)^2); the charged
     pileup candidates give the reference median and RMS; a neutral with
     alpha > median gets w = F_chi2(1)((alpha - median)^2 / RMS^2), otherwise 0.
     """
@@ -236,18 +236,14 @@ def _puppi_neutrals(pf: dict[str, np.ndarray], offsets: np.ndarray, n_pu: np.nda
             dr2 = _delta_r2(eta[mask], phi[mask], eta[ch_pv], phi[ch_pv])  # noqa: B023
             near = (dr2 < 0.16) & (dr2 > 1e-8)
             ratio = np.where(near, pt[ch_pv][None, :] ** 2 / np.maximum(dr2, 1e-8), 0.0)  # noqa: B023
-            tot = ratio.sum(axis=1)
-            return np.log(np.where(tot > 0, tot, np.nan))
+            return np.log(np.maximum(ratio.sum(axis=1), 1.0))  # 0 = nothing nearby
 
         a_pu = alpha(ch_pu)
-        a_pu = a_pu[np.isfinite(a_pu)]
         a_neu = alpha(neu)
-        if len(a_pu) < 2:
-            continue
         med = np.median(a_pu)
         rms = max(float(np.sqrt(np.mean((a_pu - med) ** 2))), 1e-3)
-        chi2 = np.nan_to_num((a_neu - med) ** 2 / rms**2)
-        wn = np.where(np.nan_to_num(a_neu, nan=-np.inf) > med, erf(np.sqrt(chi2 / 2.0)), 0.0)
+        chi2 = (a_neu - med) ** 2 / rms**2
+        wn = np.where(a_neu > med, erf(np.sqrt(chi2 / 2.0)), 0.0)
         wi[neu] = wn
     return w
 
@@ -263,7 +259,12 @@ def _leptons(
     if flavour == 13:
         eta_max, pt_min, eff, mass = 2.4, cfg.muon_pt_min, cfg.muon_eff, M_MUON
     else:
-        eta_max, pt_min, eff, mass = cfg.charged_eta_max, cfg.electron_pt_min, cfg.electron_eff, M_ELECTRON
+        eta_max, pt_min, eff, mass = (
+            cfg.charged_eta_max,
+            cfg.electron_pt_min,
+            cfg.electron_eff,
+            M_ELECTRON,
+        )
     n_events = len(offsets) - 1
     cand = (np.abs(pf["pdgId"]) == flavour) & (np.abs(pf["eta"]) < eta_max) & (pf["pt"] > pt_min)
     idx = np.flatnonzero(cand)
@@ -274,7 +275,7 @@ def _leptons(
 
     iso03 = np.zeros(len(idx))
     iso04 = np.zeros(len(idx))
-    for k, (j, i) in enumerate(zip(idx, ev)):
+    for k, (j, i) in enumerate(zip(idx, ev, strict=True)):
         s = slice(offsets[i], offsets[i + 1])
         dr2 = _delta_r2(pf["eta"][j : j + 1], pf["phi"][j : j + 1], pf["eta"][s], pf["phi"][s])[0]
         contrib = pf["pt"][s] * pf["puppiWeight"][s]

@@ -10,6 +10,8 @@ from reclustering each fat jet's constituents with Cambridge/Aachen.
 
 from __future__ import annotations
 
+from typing import Any
+
 import awkward as ak
 import numpy as np
 
@@ -25,7 +27,9 @@ GHOST_SCALE = 1e-18
 Jets = dict[str, np.ndarray]
 
 
-def _p4_from_ptetaphim(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, m: np.ndarray) -> np.ndarray:
+def _p4_from_ptetaphim(
+    pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, m: np.ndarray
+) -> np.ndarray:
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
     return np.stack([px, py, pz, np.sqrt(px**2 + py**2 + pz**2 + m**2)], axis=1)
 
@@ -64,7 +68,7 @@ def cluster_jets(
     nCHadrons, btagDeepFlavB (and msoftdrop); ``links`` holds the
     ``*PFCands`` table (jetIdx, pFCandsIdx, pt), grouped by jet in jet order.
     """
-    fastjet = require("fastjet", "gen")
+    fastjet: Any = require("fastjet", "gen")
     pf = reco.pf
     n_events = chunk.n_events
     pf_off = np.concatenate([[0], np.cumsum(reco.pf_counts)])
@@ -75,10 +79,12 @@ def cluster_jets(
     had_flav = np.array([heavy_flavour(abs(int(p))) for p in chunk.had_pid], dtype=np.int32)
     g_idx = np.flatnonzero(had_flav > 0)
     g_ev = event_index(chunk.had_counts)[g_idx]
-    had_off = np.concatenate([[0], np.cumsum(chunk.had_counts)])
 
     p4 = np.concatenate(
-        [np.stack([pf["px"], pf["py"], pf["pz"], pf["e"]], 1)[c_idx], chunk.had_p4[g_idx] * GHOST_SCALE]
+        [
+            np.stack([pf["px"], pf["py"], pf["pz"], pf["e"]], 1)[c_idx],
+            chunk.had_p4[g_idx] * GHOST_SCALE,
+        ]
     )
     is_ghost = np.concatenate([np.zeros(len(c_idx), bool), np.ones(len(g_idx), bool)])
     src = np.concatenate([c_idx, g_idx])  # global pf index or global hadron index
@@ -91,7 +97,9 @@ def cluster_jets(
     particles = ak.unflatten(
         ak.zip({"px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "E": p4[:, 3]}), in_counts
     )
-    seq = fastjet.ClusterSequence(particles, fastjet.JetDefinition(fastjet.antikt_algorithm, radius))
+    seq = fastjet.ClusterSequence(
+        particles, fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
+    )
     cidx = seq.constituent_index(pt_min * 0.5)
     n_jets_raw = ak.to_numpy(ak.num(cidx, axis=1))
     n_const_raw = ak.to_numpy(ak.flatten(ak.num(cidx, axis=2)))
@@ -155,16 +163,19 @@ def cluster_jets(
     link_counts = np.bincount(l_ev, minlength=n_events)
     if softdrop:
         jets["msoftdrop"] = _softdrop_mass(fastjet, pf, l_pf, jets["nConstituents"])
-    del had_off
     return jets, counts, links, link_counts
 
 
-def _softdrop_mass(fastjet, pf: dict[str, np.ndarray], l_pf: np.ndarray, n_const: np.ndarray) -> np.ndarray:
+def _softdrop_mass(
+    fastjet, pf: dict[str, np.ndarray], l_pf: np.ndarray, n_const: np.ndarray
+) -> np.ndarray:
     """Soft-drop mass (beta = 0, z_cut = 0.1, R0 = 0.8) of each jet from its constituents."""
     if len(n_const) == 0:
         return np.zeros(0)
     per_jet = ak.unflatten(
-        ak.zip({"px": pf["px"][l_pf], "py": pf["py"][l_pf], "pz": pf["pz"][l_pf], "E": pf["e"][l_pf]}),
+        ak.zip(
+            {"px": pf["px"][l_pf], "py": pf["py"][l_pf], "pz": pf["pz"][l_pf], "E": pf["e"][l_pf]}
+        ),
         n_const,
     )
     seq = fastjet.ClusterSequence(per_jet, fastjet.JetDefinition(fastjet.cambridge_algorithm, 10.0))

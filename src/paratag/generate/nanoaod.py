@@ -22,7 +22,7 @@ from paratag.generate.vertices import associate_svs, build_svs
 
 __all__ = ["EVENT_BRANCHES", "SCHEMA", "NanoWriter", "assemble"]
 
-F, I, U8, B = "float32", "int32", "uint8", "bool"
+F, I32, U8, B = "float32", "int32", "uint8", "bool"
 
 #: Flat (one value per event) branches of ``Events``.
 EVENT_BRANCHES: dict[str, str] = {
@@ -31,9 +31,9 @@ EVENT_BRANCHES: dict[str, str] = {
     "event": "uint64",
     "genWeight": F,
     "Pileup_nTrueInt": F,
-    "Pileup_nPU": I,
-    "PV_npvs": I,
-    "PV_npvsGood": I,
+    "Pileup_nPU": I32,
+    "PV_npvs": I32,
+    "PV_npvsGood": I32,
     "PV_x": F,
     "PV_y": F,
     "PV_z": F,
@@ -42,34 +42,81 @@ EVENT_BRANCHES: dict[str, str] = {
     "MET_sumEt": F,
 }
 
-_SV_LINK = {"jetIdx": I, "sVIdx": I} | {
+_SV_LINK = {"jetIdx": I32, "sVIdx": I32} | {
     k: F
-    for k in (
-        "pt mass ntracks chi2 normchi2 dxy dxysig d3d d3dsig costhetasvpv phirel ptrel deltaR enration"
-    ).split()
+    for k in [
+        "pt",
+        "mass",
+        "ntracks",
+        "chi2",
+        "normchi2",
+        "dxy",
+        "dxysig",
+        "d3d",
+        "d3dsig",
+        "costhetasvpv",
+        "phirel",
+        "ptrel",
+        "deltaR",
+        "enration",
+    ]
 }
-_LEPTON = {k: F for k in "pt eta phi mass dxy dxyErr dz dzErr pfRelIso03_all pfRelIso04_all".split()}
-_LEPTON |= {"charge": I, "pdgId": I, "genPartFlav": U8}
+_LEPTON = {
+    k: F
+    for k in [
+        "pt",
+        "eta",
+        "phi",
+        "mass",
+        "dxy",
+        "dxyErr",
+        "dz",
+        "dzErr",
+        "pfRelIso03_all",
+        "pfRelIso04_all",
+    ]
+}
+_LEPTON |= {"charge": I32, "pdgId": I32, "genPartFlav": U8}
 
 #: Jagged collections of ``Events``: name -> {field: dtype}.
 SCHEMA: dict[str, dict[str, str]] = {
-    "PFCands": {k: F for k in "pt eta phi mass d0 d0Err dz dzErr puppiWeight".split()}
-    | {"charge": I, "pdgId": I},
-    "Jet": {k: F for k in "pt eta phi mass btagDeepFlavB".split()}
-    | {k: I for k in "hadronFlavour nConstituents nBHadrons nCHadrons jetId".split()},
-    "FatJet": {k: F for k in "pt eta phi mass msoftdrop".split()}
-    | {k: I for k in "hadronFlavour nConstituents jetId".split()}
+    "PFCands": {
+        k: F for k in ["pt", "eta", "phi", "mass", "d0", "d0Err", "dz", "dzErr", "puppiWeight"]
+    }
+    | {"charge": I32, "pdgId": I32},
+    "Jet": {k: F for k in ["pt", "eta", "phi", "mass", "btagDeepFlavB"]}
+    | {k: I32 for k in ["hadronFlavour", "nConstituents", "nBHadrons", "nCHadrons", "jetId"]},
+    "FatJet": {k: F for k in ["pt", "eta", "phi", "mass", "msoftdrop"]}
+    | {k: I32 for k in ["hadronFlavour", "nConstituents", "jetId"]}
     | {"nBHadrons": U8, "nCHadrons": U8},
-    "JetPFCands": {"pt": F, "jetIdx": I, "pFCandsIdx": I},
-    "FatJetPFCands": {"pt": F, "jetIdx": I, "pFCandsIdx": I},
-    "SV": {k: F for k in "pt eta phi mass x y z dxy dxySig dlen dlenSig pAngle chi2 ndof".split()}
+    "JetPFCands": {"pt": F, "jetIdx": I32, "pFCandsIdx": I32},
+    "FatJetPFCands": {"pt": F, "jetIdx": I32, "pFCandsIdx": I32},
+    "SV": {
+        k: F
+        for k in [
+            "pt",
+            "eta",
+            "phi",
+            "mass",
+            "x",
+            "y",
+            "z",
+            "dxy",
+            "dxySig",
+            "dlen",
+            "dlenSig",
+            "pAngle",
+            "chi2",
+            "ndof",
+        ]
+    }
     | {"ntracks": U8},
     "JetSVs": dict(_SV_LINK),
     "FatJetSVs": dict(_SV_LINK),
     "Muon": _LEPTON | {"tightId": B, "mediumId": B, "looseId": B},
-    "Electron": _LEPTON | {"cutBased": I},
-    "GenPart": {k: F for k in "pt eta phi mass".split()}
-    | {k: I for k in "pdgId status statusFlags genPartIdxMother".split()},
+    "Electron": _LEPTON | {"cutBased": I32},
+    "GenPart": {k: F for k in ["pt", "eta", "phi", "mass"]}
+    | {k: I32 for k in ["pdgId", "status", "statusFlags", "genPartIdxMother"]},
 }
 
 Columns = dict[str, Any]
@@ -104,7 +151,9 @@ def assemble(
         "luminosityBlock": (1 + (events - 1) // 1000).astype(np.uint32),
         "event": events,
         "genWeight": chunk.weight.astype(np.float32),
-        "Pileup_nTrueInt": np.full(n, config.pileup.mu if config.pileup.enabled else 0.0, np.float32),
+        "Pileup_nTrueInt": np.full(
+            n, config.pileup.mu if config.pileup.enabled else 0.0, np.float32
+        ),
         "Pileup_nPU": chunk.n_pu.astype(np.int32),
     }
     out |= {k: np.asarray(v, dtype=EVENT_BRANCHES[k]) for k, v in reco.event.items()}
@@ -159,13 +208,20 @@ class NanoWriter:
     def write(self, columns: Columns) -> None:
         """Append one chunk."""
         self._events.extend(columns)
-        self._lumis.update(zip(columns["run"].tolist(), columns["luminosityBlock"].tolist()))
+        self._lumis.update(
+            zip(columns["run"].tolist(), columns["luminosityBlock"].tolist(), strict=True)
+        )
 
     def close(self, run: int, n_events: int, sumw: float, sumw2: float) -> None:
         """Write ``Runs`` and ``LuminosityBlocks`` and close the file."""
         runs = self._file.mktree(
             "Runs",
-            {"run": "uint32", "genEventCount": "int64", "genEventSumw": "float64", "genEventSumw2": "float64"},
+            {
+                "run": "uint32",
+                "genEventCount": "int64",
+                "genEventSumw": "float64",
+                "genEventSumw2": "float64",
+            },
         )
         runs.extend(
             {

@@ -45,7 +45,7 @@ def common_settings(ecm_gev: float, seed: int) -> list[str]:
 
 
 def _charged_higgs(mhc: float, ma: float, conjugate: bool, leptonic: bool) -> list[str]:
-    """t -> b H+ (H+ -> W+(*) A, A -> mu mu), tbar -> b W-; ``conjugate`` swaps the charges."""
+    """T -> b H+ (H+ -> W+(*) A, A -> mu mu), tbar -> b W-; ``conjugate`` swaps the charges."""
     higgs_side, w_side = ("onNegIfAny", "onPosIfAny") if conjugate else ("onPosIfAny", "onNegIfAny")
     lines = [
         "Top:gg2ttbar = on",

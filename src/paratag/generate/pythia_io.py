@@ -75,7 +75,7 @@ class TruthEvent:
 
 def make_pythia(settings: list[str]) -> Any:
     """Create and initialise a quiet Pythia instance, or raise ConfigError."""
-    pythia8 = require("pythia8mc", "gen")
+    pythia8: Any = require("pythia8mc", "gen")
     pythia = pythia8.Pythia("", False)
     for line in settings:
         if not pythia.readString(line):
@@ -103,7 +103,9 @@ class _ChargeTable:
         return vals[inv]
 
 
-def _finals(pythia: Any, particle_cls: Any) -> tuple[list, list, np.ndarray, np.ndarray, np.ndarray]:
+def _finals(
+    pythia: Any, particle_cls: Any
+) -> tuple[list, list, np.ndarray, np.ndarray, np.ndarray]:
     parts = pythia.event.particles()
     fin = list(filter(particle_cls.isFinal, parts))
     n = len(fin)
@@ -117,36 +119,43 @@ def _finals(pythia: Any, particle_cls: Any) -> tuple[list, list, np.ndarray, np.
     return parts, fin, pid, p4, vtx
 
 
-def _weak_ancestor(parts: list, p: Any) -> Any:
-    """First ancestor of ``p`` with c*tau0 > 1 um (the weakly decaying particle behind it)."""
-    m = parts[p.mother1()]
+def _weak_ancestor(parts: list, p: Any) -> tuple[int, Any]:
+    """First ancestor of ``p`` with c*tau0 > 1 um (the weakly decaying particle behind it).
+
+    Indices are tracked explicitly: ``Particle.index()`` is meaningless on the
+    copies that ``Event.particles()`` returns.
+    """
+    i = p.mother1()
     for _ in range(12):
-        if m.tau0() > MIN_TAU0_MM or m.index() <= 2:
-            return m
-        m = parts[m.mother1()]
-    return m
+        m = parts[i]
+        if i <= 2 or m.tau0() > MIN_TAU0_MM:
+            return i, m
+        i = m.mother1()
+    return i, parts[i]
 
 
-def _b_ancestor(parts: list, p: Any) -> Any | None:
-    m = parts[p.mother1()]
+def _b_ancestor(parts: list, p: Any) -> tuple[int, Any] | None:
+    i = p.mother1()
     for _ in range(12):
+        m = parts[i]
         a = m.idAbs()
-        if m.index() <= 2 or a in _PARTONS:
+        if i <= 2 or a in _PARTONS:
             return None
         if heavy_flavour(a) == 5 and m.tau0() > MIN_TAU0_MM:
-            return m
-        m = parts[m.mother1()]
+            return i, m
+        i = m.mother1()
     return None
 
 
 def _lepton_flavour(parts: list, p: Any) -> int:
     """NanoAOD genPartFlav: 1 prompt, 15 from prompt tau, 5/4/3 from b/c/light, 22 photon."""
-    m = parts[p.mother1()]
+    i = p.mother1()
     from_tau = False
     for _ in range(30):
-        a = m.idAbs()
-        if m.index() <= 2:
+        if i <= 2:
             return 0
+        m = parts[i]
+        a = m.idAbs()
         if a in _BOSONS:
             return 15 if from_tau else 1
         if a == 15:
@@ -155,15 +164,15 @@ def _lepton_flavour(parts: list, p: Any) -> int:
             return 22
         elif a > 100:
             return heavy_flavour(a) or 3
-        m = parts[m.mother1()]
+        i = m.mother1()
     return 0
 
 
 def _gen_record(pythia: Any) -> dict[str, np.ndarray]:
-    rows = []
+    rows: list[tuple[float, ...]] = []
     index_map: dict[int, int] = {}
-    for p in pythia.process:
-        i, st = p.index(), p.status()
+    for i, p in enumerate(pythia.process):
+        st = p.status()
         if i < 3 or abs(st) == 21 or abs(st) == 12:
             continue
         index_map[i] = len(rows)
@@ -232,20 +241,18 @@ class PythiaSource:
         disp = np.flatnonzero((charge != 0) & (np.einsum("ij,ij->i", vtx, vtx) > 1e-6) & keep)
         hadrons: dict[int, tuple] = {}
         if len(disp):
-            uniq, first, inv = np.unique(
-                vtx[disp], axis=0, return_index=True, return_inverse=True
-            )
+            uniq, first, inv = np.unique(vtx[disp], axis=0, return_index=True, return_inverse=True)
             for k in range(len(uniq)):
-                m = _weak_ancestor(parts, fin[disp[first[k]]])
+                i, m = _weak_ancestor(parts, fin[disp[first[k]]])
                 a = m.idAbs()
                 flav = 15 if a == 15 else heavy_flavour(a)
-                if not flav:
+                if i <= 2 or not flav:
                     continue
-                hf[disp[inv.reshape(-1) == k]] = self._add_hadron(hadrons, m)
+                hf[disp[inv.reshape(-1) == k]] = self._add_hadron(hadrons, i, m)
                 if flav == 4:
                     b = _b_ancestor(parts, m)
                     if b is not None:
-                        self._add_hadron(hadrons, b)
+                        self._add_hadron(hadrons, *b)
         for j in np.flatnonzero(np.isin(np.abs(pid), (11, 13))):
             lepflav[j] = _lepton_flavour(parts, fin[j])
 
@@ -266,8 +273,7 @@ class PythiaSource:
         )
 
     @staticmethod
-    def _add_hadron(hadrons: dict[int, tuple], m: Any) -> int:
-        key = m.index()
+    def _add_hadron(hadrons: dict[int, tuple], key: int, m: Any) -> int:
         if key not in hadrons:
             hadrons[key] = (
                 len(hadrons),

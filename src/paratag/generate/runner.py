@@ -59,7 +59,9 @@ def _settings(job: Job, config: GenerateConfig) -> list[list[str]]:
     return [pythia_settings(job, config.ecm_gev)]
 
 
-def run_job(job: Job, config: GenerateConfig, out_dir: Path, progress: Any = None) -> dict[str, Any]:
+def run_job(
+    job: Job, config: GenerateConfig, out_dir: Path, progress: Any = None
+) -> dict[str, Any]:
     """Generate, simulate and write one job's file; return its fileset entry."""
     t_init = time.perf_counter()
     source = PythiaSource(_settings(job, config))
@@ -73,6 +75,7 @@ def run_job(job: Job, config: GenerateConfig, out_dir: Path, progress: Any = Non
     writer = NanoWriter(path)
     sumw = sumw2 = 0.0
     t0 = time.perf_counter()
+    c0 = time.process_time()
     t_init = t0 - t_init
     for start in range(0, job.n_events, config.chunk_size):
         m = min(config.chunk_size, job.n_events - start)
@@ -113,6 +116,7 @@ def run_job(job: Job, config: GenerateConfig, out_dir: Path, progress: Any = Non
         "seed": job.seed,
         "seconds_init": round(t_init, 3),
         "seconds_loop": round(time.perf_counter() - t0, 3),
+        "cpu_seconds_loop": round(time.process_time() - c0, 3),
     }
     return {"files": {str(path.resolve()): "Events"}, "metadata": meta}
 
@@ -162,7 +166,10 @@ def generate(
             bar.update(job.n_events)
     else:
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Manager() as manager, ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+        with (
+            ctx.Manager() as manager,
+            ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool,
+        ):
             queue = manager.Queue()
             pending = {pool.submit(_run_job_star, (j, config, out, queue)) for j in jobs}
             while pending:
@@ -179,7 +186,10 @@ def generate(
     path = out / FILESET_NAME
     path.write_text(json.dumps(fileset, indent=2) + "\n")
     (out / "generate_run.json").write_text(
-        json.dumps({"n_events": n_events, "seed": seed, "workers": workers, "config": to_dict(config)}, indent=2)
+        json.dumps(
+            {"n_events": n_events, "seed": seed, "workers": workers, "config": to_dict(config)},
+            indent=2,
+        )
         + "\n"
     )
     return path

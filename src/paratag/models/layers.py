@@ -249,12 +249,18 @@ class EdgeConvBlock(nn.Module):
         w_self, w_nbr = w[:, :c], w[:, c:]
         centre = F.linear(x, w_self - w_nbr, bias)  # (N, P, C1)
         nbr = F.linear(x, w_nbr).reshape(n * p, -1)  # (N*P, C1)
-        h = nbr.index_select(0, flat).view(n, p, k, -1) + centre.unsqueeze(2)
-        h = h.view(n * p * k, -1)
+        if nbr.requires_grad and not torch.jit.is_tracing():
+            # gather's backward (scatter_add) is ~10x faster on CPU than index_select's
+            # (index_add); index_select stays for inference and ONNX (a plain Gather).
+            nbr = torch.gather(nbr, 0, flat.view(-1, 1).expand(-1, nbr.shape[1]))
+        else:
+            nbr = nbr.index_select(0, flat)
+        h = (nbr.view(n, p, k, -1) + centre.unsqueeze(2)).view(n * p * k, -1)
         h = F.relu(bn0(h), inplace=True) if self.training else F.relu(h, inplace=True)
         for i in range(1, len(self.linears)):
             h = self._layer(i, h)
-        h = h.view(n, p, k, -1).mean(dim=2)
+        # sum * (1/k) rather than mean: its backward is a free expand, not a (N, P, k, C) divide
+        h = h.view(n, p, k, -1).sum(dim=2) * (1.0 / k)
         if isinstance(self.shortcut, nn.Sequential):
             proj, norm = self.shortcut
             sc = batch_norm_last(norm, proj(x))

@@ -1,0 +1,218 @@
+"""Tagger processor: scores for many hypotheses, eager, on every coffea executor and on Dask."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from pathlib import Path
+
+import awkward as ak
+import hist
+import numpy as np
+import pytest
+import torch
+from coffea import processor
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+from typer.testing import CliRunner
+
+from paratag.build import make_executor
+from paratag.cli import app
+from paratag.config import ModelConfig
+from paratag.errors import ConfigError, InputFileError, ModelMismatchError, SchemaError
+from paratag.export import export_model
+from paratag.models import build_model
+from paratag.presets import build_inputs, load_preset
+from paratag.processors import Tagger
+from paratag.processors.tagger import parse_hypotheses
+
+HYPS = [{"mHc": 130, "mA": 90}, {"mHc": 160, "mA": 100}, {"mHc": 100.5, "mA": 60}]
+NAMES = ["score_mHc130_mA90", "score_mHc160_mA100", "score_mHc100p5_mA60"]
+TINY_PN = {"conv_params": [[4, [8, 8]], [4, [16, 16]]], "fc_params": [[16, 0.1]],
+           "attention_heads": 2, "embed_dim": 8, "encoder_dims": [8]}
+
+
+def _events(path: Path, dataset: str = "test"):
+    return NanoEventsFactory.from_root(
+        {str(path): "Events"}, schemaclass=NanoAODSchema, mode="virtual",
+        metadata={"filename": str(path), "dataset": dataset},
+    ).events()
+
+
+@pytest.fixture(scope="module")
+def pf_events(pfnano_path):
+    return _events(pfnano_path)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(1)
+    cfg = ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA"), options=TINY_PN)
+    model = build_model(cfg, point_dims=2, feature_dims=15).eval()
+    # give the condition pathways non-zero weights so hypotheses give different scores
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in model.condition_parameter_names():
+                p.normal_(0, 0.5)
+    out = tmp_path_factory.mktemp("tagger_model")
+    export_model(model, "jet", out, class_names=["signal", "background"])
+    return out, model
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    with make_executor("dask", 2) as ex:
+        yield ex
+
+
+def test_scores_match_pytorch_for_every_hypothesis(model_dir, pf_events):
+    out, model = model_dir
+    scored = Tagger(out / "model.onnx", HYPS)(pf_events)
+    assert set(NAMES) <= set(scored.FatJet.fields)
+    inputs = build_inputs(pf_events, "jet")
+    pf = inputs.clouds["pf"]
+    assert len(inputs) == 24 and (pf.counts > 0).all()
+    for name, hyp in zip(NAMES, HYPS):
+        cond = model.normalise_condition(torch.tensor([[hyp["mHc"], hyp["mA"]]] * 24))
+        with torch.no_grad():
+            ref = torch.softmax(model(*(torch.from_numpy(a) for a in (pf.points, pf.features, pf.mask)), cond), 1)
+        got = ak.to_numpy(ak.flatten(scored.FatJet[name]))
+        np.testing.assert_allclose(got, ref[:, 0].numpy(), atol=1e-5)
+    a, b = (ak.to_numpy(ak.flatten(scored.FatJet[n])) for n in NAMES[:2])
+    assert np.abs(a - b).max() > 1e-3  # the hypotheses really differ
+
+
+def test_strategies_and_micro_batches_agree(model_dir, pf_events):
+    model = model_dir[0] / "model.onnx"
+    ref = Tagger(model, HYPS).score_events(pf_events)[2]
+    for kwargs in ({"strategy": "loop"}, {"batch_size": 1}, {"batch_size": 7}, {"memory_mb": 1e-3}):
+        t = Tagger(model, HYPS, **kwargs)
+        np.testing.assert_allclose(t.score_events(pf_events)[2], ref, atol=1e-6)
+    assert Tagger(model, HYPS, memory_mb=1e-3).rows_per_call() == 1
+    assert Tagger(model, HYPS, batch_size=7).rows_per_call() == 7
+
+
+def test_pickles_without_session(model_dir, pf_events):
+    t = Tagger(model_dir[0] / "model.onnx", HYPS)
+    t(pf_events[:2])
+    assert t._session is not None
+    blob = pickle.dumps(t)
+    assert len(blob) < 20_000
+    t2 = pickle.loads(blob)
+    assert t2._session is None
+    np.testing.assert_array_equal(t2.score_events(pf_events)[2], t.score_events(pf_events)[2])
+
+
+def test_empty_chunks(model_dir, pf_events):
+    model = model_dir[0] / "model.onnx"
+    empty = Tagger(model, HYPS)(pf_events[:0])
+    assert len(empty) == 0 and NAMES[0] in empty.FatJet.fields
+    # no jet passes: every score is NaN, the histogram is empty
+    t = Tagger(model, HYPS, selection="gt(jet.pt, 1e9)", output="both")
+    out = t.process(pf_events)
+    assert out["test"]["cutflow"]["selected"] == 0
+    assert out["hist"].sum().value == 0
+    assert all(len(v) == 0 for v in out["test"]["chunks"].values().__iter__().__next__().values())
+    # every jet without constituents: scores NaN, not run through the network
+    preset = load_preset("jet")
+    pf = dataclasses.replace(preset.clouds[0], sources=(dataclasses.replace(
+        preset.clouds[0].sources[0], selection="gt(pt, 1e9)"),))
+    no_constituents = dataclasses.replace(preset, clouds=(pf, preset.clouds[1]))
+    t = Tagger(model, HYPS, preset=no_constituents, output="both")
+    out = t.process(pf_events)
+    assert out["test"]["cutflow"] == {"events": 10, "candidates": 24, "selected": 24, "scored": 0}
+    assert out["hist"].sum().value == 0
+    scored = Tagger(model, HYPS, preset=no_constituents)(pf_events)
+    assert np.isnan(ak.to_numpy(ak.flatten(scored.FatJet[NAMES[0]]))).all()
+
+
+def test_hist_output(model_dir, pf_events):
+    t = Tagger(model_dir[0] / "model.onnx", HYPS, output="hist",
+               axes=[hist.axis.Regular(10, 0, 300, name="jet_sdmass")])
+    h = t(pf_events)
+    assert [ax.name for ax in h.axes] == ["dataset", "hypothesis", "score", "jet_sdmass"]
+    assert list(h.axes["hypothesis"]) == NAMES
+    assert h[{"dataset": "test", "hypothesis": NAMES[0]}].sum(flow=True).value == pytest.approx(24.0)
+
+
+def test_bad_inputs(model_dir, tmp_path, nano_dy_path):
+    out = model_dir[0]
+    with pytest.raises(InputFileError, match="does not exist"):
+        Tagger(tmp_path / "model.onnx", HYPS)  # no preprocess.json there either
+    (tmp_path / "preprocess.json").write_text((out / "preprocess.json").read_text())
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07garbage")
+    with pytest.raises(InputFileError, match="not a valid ONNX"):
+        Tagger(tmp_path / "model.onnx", HYPS)
+    with pytest.raises(ConfigError, match="condition names"):
+        Tagger(out / "model.onnx", [{"mX": 100}])
+    with pytest.raises(ConfigError, match="parametric"):
+        Tagger(out / "model.onnx", [])
+    with pytest.raises(ModelMismatchError, match="does not build the inputs"):
+        Tagger(out / "model.onnx", HYPS, preset=load_preset("jet").with_lengths(pf=50))
+    with pytest.raises(SchemaError, match="PFCands"):
+        Tagger(out / "model.onnx", HYPS)(_events(nano_dy_path))
+    assert parse_hypotheses("mHc=130,mA=90; mHc=160,mA=100") == [{"mHc": 130, "mA": 90}, {"mHc": 160, "mA": 100}]
+    with pytest.raises(ConfigError, match="name=value"):
+        parse_hypotheses("mHc:130")
+
+
+def _run(executor, model: Path, fileset: dict) -> dict:
+    runner = processor.Runner(executor, schema=NanoAODSchema, chunksize=4)
+    return runner(fileset, processor_instance=Tagger(model, HYPS, output="both"), treename="Events")
+
+
+def test_runner_executors_identical(model_dir, pfnano_path, dask_client):
+    model = model_dir[0] / "model.onnx"
+    fileset = {"sig": {"files": {str(pfnano_path): "Events"}},
+               "bkg": {"files": {str(pfnano_path): "Events"}}}
+    ref = _run(processor.IterativeExecutor(status=False), model, fileset)
+    eager = Tagger(model, HYPS)(_events(pfnano_path))
+    np.testing.assert_allclose(ref["sig"]["arrays"][NAMES[1]],
+                               ak.to_numpy(ak.flatten(eager.FatJet[NAMES[1]])), atol=1e-6)
+    assert ref["sig"]["cutflow"]["scored"] == 24 and len(ref["sig"]["arrays"]["event"]) == 24
+    for ex in (processor.FuturesExecutor(workers=2, status=False), dask_client):
+        other = _run(ex, model, fileset)
+        for ds in ("sig", "bkg"):
+            assert other[ds]["cutflow"] == ref[ds]["cutflow"]
+            for key, arr in ref[ds]["arrays"].items():
+                np.testing.assert_array_equal(other[ds]["arrays"][key], arr)
+        np.testing.assert_allclose(other["hist"].values(flow=True), ref["hist"].values(flow=True), rtol=1e-12)
+        assert other["hist"].sum().value == 2 * 24 * len(HYPS)
+
+
+def test_dask_map_partitions_identical_and_column_usage(model_dir, pfnano_path):
+    import dask_awkward as dak
+
+    model = model_dir[0] / "model.onnx"
+    tagger = Tagger(model, HYPS)
+    events = NanoEventsFactory.from_root({str(pfnano_path): "Events"}, schemaclass=NanoAODSchema,
+                                         mode="dask").events()
+    scored = dak.map_partitions(tagger, events)
+    lazy = scored.FatJet[NAMES[2]]
+    columns = set().union(*dak.report_necessary_columns(lazy).values())
+    preset = load_preset("jet")
+    counts = {"n" + b.split("_")[0] for b in preset.branches() if "_" in b}
+    assert columns == preset.branches() | counts
+    got = lazy.compute(scheduler="sync")
+    eager = tagger(_events(pfnano_path))
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(got)), ak.to_numpy(ak.flatten(eager.FatJet[NAMES[2]])))
+
+
+def test_cli_score_writes_hists_and_parquet(model_dir, pfnano_path, tmp_path):
+    import pyarrow.parquet as pq
+    import uproot
+
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps({"sig": {"files": [str(pfnano_path)]}}))
+    res = CliRunner().invoke(app, [
+        "score", str(fileset), "--model", str(model_dir[0] / "model.onnx"),
+        "--hypotheses", "mHc=130,mA=90;mHc=160,mA=100", "--out", str(tmp_path / "out"),
+        "--chunksize", "5", "--parquet",
+    ])
+    assert res.exit_code == 0, res.output
+    with uproot.open(tmp_path / "out" / "scores.root") as f:
+        assert f["sig/score_mHc130_mA90"].values().sum() == pytest.approx(24.0)
+    table = pq.read_table(tmp_path / "out" / "scores.parquet")
+    assert table.num_rows == 24 and "score_mHc160_mA100" in table.column_names
+    with open(tmp_path / "out" / "hists.pkl", "rb") as fh:
+        assert pickle.load(fh)["hist"].sum().value == pytest.approx(48.0)
