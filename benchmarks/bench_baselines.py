@@ -3,17 +3,17 @@
 1. ResNet-15 on the embedded e/gamma calorimeter simulation (accuracy, AUC); the seed's
    numbers on the real ML4SCI data are printed as a reference, NOT the same dataset.
 2. ResNet-15 on jet images vs ParticleNet-Lite on the same PFNano AK8 jets (X->bb vs QCD),
-   when PFNano files are given (--xbb/--qcd), e.g. from ``paratag generate``.
+   from PFNano files (--xbb/--qcd) or generated here with ``paratag.generate`` (--n-jets N).
 3. Masked Transformer autoencoder (linear probe, MLP probe, optional fine-tuning) vs
    scikit-learn HistGradientBoostingClassifier on the same HIGGS features and split.
    Data: --higgs-csv (UCI layout), --higgs-signal/--higgs-background (NanoAOD), or by default
-   the HIGGS processes generated here with Pythia 8 + FastJet at particle level with a
-   simple smearing (a stand-in until ``paratag.generate`` writes these processes).
+   the HIGGS processes generated here with ``paratag.generate`` (``--higgs-source standin``:
+   the particle-level Pythia 8 + FastJet stand-in ``generate_higgs_events``).
 
 Scores are "signal first" (logit 0 = signal, labels 1 = signal); AUCs use
-``paratag.evaluate.metrics.roc_auc``. Training uses a small explicit loop (see the report).
+``paratag.evaluate.metrics.roc_auc``. Training goes through ``paratag.training.loop.fit``.
 
-    python benchmarks/bench_baselines.py            # defaults: ~5-10 min on 2 CPU cores
+    python benchmarks/bench_baselines.py            # defaults: ~15 min on 2 CPU cores
     python benchmarks/bench_baselines.py --quick    # ~1 min smoke run
 """
 
@@ -23,9 +23,10 @@ import argparse
 import time
 from pathlib import Path
 
-import awkward as ak
 import numpy as np
 import torch
+from paratag.training.loop import FitConfig
+from paratag.training.loop import fit as loop_fit
 from torch import nn
 
 from paratag.data.images import CaloSimConfig, simulate_egamma, to_channels_first
@@ -51,26 +52,46 @@ SEED_EGAMMA = {"accuracy": 0.7289, "auc": 0.80}
 SEED_HIGGS_AUC = 0.73
 
 
+class Batches:
+    """Shuffled dict batches over equal-length tensors (``set_epoch`` re-seeds the order)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], batch: int, shuffle: bool = True) -> None:
+        self.tensors, self.batch, self.shuffle, self.epoch = tensors, batch, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        n = len(next(iter(self.tensors.values())))
+        gen = torch.Generator().manual_seed(self.epoch)
+        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        for idx in order.split(self.batch):
+            yield {k: v[idx] for k, v in self.tensors.items()}
+
+
 def fit(
-    model: nn.Module, inputs, targets, epochs: int, lr: float = 1e-3, batch: int = 256, params=None
+    model: nn.Module, inputs, targets, epochs: int, lr: float = 1e-3, batch: int = 256, names=None
 ) -> float:
-    """Cross-entropy training; returns seconds. ``targets`` are class indices (0 = signal)."""
-    opt = torch.optim.AdamW(
-        params if params is not None else model.parameters(), lr=lr, weight_decay=1e-4
-    )
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, lr, total_steps=epochs * -(-len(targets) // batch)
-    )
-    gen = torch.Generator().manual_seed(0)
+    """Train through ``paratag.training.loop.fit`` (cross-entropy, class 0 = signal); returns seconds."""
+    names = names or [f"x{i}" for i in range(len(inputs))]
+    loader = Batches({**dict(zip(names, inputs, strict=True)), "label": targets}, batch)
     t0 = time.perf_counter()
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(targets), generator=gen).split(batch):
-            loss = nn.functional.cross_entropy(model(*(x[idx] for x in inputs)), targets[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+    loop_fit(
+        model,
+        loader,
+        None,
+        FitConfig(
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch,
+            optimizer="adamw",
+            weight_decay=1e-4,
+            scheduler="cosine",
+        ),
+        forward_fn=lambda m, b: m(*(b[k] for k in names)),
+        score_fn=None,
+        show_progress=False,
+    )
     return time.perf_counter() - t0
 
 
@@ -122,12 +143,20 @@ def bench_egamma(n_per_class: int, epochs: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def bench_jets(xbb: list[str], qcd: list[str], epochs: int) -> None:
+def bench_jets(
+    xbb: list[str], qcd: list[str], epochs: int, n_generate: int = 0, workdir: Path = Path(".")
+) -> None:
     print("\n== ResNet-15 (jet images) vs ParticleNet-Lite on the same AK8 jets ==")
+    if n_generate and not (xbb and qcd):
+        t0 = time.perf_counter()
+        files = generate_samples("jets", n_generate, workdir)
+        xbb, qcd = [files["XToBB_mX125"]], [files["QCD"]]
+        print(
+            f"generated {n_generate} X(125)->bb and {n_generate} QCD events with paratag.generate in {time.perf_counter() - t0:.0f}s"
+        )
     if not xbb or not qcd:
         print(
-            "skipped: pass PFNano files with --xbb and --qcd (e.g. from `paratag generate` with "
-            "the xbb_jets preset); no generated jets were available to this run"
+            "skipped: pass --n-jets N to generate X->bb and QCD jets, or PFNano files with --xbb/--qcd"
         )
         return
     import coffea.nanoevents as ne
@@ -179,6 +208,41 @@ def bench_jets(xbb: list[str], qcd: list[str], epochs: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def generate_samples(kind: str, n: int, workdir: Path) -> dict[str, str]:
+    """Run ``paratag.generate`` for the HIGGS processes or X(125)->bb + QCD jets; dataset -> file."""
+    import dataclasses
+
+    from paratag.data.tabular import HIGGS_PROCESSES
+    from paratag.generate.config import GenerateConfig, ProcessConfig
+    from paratag.generate.runner import generate
+
+    if kind == "higgs":
+        cfg = GenerateConfig(
+            processes=(
+                ProcessConfig(
+                    name="HiggsSignal",
+                    kind="custom",
+                    group="signal",
+                    extra_settings=HIGGS_PROCESSES["higgs_signal"],
+                ),
+                ProcessConfig(
+                    name="HiggsTTbar",
+                    kind="custom",
+                    group="ttX",
+                    extra_settings=HIGGS_PROCESSES["higgs_ttbar"],
+                ),
+            ),
+            ecm_gev=8000.0,
+        )
+    else:
+        base = GenerateConfig.preset("xbb_jets")
+        xbb = dataclasses.replace(base.processes[0], mass_points=({"mX": 125.0},))
+        cfg = dataclasses.replace(base, processes=(xbb, base.processes[1]))
+    out = workdir / kind
+    generate(cfg, out, n, workers=2, progress=False)
+    return {p.stem: str(p) for p in out.glob("*.root")}
+
+
 def _higgs_data(
     args,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[np.ndarray, np.ndarray], str]:
@@ -191,6 +255,15 @@ def _higgs_data(
         xs, _ = higgs_features_from_file(args.higgs_signal)
         xb, _ = higgs_features_from_file(args.higgs_background)
         source = "NanoAOD files"
+    elif args.higgs_source == "generator":
+        t0 = time.perf_counter()
+        files = generate_samples("higgs", args.n_higgs, args.workdir)
+        xs, _ = higgs_features_from_file(files["HiggsSignal"])
+        xb, _ = higgs_features_from_file(files["HiggsTTbar"])
+        source = (
+            f"paratag.generate (Pythia 8 + its detector simulation, PFNano), {args.n_higgs} events "
+            f"per process in {time.perf_counter() - t0:.0f}s"
+        )
     else:
         t0 = time.perf_counter()
         xs, _ = higgs_features(generate_higgs_events("higgs_signal", args.n_higgs, seed=11))
@@ -231,15 +304,19 @@ def bench_tabular(args) -> None:
     torch.manual_seed(0)
     model = MaskedTransformerAE(opts)
     x_tr, x_te = torch.tensor(xs_tr), torch.tensor(xs_te)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     t0 = time.perf_counter()
-    for _ in range(args.ae_epochs):
-        model.train()
-        for idx in torch.randperm(len(x_tr)).split(256):
-            loss, parts = model.pretrain_loss(x_tr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    loop_fit(
+        model,
+        Batches({"features": x_tr}, 256),
+        None,
+        FitConfig(
+            epochs=args.ae_epochs, lr=2e-3, optimizer="adamw", weight_decay=1e-4, scheduler="cosine"
+        ),
+        forward_fn=lambda m, b: m.pretrain_loss(b["features"])[0],
+        loss_fn=lambda out, b: out,
+        score_fn=None,
+        show_progress=False,
+    )
     t_pre = time.perf_counter() - t0
     model.eval()
     with torch.no_grad():
@@ -270,7 +347,6 @@ def bench_tabular(args) -> None:
             t[tr],
             args.clf_epochs,
             lr=3e-3,
-            params=[p for p in clf.parameters() if p.requires_grad],
         )
         rows.append(
             (
@@ -307,11 +383,23 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
-    p.add_argument("--n-egamma", type=int, default=10000, help="images per class")
-    p.add_argument("--egamma-epochs", type=int, default=8)
+    p.add_argument("--n-egamma", type=int, default=3000, help="images per class")
+    p.add_argument("--egamma-epochs", type=int, default=6)
     p.add_argument("--xbb", nargs="*", default=[], help="PFNano files of X->bb jets")
     p.add_argument("--qcd", nargs="*", default=[], help="PFNano files of QCD jets")
     p.add_argument("--jet-epochs", type=int, default=10)
+    p.add_argument(
+        "--n-jets", type=int, default=0, help="generate this many X->bb and QCD events (0: off)"
+    )
+    p.add_argument(
+        "--workdir", type=Path, default=Path("bench_baselines_work"), help="generated files"
+    )
+    p.add_argument(
+        "--higgs-source",
+        choices=["generator", "standin"],
+        default="generator",
+        help="HIGGS events from paratag.generate or the particle-level stand-in",
+    )
     p.add_argument("--higgs-csv", type=Path, help="UCI HIGGS CSV (label + 28 columns)")
     p.add_argument("--max-rows", type=int, help="read only the first rows of the CSV")
     p.add_argument("--higgs-signal", help="NanoAOD file of the HIGGS signal process")
@@ -323,14 +411,15 @@ def main() -> None:
     p.add_argument("--skip", nargs="*", default=[], choices=["egamma", "jets", "tabular"])
     args = p.parse_args()
     if args.quick:
-        args.n_egamma, args.egamma_epochs, args.n_higgs = 1000, 2, 1000
+        args.n_egamma, args.egamma_epochs = 1000, 2
         args.ae_epochs, args.clf_epochs, args.jet_epochs = 3, 3, 2
+        args.n_higgs, args.n_jets = 300, args.n_jets and 100
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if "egamma" not in args.skip:
         bench_egamma(args.n_egamma, args.egamma_epochs)
     if "jets" not in args.skip:
-        bench_jets(args.xbb, args.qcd, args.jet_epochs)
+        bench_jets(args.xbb, args.qcd, args.jet_epochs, args.n_jets, args.workdir)
     if "tabular" not in args.skip:
         bench_tabular(args)
 

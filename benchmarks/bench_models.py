@@ -143,18 +143,16 @@ def _memory_child(kind: str, name: str, mode: str, n: int, p: int, features: int
     model = theirs if kind == "weaver" else ours
     inputs = jets(n, p, (2, features), seed=1)
     step = train_step if mode == "train" else infer
-    step(model, inputs, kind == "weaver")  # warm-up allocations of the allocator
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for _ in range(2):
-        step(model, inputs, kind == "weaver")
+    step(model, inputs, kind == "weaver")
     queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0)
 
 
 def peak_memory_mb(kind: str, name: str, mode: str, n: int, p: int, features: int) -> float:
-    """Growth of the peak RSS (MiB) over one batch, measured in a fresh process.
+    """Growth of the peak RSS (MiB) during one batch, measured in a fresh process.
 
-    The first step is run before the baseline, so this is the extra peak of a
-    steady-state step beyond the first one (a lower bound of the working set).
+    The baseline is taken after the model and the inputs exist, so this is the
+    working set of one step (plus the thread pools' one-off buffers).
     """
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()

@@ -44,8 +44,8 @@ CHECKPOINT_FORMAT = "paratag-checkpoint/1"
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module under DDP and ``torch.compile`` wrappers."""
     while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+        if isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod  # type: ignore[assignment]
         elif isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
         else:
@@ -54,11 +54,16 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def capture_rng() -> dict[str, Any]:
     """Python, numpy and torch (CPU and CUDA) RNG states in a ``weights_only``-safe form."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]  # noqa: NPY002
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -70,7 +75,9 @@ def restore_rng(state: Mapping[str, Any]) -> None:
     """Restore the RNG states written by :func:`capture_rng`."""
     random.setstate(_tuplify(state["python"]))
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(  # noqa: NPY002
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -81,7 +88,10 @@ def _tuplify(obj: Any) -> Any:
 
 
 def save_checkpoint(
-    path: str | Path, model: nn.Module, info: Mapping[str, Any], training: Mapping[str, Any] | None = None
+    path: str | Path,
+    model: nn.Module,
+    info: Mapping[str, Any],
+    training: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (temp file + rename) and return its path."""
     p = Path(path)
@@ -103,18 +113,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only`` loading)."""
     p = Path(path)
     if not p.is_file():
-        raise InputFileError(str(p), "checkpoint does not exist", "train the stage first (`paratag train`)")
+        raise InputFileError(
+            str(p), "checkpoint does not exist", "train the stage first (`paratag train`)"
+        )
     try:
         payload = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError on bad files
-        raise InputFileError(str(p), f"not a readable checkpoint ({type(exc).__name__}: {exc})",
-                             "re-run the stage that writes it") from exc
+        raise InputFileError(
+            str(p),
+            f"not a readable checkpoint ({type(exc).__name__}: {exc})",
+            "re-run the stage that writes it",
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputFileError(str(p), "not a paratag checkpoint", "pass a model.pt written by `paratag train`")
+        raise InputFileError(
+            str(p), "not a paratag checkpoint", "pass a model.pt written by `paratag train`"
+        )
     return payload
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model stored in checkpoint ``path``; return ``(model in eval mode, info)``.
 
     ``info`` holds the ``ModelConfig`` dict, input dims, preset, condition names

@@ -66,7 +66,9 @@ def select_device(requested: str = "auto") -> torch.device:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError("device: cuda was requested but no CUDA GPU is available; use auto or cpu")
+            raise ConfigError(
+                "device: cuda was requested but no CUDA GPU is available; use auto or cpu"
+            )
         if requested == "cuda":
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(requested)

@@ -52,13 +52,19 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from paratag.training import ddp
+from paratag.training.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    unwrap,
+)
+from paratag.training.losses import weighted_cross_entropy
+from paratag.training.monitor import MetricsLogger, progress
 from torch import Tensor, nn
 
 from paratag.errors import ConfigError
-from paratag.training import ddp
-from paratag.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, unwrap
-from paratag.training.losses import weighted_cross_entropy
-from paratag.training.monitor import MetricsLogger, progress
 
 __all__ = [
     "EvalResult",
@@ -154,7 +160,9 @@ def graph_forward(model: nn.Module, batch: Batch) -> Tensor:
     kwargs = {}
     if "sv_features" in batch:
         kwargs = {"sv_features": batch["sv_features"], "sv_mask": batch["sv_mask"]}
-    return model(batch["points"], batch["features"], batch["mask"], batch.get("condition"), **kwargs)  # type: ignore[no-any-return]
+    return model(
+        batch["points"], batch["features"], batch["mask"], batch.get("condition"), **kwargs
+    )  # type: ignore[no-any-return]
 
 
 def default_loss(outputs: Tensor, batch: Batch) -> Tensor:
@@ -171,6 +179,10 @@ def softmax_score(index: int = 0) -> ScoreFn:
     return score
 
 
+#: Default score: softmax probability of class 0 (the signal).
+_SIGNAL_SCORE = softmax_score(0)
+
+
 def make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
     """The optimizer named by ``cfg`` over the trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -179,14 +191,20 @@ def make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     raise ConfigError(f"optimizer {cfg.optimizer!r} is unknown; use adam, adamw or sgd")
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: FitConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+def make_scheduler(
+    opt: torch.optim.Optimizer, cfg: FitConfig
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The per-epoch learning-rate schedule named by ``cfg`` (None for ``none``)."""
     if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=cfg.min_lr)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=max(cfg.epochs, 1), eta_min=cfg.min_lr
+        )
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
     return None
@@ -194,7 +212,9 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: FitConfig) -> torch.optim.lr
 
 def _to_device(batch: Batch, device: torch.device) -> dict[str, Any]:
     nb = device.type == "cuda"
-    return {k: v.to(device, non_blocking=nb) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    return {
+        k: v.to(device, non_blocking=nb) if isinstance(v, Tensor) else v for k, v in batch.items()
+    }
 
 
 def _set_epoch(loader: Any, epoch: int) -> None:
@@ -233,7 +253,9 @@ def evaluate(
     scores, labels, weights, groups = [], [], [], []
     for raw in loader:
         batch = _to_device(raw, device)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+        with torch.autocast(
+            device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"
+        ):
             out = forward_fn(model, batch)
             loss = loss_fn(out, batch)
         n = len(batch["label"])
@@ -277,7 +299,7 @@ def fit(
     *,
     loss_fn: Callable[[Any, Batch], Tensor] = default_loss,
     forward_fn: ForwardFn = graph_forward,
-    score_fn: ScoreFn | None = softmax_score(0),
+    score_fn: ScoreFn | None = _SIGNAL_SCORE,
     signal_label: int = 0,
     device: torch.device | str | None = None,
     checkpoint_dir: str | Path | None = None,
@@ -298,13 +320,17 @@ def fit(
         train_loader: iterable of training batches.
         val_loader: iterable of validation batches (None: monitor the training loss).
         config: optimisation settings.
-        loss_fn, forward_fn, score_fn, signal_label: the pluggable pieces.
+        loss_fn: ``loss_fn(outputs, batch) -> scalar``.
+        forward_fn: ``forward_fn(model, batch) -> outputs``.
+        score_fn: ``score_fn(outputs) -> (N,)`` signal score for the AUC (None: no AUC).
+        signal_label: label value counted as signal in the AUC.
         device: target device (default: CUDA if present, else CPU).
         checkpoint_dir: where ``model.pt`` and ``last.pt`` go (None: no checkpoints).
         checkpoint_info: rebuild info stored in every checkpoint.
         resume: continue from ``checkpoint_dir/last.pt`` if it exists.
         logger: metrics CSV/TensorBoard logger.
-        stage, point: labels for the logs.
+        stage: stage label for the logs.
+        point: mass-point label for the logs.
         group_names: names of validation groups (for per-point logs).
         early_stopping_from: first epoch that counts towards the patience (curricula).
         callbacks: ``callback(epoch, metrics)`` after every epoch (after checkpointing).
@@ -319,8 +345,16 @@ def fit(
     info = dict(checkpoint_info or {})
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     main = ddp.is_main()
-    state: dict[str, Any] = {"epoch": -1, "best": None, "best_epoch": -1, "bad": 0, "stopped": False,
-                             "history": [], "best_group_auc": {}, "time_s": 0.0}
+    state: dict[str, Any] = {
+        "epoch": -1,
+        "best": None,
+        "best_epoch": -1,
+        "bad": 0,
+        "stopped": False,
+        "history": [],
+        "best_group_auc": {},
+        "time_s": 0.0,
+    }
     if resume and ckpt is not None and (ckpt / "last.pt").is_file():
         payload = load_checkpoint(ckpt / "last.pt", map_location=dev)
         unwrap(model).load_state_dict(payload["model_state"])
@@ -352,7 +386,9 @@ def fit(
         train_model.train()
         _set_epoch(train_loader, epoch)
         total, count = 0.0, 0
-        bar = progress(train_loader, desc=f"{stage} {point} epoch {epoch}", enabled=show_progress and main)
+        bar = progress(
+            train_loader, desc=f"{stage} {point} epoch {epoch}", enabled=show_progress and main
+        )
         for raw in bar:
             batch = _to_device(raw, dev)
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp):
@@ -380,8 +416,17 @@ def fit(
         row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
         groups: dict[int, float] = {}
         if val_loader is not None:
-            ev = evaluate(unwrap(model), val_loader, loss_fn=loss_fn, forward_fn=forward_fn, score_fn=score_fn,
-                          signal_label=signal_label, device=dev, amp=amp, epoch=epoch)
+            ev = evaluate(
+                unwrap(model),
+                val_loader,
+                loss_fn=loss_fn,
+                forward_fn=forward_fn,
+                score_fn=score_fn,
+                signal_label=signal_label,
+                device=dev,
+                amp=amp,
+                epoch=epoch,
+            )
             row.update(val_loss=ev.loss, val_auc=ev.auc)
             groups = ev.group_auc
             metric = ev.auc if config.monitor == "val_auc" else ev.loss
@@ -396,8 +441,16 @@ def fit(
             if ckpt is None:
                 best_state = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
             elif main:
-                save_checkpoint(ckpt / "model.pt", model, {**info, "epoch": epoch, "metrics": _clean(row),
-                                                           "group_auc": _named(groups, group_names)})
+                save_checkpoint(
+                    ckpt / "model.pt",
+                    model,
+                    {
+                        **info,
+                        "epoch": epoch,
+                        "metrics": _clean(row),
+                        "group_auc": _named(groups, group_names),
+                    },
+                )
         if epoch >= early_stopping_from:
             state["bad"] = 0 if improved else state["bad"] + 1
         row["time_s"] = time.perf_counter() - t0
@@ -407,16 +460,26 @@ def fit(
             state["stopped"] = True
         state["time_s"] = time.perf_counter() - t_start
         if ckpt is not None and main:
-            save_checkpoint(ckpt / "last.pt", model, {**info, "epoch": epoch}, {
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None,
-                "scaler": scaler.state_dict() if amp else None,
-                "state": state,
-                "rng": capture_rng(),
-            })
+            save_checkpoint(
+                ckpt / "last.pt",
+                model,
+                {**info, "epoch": epoch},
+                {
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "scaler": scaler.state_dict() if amp else None,
+                    "state": state,
+                    "rng": capture_rng(),
+                },
+            )
         if logger is not None and main:
-            logger.log(stage, point, epoch, {k: row.get(k) for k in ("train_loss", "val_loss", "val_auc", "lr", "time_s")},
-                       _named(groups, group_names))
+            logger.log(
+                stage,
+                point,
+                epoch,
+                {k: row.get(k) for k in ("train_loss", "val_loss", "val_auc", "lr", "time_s")},
+                _named(groups, group_names),
+            )
         ddp.barrier()
         for cb in callbacks:
             cb(epoch, row)
@@ -424,10 +487,19 @@ def fit(
         unwrap(model).load_state_dict(best_state)
     elif ckpt is not None and (ckpt / "model.pt").is_file() and state["best_epoch"] >= 0:
         ddp.barrier()
-        unwrap(model).load_state_dict(load_checkpoint(ckpt / "model.pt", map_location=dev)["model_state"])
+        unwrap(model).load_state_dict(
+            load_checkpoint(ckpt / "model.pt", map_location=dev)["model_state"]
+        )
     best = float("nan") if state["best"] is None else float(state["best"])
-    return FitResult(best, int(state["best_epoch"]), int(state["epoch"]) + 1, bool(state["stopped"]),
-                     list(state["history"]), float(state["time_s"]), dict(state["best_group_auc"]))
+    return FitResult(
+        best,
+        int(state["best_epoch"]),
+        int(state["epoch"]) + 1,
+        bool(state["stopped"]),
+        list(state["history"]),
+        float(state["time_s"]),
+        dict(state["best_group_auc"]),
+    )
 
 
 def _clean(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -82,11 +82,15 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.offset <= 0 or self.width <= 0:
-            raise ConfigError(f"loss.offset and loss.width must be > 0, got {self.offset}, {self.width}")
+            raise ConfigError(
+                f"loss.offset and loss.width must be > 0, got {self.offset}, {self.width}"
+            )
         if self.disco_lambda < 0:
             raise ConfigError(f"loss.disco_lambda must be >= 0, got {self.disco_lambda}")
         if self.disco_lambda > 0 and not self.disco_spectator:
-            raise ConfigError("loss.disco_lambda > 0 needs loss.disco_spectator (e.g. fj_msoftdrop)")
+            raise ConfigError(
+                "loss.disco_lambda > 0 needs loss.disco_spectator (e.g. fj_msoftdrop)"
+            )
 
 
 def weighted_cross_entropy(logits: Tensor, label: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -117,10 +121,14 @@ def difficulty(
         return 1.0 / ((m_hc - m_a) / m_hc + offset)
     if formula == "kinematic_margin":
         return 1.0 / (torch.sigmoid((m_hc - m_a - m_w) / width) + offset)
-    raise ConfigError(f"loss.formula {formula!r} is unknown; use relative_gap, kinematic_margin or none")
+    raise ConfigError(
+        f"loss.formula {formula!r} is unknown; use relative_gap, kinematic_margin or none"
+    )
 
 
-def distance_correlation(x: Tensor, y: Tensor, weight: Tensor | None = None, power: int = 1) -> Tensor:
+def distance_correlation(
+    x: Tensor, y: Tensor, weight: Tensor | None = None, power: int = 1
+) -> Tensor:
     """Weighted squared distance correlation of 1-d ``x`` and ``y`` (DisCo, arXiv:2001.05310).
 
     0 for independent variables, 1 for identical ones (up to scale). Weights
@@ -163,13 +171,19 @@ def make_loss(
             ref = torch.tensor([list(p) for p in reference_points], dtype=torch.float32)
             scale = float(difficulty(ref, condition_names, config.formula, **kwargs).mean())
         else:
-            difficulty(torch.ones(1, len(condition_names)), condition_names, config.formula, **kwargs)
+            difficulty(
+                torch.ones(1, len(condition_names)), condition_names, config.formula, **kwargs
+            )
 
     def loss_fn(logits: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
         label, weight = batch["label"], batch["weight"]
         ce = F.cross_entropy(logits.float(), label, reduction="none") * weight.float()
         if use_difficulty:
-            ce = ce * difficulty(batch["mass"].float(), condition_names, config.formula, **kwargs) / scale
+            ce = (
+                ce
+                * difficulty(batch["mass"].float(), condition_names, config.formula, **kwargs)
+                / scale
+            )
         loss = ce.mean()
         if config.disco_lambda > 0:
             if "spectator" not in batch:
@@ -178,7 +192,11 @@ def make_loss(
                     "set loss.disco_spectator so the dataset provides it"
                 )
             score = torch.softmax(logits.float(), dim=1)[:, config.signal_index]
-            sel = label != config.signal_index if config.disco_background_only else torch.ones_like(label, dtype=torch.bool)
+            sel = (
+                label != config.signal_index
+                if config.disco_background_only
+                else torch.ones_like(label, dtype=torch.bool)
+            )
             if int(sel.sum()) > 2:
                 loss = loss + config.disco_lambda * distance_correlation(
                     score[sel], batch["spectator"][sel], weight[sel], config.disco_power

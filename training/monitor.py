@@ -29,8 +29,9 @@ def progress_enabled(requested: bool = True) -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def progress(iterable: Iterable[Any], *, desc: str = "", total: int | None = None,
-             enabled: bool = True) -> Any:
+def progress(
+    iterable: Iterable[Any], *, desc: str = "", total: int | None = None, enabled: bool = True
+) -> Any:
     """A tqdm bar over ``iterable`` when :func:`progress_enabled`, else the iterable itself."""
     if not progress_enabled(enabled):
         return iterable
@@ -54,7 +55,9 @@ class MetricsLogger:
         enabled: False on non-main DDP ranks.
     """
 
-    def __init__(self, run_dir: str | Path | None, *, tensorboard: bool = True, enabled: bool = True) -> None:
+    def __init__(
+        self, run_dir: str | Path | None, *, tensorboard: bool = True, enabled: bool = True
+    ) -> None:
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.enabled = enabled and self.run_dir is not None
         self.tensorboard = tensorboard
@@ -68,23 +71,36 @@ class MetricsLogger:
                     csv.writer(f).writerow(CSV_COLUMNS)
 
     def truncate(self, stage: str, point: str, after_epoch: int) -> None:
-        """Drop rows of (stage, point*) with epoch > ``after_epoch`` (before a resume or rerun)."""
+        """Drop rows of (stage, point) with epoch > ``after_epoch`` (before a resume or rerun).
+
+        ``point`` ``all`` (a joint stage) or ``*`` drops the whole stage, per-point rows included.
+        """
         if not self.enabled or not self.csv_path.exists():
             return
         with self.csv_path.open(newline="") as f:
             rows = list(csv.DictReader(f))
         keep = [
-            r for r in rows
-            if not (r["stage"] == stage and (point == "*" or r["point"] == point or stage == "stage3")
-                    and int(r["epoch"]) > after_epoch)
+            r
+            for r in rows
+            if not (
+                r["stage"] == stage
+                and (point in ("*", "all") or r["point"] == point)
+                and int(r["epoch"]) > after_epoch
+            )
         ]
         with self.csv_path.open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
             w.writeheader()
             w.writerows(keep)
 
-    def log(self, stage: str, point: str, epoch: int, values: Mapping[str, Any],
-            groups: Mapping[str, float] | None = None) -> None:
+    def log(
+        self,
+        stage: str,
+        point: str,
+        epoch: int,
+        values: Mapping[str, Any],
+        groups: Mapping[str, float] | None = None,
+    ) -> None:
         """Write one epoch's metrics (and per-point validation AUCs)."""
         if not self.enabled:
             return
@@ -112,7 +128,9 @@ class MetricsLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             assert self.run_dir is not None
-            self._writers[key] = SummaryWriter(log_dir=str(self.run_dir / "tensorboard" / stage / point))
+            self._writers[key] = SummaryWriter(
+                log_dir=str(self.run_dir / "tensorboard" / stage / point)
+            )
         return self._writers[key]
 
     def close(self) -> None:

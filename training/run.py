@@ -29,13 +29,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-
-from paratag.conditions import GridConfig, MassGrid
-from paratag.config import ModelConfig, dump, from_dict, read_mapping, to_dict
-from paratag.data.dataset import GraphDataset, ShardStore, make_loader
-from paratag.data.sampler import EpochBatchSampler
-from paratag.data.selection import DataConfig, SampleBuilder
-from paratag.errors import ConfigError, InputFileError
 from paratag.training import ddp
 from paratag.training.checkpoint import load_checkpoint, save_checkpoint
 from paratag.training.loop import FitResult, fit, softmax_score
@@ -51,7 +44,21 @@ from paratag.training.schedule import (
     rank_points,
 )
 
-__all__ = ["TrainConfig", "derive_seed", "load_train_config", "resolve_config", "seed_everything", "train"]
+from paratag.conditions import GridConfig, MassGrid
+from paratag.config import ModelConfig, dump, from_dict, read_mapping, to_dict
+from paratag.data.dataset import GraphDataset, ShardStore, make_loader
+from paratag.data.sampler import EpochBatchSampler
+from paratag.data.selection import DataConfig, SampleBuilder
+from paratag.errors import ConfigError, InputFileError
+
+__all__ = [
+    "TrainConfig",
+    "derive_seed",
+    "load_train_config",
+    "resolve_config",
+    "seed_everything",
+    "train",
+]
 
 
 def _default_model() -> ModelConfig:
@@ -73,6 +80,8 @@ class TrainConfig:
         device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
         progress: tqdm bars (only on a TTY, never with CI=true).
         tensorboard: write TensorBoard scalars.
+        threads: torch CPU threads during the run (None: torch's default). Small
+            graph models train fastest with 1 thread per process on busy machines.
     """
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -87,6 +96,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
     tensorboard: bool = True
+    threads: int | None = None
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
@@ -101,13 +111,20 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
 
         packaged = resources.files("paratag") / "configs" / f"train_{path}.yaml"
         if not packaged.is_file():
-            raise ConfigError(f"{p}: train config does not exist (nor a packaged config train_{path}.yaml)")
+            raise ConfigError(
+                f"{p}: train config does not exist (nor a packaged config train_{path}.yaml)"
+            )
         p = Path(str(packaged))
     cfg = from_dict(TrainConfig, read_mapping(p), where=str(p))
     if overrides.get("shards") is not None:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, shards=str(overrides["shards"])))
-    top = {k: (str(v) if k == "run_dir" else v) for k, v in overrides.items()
-           if k in ("run_dir", "device", "seed") and v is not None}
+        cfg = dataclasses.replace(
+            cfg, data=dataclasses.replace(cfg.data, shards=str(overrides["shards"]))
+        )
+    top: dict[str, Any] = {
+        k: (str(v) if k == "run_dir" else v)
+        for k, v in overrides.items()
+        if k in ("run_dir", "device", "seed") and v is not None
+    }
     return dataclasses.replace(cfg, **top) if top else cfg
 
 
@@ -119,7 +136,7 @@ def derive_seed(seed: int, *tags: object) -> int:
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (all devices)."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - code outside paratag may use the global RNG
     torch.manual_seed(seed)
 
 
@@ -130,7 +147,9 @@ def resolve_config(cfg: TrainConfig, store: ShardStore, grid: MassGrid) -> Train
     m = cfg.model
     names = m.condition_names or grid.names
     if tuple(names) != tuple(grid.names):
-        raise ConfigError(f"model.condition_names {list(names)} differ from grid.names {list(grid.names)}")
+        raise ConfigError(
+            f"model.condition_names {list(names)} differ from grid.names {list(grid.names)}"
+        )
     mean, std = m.condition_mean, m.condition_std
     if not mean:
         if all(n in DEFAULT_CONDITION_STATS for n in names):
@@ -144,14 +163,18 @@ def resolve_config(cfg: TrainConfig, store: ShardStore, grid: MassGrid) -> Train
             f"{store.path}: labels {labels.tolist()} do not fit model.n_classes={m.n_classes}; "
             f"set model.n_classes to {int(labels.max()) + 1}"
         )
-    model = dataclasses.replace(m, condition_names=tuple(names), condition_mean=tuple(mean), condition_std=tuple(std))
+    model = dataclasses.replace(
+        m, condition_names=tuple(names), condition_mean=tuple(mean), condition_std=tuple(std)
+    )
     return dataclasses.replace(cfg, model=model)
 
 
 class _Run:
     """State shared by the stages of one :func:`train` call."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool, callbacks: Sequence[Callable[..., None]]) -> None:
+    def __init__(
+        self, cfg: TrainConfig, resume: bool, callbacks: Sequence[Callable[..., None]]
+    ) -> None:
         if not cfg.data.shards:
             raise ConfigError("data.shards is empty: set it in the config or pass --shards DIR")
         self.device = ddp.select_device(cfg.device)
@@ -163,10 +186,20 @@ class _Run:
         self.run_dir = Path(cfg.run_dir)
         self.resume, self.callbacks = resume, callbacks
         m = self.cfg.model
-        self.builder = SampleBuilder(self.store, self.grid, cfg.data, mean=m.condition_mean, std=m.condition_std,
-                                     seed=cfg.seed, spectator=cfg.loss.disco_spectator or None)
+        self.builder = SampleBuilder(
+            self.store,
+            self.grid,
+            cfg.data,
+            mean=m.condition_mean,
+            std=m.condition_std,
+            seed=cfg.seed,
+            spectator=cfg.loss.disco_spectator or None,
+        )
         shapes = self.store.shapes
-        self.dims = {"point_dims": int(shapes["points"][0]), "feature_dims": int(shapes["features"][0])}
+        self.dims = {
+            "point_dims": int(shapes["points"][0]),
+            "feature_dims": int(shapes["features"][0]),
+        }
         if cfg.data.use_sv:
             self.dims["sv_dims"] = int(shapes["sv_features"][0])
         self.main = ddp.is_main()
@@ -188,27 +221,55 @@ class _Run:
         classes = []
         for c in range(self.cfg.model.n_classes):
             ds = sorted({names[d] for d in np.unique(self.store.table["dataset"][labels == c])})
-            classes.append("signal" if c == self.cfg.data.signal_label else "+".join(ds) or f"class{c}")
+            classes.append(
+                "signal" if c == self.cfg.data.signal_label else "+".join(ds) or f"class{c}"
+            )
         return {
-            "model_config": to_dict(self.cfg.model), "input_dims": dict(self.dims),
-            "preset": self.store.manifest.get("preset", {}), "condition_names": list(self.grid.names),
-            "condition_mean": list(self.cfg.model.condition_mean), "condition_std": list(self.cfg.model.condition_std),
-            "class_names": classes, "signal_label": self.cfg.data.signal_label,
-            "grid": {r: [list(p) for p in self.grid.points(r)] for r in ("train", "validation", "interpolation", "extrapolation")},
-            "n_folds": self.cfg.data.n_folds, "fold": self.cfg.data.fold, "seed": self.cfg.seed,
-            "stage": stage, "point": point, "paratag_version": __version__,
+            "model_config": to_dict(self.cfg.model),
+            "input_dims": dict(self.dims),
+            "preset": self.store.manifest.get("preset", {}),
+            "condition_names": list(self.grid.names),
+            "condition_mean": list(self.cfg.model.condition_mean),
+            "condition_std": list(self.cfg.model.condition_std),
+            "class_names": classes,
+            "signal_label": self.cfg.data.signal_label,
+            "grid": {
+                r: [list(p) for p in self.grid.points(r)]
+                for r in ("train", "validation", "interpolation", "extrapolation")
+            },
+            "n_folds": self.cfg.data.n_folds,
+            "fold": self.cfg.data.fold,
+            "seed": self.cfg.seed,
+            "stage": stage,
+            "point": point,
+            "paratag_version": __version__,
         }
 
-    def loaders(self, train: GraphDataset, val: GraphDataset, batch_size: int, tag: str,
-                phases: Sequence[tuple[int, np.ndarray]] = ()) -> tuple[Any, Any]:
+    def loaders(
+        self,
+        train: GraphDataset,
+        val: GraphDataset,
+        batch_size: int,
+        tag: str,
+        phases: Sequence[tuple[int, np.ndarray]] = (),
+    ) -> tuple[Any, Any]:
         files = self.store.table["file"]
         d = self.cfg.data
-        tr = EpochBatchSampler(len(train), batch_size, seed=derive_seed(self.cfg.seed, tag, "data"),
-                               files=files[train.rows], window=d.cache_size, rank=ddp.rank(),
-                               world_size=ddp.world_size(), phases=phases)
+        tr = EpochBatchSampler(
+            len(train),
+            batch_size,
+            seed=derive_seed(self.cfg.seed, tag, "data"),
+            files=files[train.rows],
+            window=d.cache_size,
+            rank=ddp.rank(),
+            world_size=ddp.world_size(),
+            phases=phases,
+        )
         va = EpochBatchSampler(len(val), batch_size, shuffle=False)
-        return (make_loader(train, tr, num_workers=d.num_workers, seed=self.cfg.seed),
-                make_loader(val, va, num_workers=d.num_workers, seed=self.cfg.seed))
+        return (
+            make_loader(train, tr, num_workers=d.num_workers, seed=self.cfg.seed),
+            make_loader(val, va, num_workers=d.num_workers, seed=self.cfg.seed),
+        )
 
     def new_model(self, seed: int) -> torch.nn.Module:
         from paratag.models import build_model
@@ -216,21 +277,48 @@ class _Run:
         seed_everything(seed)
         return build_model(self.cfg.model, **self.dims)
 
-    def fit(self, model: torch.nn.Module, stage: str, point: str, fit_cfg: Any, train_loader: Any,
-            val_loader: Any, **kw: Any) -> FitResult:
-        return fit(model, train_loader, val_loader, fit_cfg, loss_fn=self.loss_fn, score_fn=self.score_fn,
-                   signal_label=self.cfg.data.signal_label, device=self.device,
-                   checkpoint_dir=self.run_dir / stage / (point if stage == "stage1" else ""),
-                   checkpoint_info=self.info(stage, point), resume=self.resume, logger=self.logger,
-                   stage=stage, point=point, callbacks=self.callbacks, show_progress=self.cfg.progress, **kw)
+    def fit(
+        self,
+        model: torch.nn.Module,
+        stage: str,
+        point: str,
+        fit_cfg: Any,
+        train_loader: Any,
+        val_loader: Any,
+        extra_info: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> FitResult:
+        return fit(
+            model,
+            train_loader,
+            val_loader,
+            fit_cfg,
+            loss_fn=self.loss_fn,
+            score_fn=self.score_fn,
+            signal_label=self.cfg.data.signal_label,
+            device=self.device,
+            checkpoint_dir=self.run_dir / stage / (point if stage == "stage1" else ""),
+            checkpoint_info={**self.info(stage, point), **(extra_info or {})},
+            resume=self.resume,
+            logger=self.logger,
+            stage=stage,
+            point=point,
+            callbacks=self.callbacks,
+            show_progress=self.cfg.progress,
+            **kw,
+        )
 
     # ------------------------------------------------------------------ stages
     def stage1_points(self) -> list[tuple[float, ...]]:
         pts = self.cfg.stage1.points
-        chosen = [tuple(float(v) for v in p) for p in pts] if pts is not None else list(self.grid.train)
+        chosen = (
+            [tuple(float(v) for v in p) for p in pts] if pts is not None else list(self.grid.train)
+        )
         for p in chosen:
             if p not in self.grid.train:
-                raise ConfigError(f"stage1.points: {self.grid.name(p)} is not a training point of the grid")
+                raise ConfigError(
+                    f"stage1.points: {self.grid.name(p)} is not a training point of the grid"
+                )
         return chosen
 
     def stage1(self) -> dict[str, Any]:
@@ -241,8 +329,12 @@ class _Run:
         for p in points:
             name = self.grid.name(p)
             model = self.new_model(derive_seed(self.cfg.seed, "stage1", name))
-            loaders = self.loaders(self.builder.single_point(p, "train"), self.builder.single_point(p, "validation"),
-                                   self.cfg.stage1.batch_size, f"stage1:{name}")
+            loaders = self.loaders(
+                self.builder.single_point(p, "train"),
+                self.builder.single_point(p, "validation"),
+                self.cfg.stage1.batch_size,
+                f"stage1:{name}",
+            )
             res = self.fit(model, "stage1", name, self.cfg.stage1, *loaders)
             out["points"][name] = _result_summary(res)
         out["time_s"] = time.perf_counter() - t0
@@ -259,24 +351,47 @@ class _Run:
 
     def stage2(self) -> dict[str, Any]:
         t0 = time.perf_counter()
-        points = [p for p in self.stage1_points()
-                  if (self.run_dir / "stage1" / self.grid.name(p) / "model.pt").is_file()]
+        points = [
+            p
+            for p in self.stage1_points()
+            if (self.run_dir / "stage1" / self.grid.name(p) / "model.pt").is_file()
+        ]
         if not points:
-            raise InputFileError(str(self.run_dir / "stage1"), "no stage-1 models to average",
-                                 "run stage 1 first (`paratag train CONFIG --stage 1`)")
-        payloads = [load_checkpoint(self.run_dir / "stage1" / self.grid.name(p) / "model.pt") for p in points]
+            raise InputFileError(
+                str(self.run_dir / "stage1"),
+                "no stage-1 models to average",
+                "run stage 1 first (`paratag train CONFIG --stage 1`)",
+            )
+        payloads = [
+            load_checkpoint(self.run_dir / "stage1" / self.grid.name(p) / "model.pt")
+            for p in points
+        ]
         aucs = self.stage1_aucs()
-        weights = averaging_weights([aucs.get(p, float("nan")) for p in points], self.cfg.stage2.averaging)
+        weights = averaging_weights(
+            [aucs.get(p, float("nan")) for p in points], self.cfg.stage2.averaging
+        )
         model = self.new_model(derive_seed(self.cfg.seed, "stage2"))
-        reset = init_from_average(model, [pl["model_state"] for pl in payloads], weights,
-                                  attention_output_identity=self.cfg.stage2.attention_output_identity)
+        reset = init_from_average(
+            model,
+            [pl["model_state"] for pl in payloads],
+            weights,
+            attention_output_identity=self.cfg.stage2.attention_output_identity,
+        )
         names = [self.grid.name(p) for p in points]
-        info = {**self.info("stage2", "all"), "averaged": dict(zip(names, weights)), "reset_parameters": reset}
+        info = {
+            **self.info("stage2", "all"),
+            "averaged": dict(zip(names, weights, strict=True)),
+            "reset_parameters": reset,
+        }
         if self.main:
             save_checkpoint(self.run_dir / "stage2" / "model.pt", model, info)
         ddp.barrier()
-        return {"time_s": time.perf_counter() - t0, "averaging": self.cfg.stage2.averaging,
-                "weights": dict(zip(names, weights)), "reset_parameters": len(reset)}
+        return {
+            "time_s": time.perf_counter() - t0,
+            "averaging": self.cfg.stage2.averaging,
+            "weights": dict(zip(names, weights, strict=True)),
+            "reset_parameters": len(reset),
+        }
 
     def stage3(self) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -285,30 +400,54 @@ class _Run:
         self.builder.require(points, "train")
         model = self.new_model(derive_seed(self.cfg.seed, "stage3"))
         init = self.run_dir / "stage2" / "model.pt"
+        initialised_from = "random"
         if self.cfg.stage2.enabled or init.is_file():
             model.load_state_dict(load_checkpoint(init)["model_state"])
+            initialised_from = str(init)
         ranked = rank_points(points, self.grid.names, self.stage1_aucs())
         phases = curriculum_phases(cfg3, ranked)
         train_ds = self.builder.joint(points, "train", phases=phases)
         val_points = self.builder.available([*points, *self.grid.validation], "validation")
         val_ds = self.builder.grouped(val_points, "validation")
-        loaders = self.loaders(train_ds, val_ds, cfg3.batch_size, "stage3",
-                               SampleBuilder.phase_positions(train_ds, points, phases))
+        loaders = self.loaders(
+            train_ds,
+            val_ds,
+            cfg3.batch_size,
+            "stage3",
+            SampleBuilder.phase_positions(train_ds, points, phases),
+        )
         names = [self.grid.name(p) for p in val_points]
-        res = self.fit(model, "stage3", "all", cfg3, *loaders, group_names=names,
-                       early_stopping_from=phases[-1][0])
+        res = self.fit(
+            model,
+            "stage3",
+            "all",
+            cfg3,
+            *loaders,
+            extra_info={"initialised_from": initialised_from},
+            group_names=names,
+            early_stopping_from=phases[-1][0],
+        )
         out = _result_summary(res)
+        out["initialised_from"] = initialised_from
         out["val_auc_per_point"] = {names[k]: v for k, v in res.best_group_auc.items()}
-        out["roles"] = {n: self.grid.role_of(p) for n, p in zip(names, val_points)}
-        out["curriculum"] = [{"first_epoch": e, "points": [self.grid.name(p) for p in pts]} for e, pts in phases]
+        out["roles"] = {n: self.grid.role_of(p) for n, p in zip(names, val_points, strict=True)}
+        out["curriculum"] = [
+            {"first_epoch": e, "points": [self.grid.name(p) for p in pts]} for e, pts in phases
+        ]
         out["time_s"] = time.perf_counter() - t0
         return out
 
 
 def _result_summary(res: FitResult) -> dict[str, Any]:
     best = res.history[res.best_epoch] if 0 <= res.best_epoch < len(res.history) else {}
-    return {"best_epoch": res.best_epoch, "best_val_loss": best.get("val_loss"), "best_val_auc": best.get("val_auc"),
-            "epochs_run": res.epochs_run, "stopped_early": res.stopped_early, "time_s": res.time_s}
+    return {
+        "best_epoch": res.best_epoch,
+        "best_val_loss": best.get("val_loss"),
+        "best_val_auc": best.get("val_auc"),
+        "epochs_run": res.epochs_run,
+        "stopped_early": res.stopped_early,
+        "time_s": res.time_s,
+    }
 
 
 def train(
@@ -326,17 +465,42 @@ def train(
         resume: continue each stage from its ``last.pt`` when present.
         callbacks: ``callback(epoch, metrics)`` after every epoch of stages 1 and 3.
     """
+    threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(max(1, cfg.threads))
+    try:
+        return _train(cfg, stages, resume, callbacks)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    cfg: TrainConfig,
+    stages: Sequence[int] | None,
+    resume: bool,
+    callbacks: Sequence[Callable[[int, dict[str, Any]], None]],
+) -> dict[str, Any]:
     run = _Run(cfg, resume, callbacks)
-    chosen = list(stages) if stages else [i for i, s in ((1, cfg.stage1), (2, cfg.stage2), (3, cfg.stage3)) if s.enabled]
+    chosen = (
+        list(stages)
+        if stages
+        else [i for i, s in ((1, cfg.stage1), (2, cfg.stage2), (3, cfg.stage3)) if s.enabled]
+    )
     if any(s not in (1, 2, 3) for s in chosen):
         raise ConfigError(f"stages must be among 1, 2, 3; got {chosen}")
     try:
         for s in sorted(chosen):
             run.summary[f"stage{s}"] = getattr(run, f"stage{s}")()
-            run.summary.update(device=str(run.device), world_size=ddp.world_size(),
-                               run_dir=str(run.run_dir), seed=cfg.seed)
+            run.summary.update(
+                device=str(run.device),
+                world_size=ddp.world_size(),
+                run_dir=str(run.run_dir),
+                seed=cfg.seed,
+            )
             if run.main:
-                (run.run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2, default=float) + "\n")
+                (run.run_dir / "summary.json").write_text(
+                    json.dumps(run.summary, indent=2, default=float) + "\n"
+                )
     finally:
         run.logger.close()
     return run.summary

@@ -32,10 +32,10 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
+from paratag.training.loop import FitConfig
 from torch import Tensor, nn
 
 from paratag.errors import ConfigError
-from paratag.training.loop import FitConfig
 
 __all__ = [
     "CurriculumPhase",
@@ -94,7 +94,11 @@ class Stage2Config:
     attention_output_identity: bool = False
 
 
-_DEFAULT_CURRICULUM = (CurriculumPhase(10, "easy"), CurriculumPhase(20, "medium"), CurriculumPhase(20, "all"))
+_DEFAULT_CURRICULUM = (
+    CurriculumPhase(10, "easy"),
+    CurriculumPhase(20, "medium"),
+    CurriculumPhase(20, "all"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,9 +160,7 @@ def curriculum_phases(
     return phases
 
 
-def averaging_weights(
-    aucs: Sequence[float], method: str = "uniform"
-) -> list[float]:
+def averaging_weights(aucs: Sequence[float], method: str = "uniform") -> list[float]:
     """Normalised averaging weights of the stage-1 models."""
     if method == "uniform" or not aucs:
         return [1.0 / max(len(aucs), 1)] * len(aucs)
@@ -187,7 +189,7 @@ def average_state_dicts(
         first = state_dicts[0][k]
         if first.is_floating_point():
             acc = torch.zeros_like(first, dtype=torch.float64)
-            for wi, sd in zip(w, state_dicts):
+            for wi, sd in zip(w, state_dicts, strict=True):
                 acc += wi * sd[k].to(torch.float64)
             out[k] = acc.to(first.dtype)
         else:

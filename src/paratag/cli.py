@@ -115,6 +115,84 @@ def score(
         typer.echo(f"wrote {path}")
 
 
+@app.command()
+def train(
+    config: Annotated[str, typer.Argument(help="train YAML, or a packaged config name (e.g. demo)")],
+    shards: Annotated[Path | None, typer.Option(help="shard directory (overrides data.shards)")] = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="output directory (overrides run_dir)")] = None,
+    stage: Annotated[list[int] | None, typer.Option(help="run only this stage (repeatable: --stage 2 --stage 3)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue interrupted stages from last.pt")] = False,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (overrides device)")] = None,
+    seed: Annotated[int | None, typer.Option(help="run seed (overrides seed)")] = None,
+) -> None:
+    """Train a parametric tagger with the three-stage schedule (works under torchrun for DDP)."""
+    from paratag.training.run import load_train_config
+    from paratag.training.run import train as run_train
+
+    cfg = load_train_config(config, shards=shards, run_dir=run_dir, device=device, seed=seed)
+    summary = run_train(cfg, stages=stage or None, resume=resume)
+    typer.echo(f"run directory: {summary.get('run_dir', cfg.run_dir)}")
+
+
+@app.command()
+def tune(
+    config: Annotated[str, typer.Argument(help="train YAML, or a packaged config name")],
+    trials: Annotated[int, typer.Option(help="trials to run now (the study database keeps earlier ones)")] = 20,
+    shards: Annotated[Path | None, typer.Option(help="shard directory (overrides data.shards)")] = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="output directory (overrides run_dir)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs per trial (default: stage1.epochs)")] = None,
+    study_name: Annotated[str, typer.Option(help="Optuna study name")] = "paratag",
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: RUN_DIR/tune/study.db)")] = None,
+) -> None:
+    """Search learning rate, k, widths and dropout with Optuna (resumable)."""
+    from paratag.training.run import load_train_config
+    from paratag.training.tune import TuneConfig
+    from paratag.training.tune import tune as run_tune
+
+    cfg = load_train_config(config, shards=shards, run_dir=run_dir)
+    result = run_tune(cfg, TuneConfig(n_trials=trials, epochs=epochs, study_name=study_name, storage=storage))
+    typer.echo(f"best AUC {result['best_value']:.4f} with {result['best_params']} ({result['n_trials']} trials)")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="training run directory of `paratag train`")],
+    test: Annotated[Path, typer.Option("--test", help="shard directory to evaluate on")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="output folder (default RUN_DIR/evaluation)")
+    ] = None,
+    seed_run: Annotated[
+        list[Path] | None, typer.Option(help="another run trained with a different seed (repeat)")
+    ] = None,
+    pileup: Annotated[
+        list[str] | None, typer.Option(help="LEVEL=SHARD_DIR for the pileup study (repeat)")
+    ] = None,
+    train_dedicated: Annotated[
+        bool, typer.Option(help="train dedicated models at untrained points")
+    ] = False,
+    n_boot: Annotated[int, typer.Option(help="bootstrap replicas (0 disables)")] = 100,
+    batch_size: Annotated[int, typer.Option(help="inference batch size")] = 2048,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Score a trained run on test shards and write report.md, report.html and results.json."""
+    from paratag.evaluate.run import evaluate_run, parse_pileup
+
+    md = evaluate_run(
+        run_dir,
+        test,
+        out,
+        n_boot=n_boot,
+        seeds_runs=seed_run or (),
+        pileup_shards=parse_pileup(pileup or ()),
+        train_dedicated=train_dedicated,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
+    typer.echo(f"wrote {md}")
+
+
 def _load(cls, path: Path):
     from paratag.config import load
 

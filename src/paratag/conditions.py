@@ -89,7 +89,7 @@ GRID_PRESETS: dict[str, dict[str, tuple]] = {
 
 def point_name(point: Sequence[float], names: Sequence[str]) -> str:
     """Canonical text name of a grid point, e.g. ``mHc130_mA90``."""
-    return "_".join(f"{n}{_fmt(v)}" for n, v in zip(names, point))
+    return "_".join(f"{n}{_fmt(v)}" for n, v in zip(names, point, strict=True))
 
 
 def _fmt(v: float) -> str:
@@ -246,7 +246,7 @@ def fold_roles(event: np.ndarray, n_folds: int = 5, fold: int = 0) -> np.ndarray
     return roles
 
 
-def uniform_hash(*keys: int | np.ndarray) -> np.ndarray:
+def uniform_hash(*keys: int | np.integer | np.ndarray) -> np.ndarray:
     """Deterministic uniforms in [0, 1) from integer keys (splitmix64 chain), vectorised."""
     arrays = [np.atleast_1d(np.asarray(k)).astype(np.uint64) for k in keys]
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
@@ -286,9 +286,15 @@ def draw_background_conditions(
     pts = np.asarray(points, dtype=np.float32)
     if pts.ndim != 2 or len(pts) == 0:
         raise ConfigError("cannot assign background conditions: the training grid is empty")
-    prob = np.full(len(pts), 1.0 / len(pts)) if probabilities is None else np.asarray(list(probabilities), float)
+    prob = (
+        np.full(len(pts), 1.0 / len(pts))
+        if probabilities is None
+        else np.asarray(list(probabilities), float)
+    )
     if len(prob) != len(pts) or np.any(prob < 0) or prob.sum() <= 0:
-        raise ConfigError(f"background condition probabilities {prob.tolist()} do not fit {len(pts)} points")
+        raise ConfigError(
+            f"background condition probabilities {prob.tolist()} do not fit {len(pts)} points"
+        )
     cdf = np.cumsum(prob / prob.sum())
     u = uniform_hash(np.int64(seed) & 0x7FFFFFFF, np.int64(epoch) + (1 << 20), np.asarray(rows))
     idx = np.minimum(np.searchsorted(cdf, u, side="right"), len(pts) - 1)

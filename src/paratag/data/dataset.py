@@ -57,7 +57,9 @@ class ShardStore:
             ``weight``, ``spec_*``, ``file`` and ``row`` within the file, ``dataset``).
     """
 
-    def __init__(self, path: str | Path, cache_size: int = 8, spectators: Iterable[str] = ()) -> None:
+    def __init__(
+        self, path: str | Path, cache_size: int = 8, spectators: Iterable[str] = ()
+    ) -> None:
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         self.shapes: dict[str, list[int]] = self.manifest["shapes"]
@@ -67,8 +69,11 @@ class ShardStore:
             (self.path / f["path"], i) for i, d in enumerate(self.datasets) for f in d["files"]
         ]
         if not self.files:
-            raise InputFileError(str(self.path / "manifest.json"), "lists no shard files",
-                                 "rebuild the shards with `paratag build`")
+            raise InputFileError(
+                str(self.path / "manifest.json"),
+                "lists no shard files",
+                "rebuild the shards with `paratag build`",
+            )
         specs = {"spec_event", *(f"spec_{s}" for s in spectators)}
         missing = sorted(s for s in specs if s not in self.shapes)
         if missing:
@@ -93,7 +98,9 @@ class ShardStore:
         bad = ~np.isfinite(self.table["weight"])
         if bad.any():
             fpath = self.files[int(self.table["file"][np.argmax(bad)])][0]
-            raise InvalidValueError(f"{fpath}: {int(bad.sum())} non-finite event weights; rebuild the shards")
+            raise InvalidValueError(
+                f"{fpath}: {int(bad.sum())} non-finite event weights; rebuild the shards"
+            )
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self.has_sv = all(k in self.shapes for k in _SV)
 
@@ -181,7 +188,9 @@ class GraphDataset(Dataset):
         seed: int = 0,
         use_sv: bool = False,
         spectator: str | None = None,
-        phases: Sequence[tuple[int, np.ndarray, Sequence[Sequence[float]], Sequence[float] | None]] = (),
+        phases: Sequence[
+            tuple[int, np.ndarray, Sequence[Sequence[float]], Sequence[float] | None]
+        ] = (),
     ) -> None:
         self.store = store
         self.rows = np.asarray(rows, dtype=np.int64)
@@ -201,17 +210,25 @@ class GraphDataset(Dataset):
         self.background_probabilities = background_probabilities
         self.seed = int(seed)
         if use_sv and not store.has_sv:
-            raise InputFileError(str(store.path / "manifest.json"), "shards have no SV cloud",
-                                 "build with the jet preset, or set data.use_sv: false")
+            raise InputFileError(
+                str(store.path / "manifest.json"),
+                "shards have no SV cloud",
+                "build with the jet preset, or set data.use_sv: false",
+            )
         self.keys = _CLOUD + (_SV if use_sv else ())
         self.spectator = spectator
         self.labels = store.table["label"][self.rows]
         self.phases = sorted(
-            ((int(e), np.asarray(w, np.float32), [tuple(p) for p in pts], probs) for e, w, pts, probs in phases),
+            (
+                (int(e), np.asarray(w, np.float32), [tuple(p) for p in pts], probs)
+                for e, w, pts, probs in phases
+            ),
             key=lambda t: t[0],
         )
 
-    def phase(self, epoch: int) -> tuple[np.ndarray, list[tuple[float, ...]], Sequence[float] | None]:
+    def phase(
+        self, epoch: int
+    ) -> tuple[np.ndarray, list[tuple[float, ...]], Sequence[float] | None]:
         """Weights, background points and probabilities in effect at ``epoch``."""
         current = (self.weight, self.background_points, self.background_probabilities)
         for first, w, pts, probs in self.phases:
@@ -228,7 +245,9 @@ class GraphDataset(Dataset):
         bkg = self.background[positions]
         if bkg.any() and cond.shape[1]:
             _, points, probs = self.phase(epoch)
-            cond[bkg] = draw_background_conditions(positions[bkg], points, probs, seed=self.seed, epoch=epoch)
+            cond[bkg] = draw_background_conditions(
+                positions[bkg], points, probs, seed=self.seed, epoch=epoch
+            )
         return cond
 
     def __getitem__(self, key: tuple[int, np.ndarray] | int) -> dict[str, torch.Tensor]:
@@ -276,4 +295,3 @@ def make_loader(
         persistent_workers=False,
         generator=gen,
     )
-

@@ -298,7 +298,7 @@ def _simulate_batch(
     cell = (np.broadcast_to(evt[:, None], (S, K)) * C + ieta) * C + iphi
     w = np.broadcast_to((energy / K)[:, None], (S, K))
     t = np.broadcast_to(dt[:, None], (S, K))
-    e_img = np.bincount(cell[inside], w[inside], minlength=n * C * C).reshape(n, C, C)
+    e_img: np.ndarray = np.bincount(cell[inside], w[inside], minlength=n * C * C).reshape(n, C, C)
     et_img = np.bincount(cell[inside], (w * t)[inside], minlength=n * C * C).reshape(n, C, C)
     t_img = np.divide(et_img, e_img, out=np.zeros_like(e_img), where=e_img > 0)
     # Noise, timing resolution, readout threshold.
@@ -467,7 +467,7 @@ def jet_images(
     charged_img = np.bincount(cell[inside], (cpt * charged)[inside], minlength=size).reshape(
         n_img, n, n
     )
-    images = np.stack([total, charged_img], axis=1)
+    images: np.ndarray = np.stack([total, charged_img], axis=1)
     if cfg.normalize:
         norm = total.reshape(n_img, -1).sum(axis=1)
         images = images / np.where(norm > 0, norm, 1.0)[:, None, None, None]

@@ -68,7 +68,11 @@ class EpochBatchSampler:
         self.files = None if files is None else np.asarray(files, dtype=np.int64)
         self.window = max(1, int(window))
         self.rank, self.world_size = int(rank), int(world_size)
-        self.phases = sorted(((int(e), np.asarray(p, np.int64)) for e, p in phases), key=lambda t: t[0]) if phases else []
+        self.phases = (
+            sorted(((int(e), np.asarray(p, np.int64)) for e, p in phases), key=lambda t: t[0])
+            if phases
+            else []
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

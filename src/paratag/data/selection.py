@@ -76,8 +76,13 @@ class DataConfig:
     max_events: int | None = None
 
 
-def balance_weights(weight: np.ndarray, label: np.ndarray, group: np.ndarray | None = None,
-                    *, balance_classes: bool = True) -> np.ndarray:
+def balance_weights(
+    weight: np.ndarray,
+    label: np.ndarray,
+    group: np.ndarray | None = None,
+    *,
+    balance_classes: bool = True,
+) -> np.ndarray:
     """Per-class (and per-group within a class) normalisation, then mean 1.
 
     Every class gets the same summed weight; within a class every ``group``
@@ -98,7 +103,11 @@ def balance_weights(weight: np.ndarray, label: np.ndarray, group: np.ndarray | N
                     f"class {int(c)}{'' if g is None else f' group {int(g)}'} has summed weight "
                     f"{total:.4g} <= 0; check genWeight / weight_column / xsec"
                 )
-            share = 1.0 / len(sub_groups) if balance_classes else w[sel].sum() / w.sum() / len(sub_groups)
+            share = (
+                1.0 / len(sub_groups)
+                if balance_classes
+                else w[sel].sum() / w.sum() / len(sub_groups)
+            )
             w[s] *= share / total
     return (w * (len(w) / w.sum())).astype(np.float32)
 
@@ -115,9 +124,17 @@ class SampleBuilder:
         spectator: spectator to put in every batch (DisCo).
     """
 
-    def __init__(self, store: ShardStore, grid: MassGrid, config: DataConfig, *,
-                 mean: Sequence[float], std: Sequence[float], seed: int = 0,
-                 spectator: str | None = None) -> None:
+    def __init__(
+        self,
+        store: ShardStore,
+        grid: MassGrid,
+        config: DataConfig,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        seed: int = 0,
+        spectator: str | None = None,
+    ) -> None:
         self.store, self.grid, self.config = store, grid, config
         self.mean, self.std, self.seed, self.spectator = tuple(mean), tuple(std), seed, spectator
         t = store.table
@@ -140,7 +157,11 @@ class SampleBuilder:
         unmatched = self.is_signal & (self.point < 0)
         if unmatched.any():
             seen = {tuple(np.round(c, 3)) for c in t["condition"][unmatched]}
-            log.info("ignoring %d signal events at mass points not in the grid: %s", unmatched.sum(), sorted(seen))
+            log.info(
+                "ignoring %d signal events at mass points not in the grid: %s",
+                unmatched.sum(),
+                sorted(seen),
+            )
         self.base_weight = self._base_weights()
 
     def _base_weights(self) -> np.ndarray:
@@ -149,7 +170,9 @@ class SampleBuilder:
         if cfg.weight_column:
             key = f"spec_{cfg.weight_column}"
             if key not in t:
-                raise ConfigError(f"data.weight_column {cfg.weight_column!r}: the store was opened without it")
+                raise ConfigError(
+                    f"data.weight_column {cfg.weight_column!r}: the store was opened without it"
+                )
             w = w * t[key]
         if cfg.xsec:
             names = self.store.dataset_names()
@@ -186,27 +209,49 @@ class SampleBuilder:
         """Raise :class:`UnknownMassPointError` for points without signal events."""
         missing = [self.grid.name(p) for p in points if not len(self.point_rows(p, fold))]
         if missing:
-            have = sorted({self.grid.name(self.points[i]) for i in np.unique(self.point[self.point >= 0])})
+            have = sorted(
+                {self.grid.name(self.points[i]) for i in np.unique(self.point[self.point >= 0])}
+            )
             raise UnknownMassPointError(
                 f"{self.store.path}: no {fold}-fold signal events for mass point(s) {missing}; "
                 f"the shards have {have}. Generate/build them or remove them from grid.train"
             )
         if not len(self.background_rows(fold)):
-            raise UnknownMassPointError(f"{self.store.path}: no background events in the {fold} fold")
+            raise UnknownMassPointError(
+                f"{self.store.path}: no background events in the {fold} fold"
+            )
 
-    def _dataset(self, rows: np.ndarray, cond: np.ndarray, weight: np.ndarray, **kw) -> GraphDataset:
-        return GraphDataset(self.store, rows, cond, weight, mean=self.mean, std=self.std, seed=self.seed,
-                            use_sv=self.config.use_sv, spectator=self.spectator, **kw)
+    def _dataset(
+        self, rows: np.ndarray, cond: np.ndarray, weight: np.ndarray, **kw
+    ) -> GraphDataset:
+        return GraphDataset(
+            self.store,
+            rows,
+            cond,
+            weight,
+            mean=self.mean,
+            std=self.std,
+            seed=self.seed,
+            use_sv=self.config.use_sv,
+            spectator=self.spectator,
+            **kw,
+        )
 
     def single_point(self, point: Point, fold: str) -> GraphDataset:
         """Stage 1: signal of ``point`` vs every background, condition fixed to ``point``."""
         rows = np.concatenate([self.point_rows(point, fold), self.background_rows(fold)])
         cond = np.tile(np.asarray(point, np.float32), (len(rows), 1))
-        w = balance_weights(self.base_weight[rows], self.label[rows], balance_classes=self.config.balance_classes)
+        w = balance_weights(
+            self.base_weight[rows], self.label[rows], balance_classes=self.config.balance_classes
+        )
         return self._dataset(rows, cond, w)
 
-    def joint(self, points: Sequence[Point], fold: str = "train",
-              phases: Sequence[tuple[int, Sequence[Point]]] = ()) -> GraphDataset:
+    def joint(
+        self,
+        points: Sequence[Point],
+        fold: str = "train",
+        phases: Sequence[tuple[int, Sequence[Point]]] = (),
+    ) -> GraphDataset:
         """Stage 3: signal of all ``points`` + backgrounds with conditions drawn from ``points``.
 
         ``phases`` (curriculum) restrict later epochs to subsets of ``points``;
@@ -216,17 +261,25 @@ class SampleBuilder:
         sig = [self.point_rows(p, fold) for p in points]
         bkg = self.background_rows(fold)
         rows = np.concatenate([*sig, bkg])
-        group = np.concatenate([np.full(len(r), i) for i, r in enumerate(sig)] + [np.full(len(bkg), -1)])
+        group = np.concatenate(
+            [np.full(len(r), i) for i, r in enumerate(sig)] + [np.full(len(bkg), -1)]
+        )
         cond = np.full((len(rows), len(self.grid.names)), np.nan, np.float32)
-        cond[: len(rows) - len(bkg)] = np.asarray(self.store.table["condition"][rows[: len(rows) - len(bkg)]])
+        cond[: len(rows) - len(bkg)] = np.asarray(
+            self.store.table["condition"][rows[: len(rows) - len(bkg)]]
+        )
         self._group = group
 
         def weights(active: Sequence[Point]) -> tuple[np.ndarray, list[float]]:
             act = np.isin(group, [list(points).index(tuple(p)) for p in active]) | (group < 0)
             w = np.zeros(len(rows), np.float32)
             g = group[act] if self.config.balance_points else None
-            w[act] = balance_weights(self.base_weight[rows[act]], self.label[rows[act]], g,
-                                     balance_classes=self.config.balance_classes)
+            w[act] = balance_weights(
+                self.base_weight[rows[act]],
+                self.label[rows[act]],
+                g,
+                balance_classes=self.config.balance_classes,
+            )
             probs = [float(w[group == list(points).index(tuple(p))].sum()) for p in active]
             return w, probs
 
@@ -235,14 +288,21 @@ class SampleBuilder:
         for first, active in phases:
             wa, pa = weights(active)
             ds_phases.append((first, wa, [tuple(p) for p in active], pa))
-        ds = self._dataset(rows, cond, w0, background_points=list(points), background_probabilities=p0,
-                           phases=ds_phases)
+        ds = self._dataset(
+            rows,
+            cond,
+            w0,
+            background_points=list(points),
+            background_probabilities=p0,
+            phases=ds_phases,
+        )
         ds.point_group = group  # type: ignore[attr-defined]
         return ds
 
     @staticmethod
-    def phase_positions(ds: GraphDataset, points: Sequence[Point],
-                        phases: Sequence[tuple[int, Sequence[Point]]]) -> list[tuple[int, np.ndarray]]:
+    def phase_positions(
+        ds: GraphDataset, points: Sequence[Point], phases: Sequence[tuple[int, Sequence[Point]]]
+    ) -> list[tuple[int, np.ndarray]]:
         """Sampler phases ``(first_epoch, positions)`` matching :meth:`joint`'s ``phases``."""
         group = ds.point_group  # type: ignore[attr-defined]
         out = []
@@ -263,9 +323,17 @@ class SampleBuilder:
             r = np.concatenate([self.point_rows(p, fold), bkg])
             rows.append(r)
             cond.append(np.tile(np.asarray(p, np.float32), (len(r), 1)))
-            weight.append(balance_weights(self.base_weight[r], self.label[r],
-                                          balance_classes=self.config.balance_classes) / max(len(r), 1))
+            weight.append(
+                balance_weights(
+                    self.base_weight[r], self.label[r], balance_classes=self.config.balance_classes
+                )
+                / max(len(r), 1)
+            )
             group.append(np.full(len(r), i))
         w = np.concatenate(weight)
-        return self._dataset(np.concatenate(rows), np.concatenate(cond), w * (len(w) / w.sum()),
-                             group=np.concatenate(group))
+        return self._dataset(
+            np.concatenate(rows),
+            np.concatenate(cond),
+            w * (len(w) / w.sum()),
+            group=np.concatenate(group),
+        )

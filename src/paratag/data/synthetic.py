@@ -71,9 +71,17 @@ def _kin(v: np.ndarray):
 
 
 def _resonance(n, pt_scale, mass, rng, width=0.0):
-    m = mass if width == 0 else np.clip(mass + width / 2 * rng.standard_cauchy(n), mass - 15, mass + 15)
-    return _p4(rng.exponential(pt_scale, n) + 5, rng.normal(0, 1.2, n), rng.uniform(-np.pi, np.pi, n),
-               np.broadcast_to(m, (n,)))
+    m = (
+        mass
+        if width == 0
+        else np.clip(mass + width / 2 * rng.standard_cauchy(n), mass - 15, mass + 15)
+    )
+    return _p4(
+        rng.exponential(pt_scale, n) + 5,
+        rng.normal(0, 1.2, n),
+        rng.uniform(-np.pi, np.pi, n),
+        np.broadcast_to(m, (n,)),
+    )
 
 
 def simulate_events(
@@ -105,8 +113,16 @@ def simulate_events(
         lep, met = _two_body(w, 0.0005, 0.0, rng)
         add(mu1, sign, 0), add(mu2, -sign, 0), add(lep, sign, 1)
         for _ in range(2):
-            add(_p4(rng.exponential(30, n) + 15, rng.normal(0, 1.5, n), rng.uniform(-np.pi, np.pi, n),
-                    np.full(n, 5.0)), 0, 2)
+            add(
+                _p4(
+                    rng.exponential(30, n) + 15,
+                    rng.normal(0, 1.5, n),
+                    rng.uniform(-np.pi, np.pi, n),
+                    np.full(n, 5.0),
+                ),
+                0,
+                2,
+            )
     elif process == "TTbar":
         t1, t2 = _resonance(n, 80, M_TOP, rng), _resonance(n, 80, M_TOP, rng)
         b1, w1 = _two_body(t1, M_B, M_W, rng)
@@ -126,12 +142,34 @@ def simulate_events(
         pt = pt * rng.normal(1.0, res, n)
         ok = (pt > (10 if typ < 2 else 20)) & (np.abs(eta) < 2.4)
         btag = rng.beta(5, 1.5, n) if is_b else (rng.beta(1, 6, n) if typ == 2 else np.zeros(n))
-        for key, val in zip(cols, (pt, eta, phi, m if typ == 2 else np.full(n, M_MU), charge,
-                                   np.full(n, float(typ)), btag)):
+        for key, val in zip(
+            cols,
+            (
+                pt,
+                eta,
+                phi,
+                m if typ == 2 else np.full(n, M_MU),
+                charge,
+                np.full(n, float(typ)),
+                btag,
+            ),
+            strict=True,
+        ):
             cols[key].append(np.where(ok, val, np.nan))
     mpt, meta, mphi, _ = _kin(met)
-    for key, val in zip(cols, (mpt * rng.normal(1, 0.15, n), np.zeros(n), mphi, np.zeros(n),
-                               np.zeros(n), np.full(n, 3.0), np.zeros(n))):
+    for key, val in zip(
+        cols,
+        (
+            mpt * rng.normal(1, 0.15, n),
+            np.zeros(n),
+            mphi,
+            np.zeros(n),
+            np.zeros(n),
+            np.full(n, 3.0),
+            np.zeros(n),
+        ),
+        strict=True,
+    ):
         cols[key].append(val)
     return {k: np.stack(v, 1) for k, v in cols.items()}
 
@@ -140,8 +178,12 @@ def _dimuon_mass(o: dict[str, np.ndarray]) -> np.ndarray:
     n, s = o["pt"].shape
     best = np.full(n, 0.0)
     mu = (o["type"] == 0) & np.isfinite(o["pt"])
-    v = _p4(np.nan_to_num(o["pt"]).ravel(), np.nan_to_num(o["eta"]).ravel(),
-            np.nan_to_num(o["phi"]).ravel(), np.full(n * s, M_MU)).reshape(n, s, 4)
+    v = _p4(
+        np.nan_to_num(o["pt"]).ravel(),
+        np.nan_to_num(o["eta"]).ravel(),
+        np.nan_to_num(o["phi"]).ravel(),
+        np.full(n * s, M_MU),
+    ).reshape(n, s, 4)
     for i in range(s):
         for j in range(i + 1, s):
             ok = mu[:, i] & mu[:, j] & (o["charge"][:, i] * o["charge"][:, j] < 0)
@@ -164,15 +206,27 @@ def _to_arrays(o: dict[str, np.ndarray], preset, first_event: int) -> dict[str, 
     take = {k: np.take_along_axis(v, order, 1) for k, v in o.items()}
     mask = np.take_along_axis(valid, order, 1)
     raw = {
-        "pt": take["pt"], "eta": take["eta"], "phi": take["phi"], "mass": take["mass"],
-        "charge": take["charge"], "type": take["type"], "btag": take["btag"],
+        "pt": take["pt"],
+        "eta": take["eta"],
+        "phi": take["phi"],
+        "mass": take["mass"],
+        "charge": take["charge"],
+        "type": take["type"],
+        "btag": take["btag"],
     }
     exprs = {
-        "obj_pt_log": np.log(np.maximum(raw["pt"], 1e-3)), "obj_eta": raw["eta"],
-        "obj_cosphi": np.cos(raw["phi"]), "obj_sinphi": np.sin(raw["phi"]),
-        "obj_phi": raw["phi"], "obj_mass_log": np.log(raw["mass"] + 1), "obj_charge": raw["charge"],
-        "obj_isMuon": raw["type"] == 0, "obj_isElectron": raw["type"] == 1,
-        "obj_isJet": raw["type"] == 2, "obj_isMET": raw["type"] == 3, "obj_btag": raw["btag"],
+        "obj_pt_log": np.log(np.maximum(raw["pt"], 1e-3)),
+        "obj_eta": raw["eta"],
+        "obj_cosphi": np.cos(raw["phi"]),
+        "obj_sinphi": np.sin(raw["phi"]),
+        "obj_phi": raw["phi"],
+        "obj_mass_log": np.log(raw["mass"] + 1),
+        "obj_charge": raw["charge"],
+        "obj_isMuon": raw["type"] == 0,
+        "obj_isElectron": raw["type"] == 1,
+        "obj_isJet": raw["type"] == 2,
+        "obj_isMET": raw["type"] == 3,
+        "obj_btag": raw["btag"],
     }
 
     def block(specs) -> np.ndarray:
@@ -185,7 +239,9 @@ def _to_arrays(o: dict[str, np.ndarray], preset, first_event: int) -> dict[str, 
     m = np.zeros((n, 1, p), np.float32)
     m[:, 0, : mask.shape[1]] = mask
     return {
-        "points": block(cloud.points), "features": block(cloud.features), "mask": m,
+        "points": block(cloud.points),
+        "features": block(cloud.features),
+        "mask": m,
         "spec_event": np.arange(first_event, first_event + n, dtype=np.float64),
         "spec_met_pt": np.nan_to_num(o["pt"][:, -1]).astype(np.float64),
         "spec_mll": _dimuon_mass(o),
@@ -217,8 +273,10 @@ def make_synthetic_shards(
     preset = load_preset("event")
     rng = np.random.default_rng(seed)
     datasets = {}
-    jobs = [(f"HplusToWA_{point_name(p, ('mHc', 'mA'))}", "signal", tuple(p), n_signal)
-            for p in signal_points]
+    jobs = [
+        (f"HplusToWA_{point_name(p, ('mHc', 'mA'))}", "signal", tuple(p), n_signal)
+        for p in signal_points
+    ]
     jobs += [("WZ", "WZ", (), n_background), ("TTbar", "TTbar", (), n_background)]
     for name, process, masses, n in jobs:
         arrays = _to_arrays(simulate_events(process, n, rng, masses), preset, first_event=1)
@@ -231,5 +289,11 @@ def make_synthetic_shards(
         if masses:
             meta.update(mHc=masses[0], mA=masses[1])
         datasets[name] = {"arrays": arrays, "cutflow": {"all": n}, "metadata": meta}
-    return write_shards(datasets, out_dir, preset=preset.to_dict(), condition_names=("mHc", "mA"),
-                        max_rows=max_rows, extra={"generator": "paratag.data.synthetic"})
+    return write_shards(
+        datasets,
+        out_dir,
+        preset=preset.to_dict(),
+        condition_names=("mHc", "mA"),
+        max_rows=max_rows,
+        extra={"generator": "paratag.data.synthetic"},
+    )

@@ -409,7 +409,8 @@ def generate_higgs_events(process: str, n: int, seed: int = 0) -> ak.Array:
         py.readString(s)
     py.init()
     rng = np.random.default_rng(seed)
-    parts, bhad = [], []
+    parts: list[np.ndarray] = []
+    bhad: list[list[tuple[float, float]]] = []
     while len(parts) < n:
         if not py.next():
             continue

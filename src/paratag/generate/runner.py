@@ -30,27 +30,42 @@ FILESET_NAME = "fileset.json"
 
 
 def _overlay(
-    event: TruthEvent, pileup: PythiaSource, mu: float, sigma_z: float, rng: np.random.Generator
-) -> tuple[TruthEvent, np.ndarray, int]:
-    """Shift the hard event to a random z and add Poisson(mu) minimum-bias events."""
-    z0 = rng.normal(0.0, sigma_z)
-    shift = np.array([0.0, 0.0, z0])
-    event.vtx = event.vtx + shift
-    event.had_vtx = event.had_vtx + shift
-    n_pu = int(rng.poisson(mu))
-    parts = [(event.pid, event.charge, event.p4, event.vtx, event.pu)]
-    for k in range(1, n_pu + 1):
-        pid, charge, p4, vtx = pileup.next_finals()
-        vtx = vtx + np.array([0.0, 0.0, rng.normal(0.0, sigma_z)])
-        parts.append((pid, charge, p4, vtx, np.full(len(pid), k, np.int32)))
-    if n_pu:
-        n_extra = sum(len(p[0]) for p in parts[1:])
-        event.pid, event.charge, event.p4, event.vtx, event.pu = (
-            np.concatenate([p[i] for p in parts]) for i in range(5)
-        )
-        event.hf = np.concatenate([event.hf, np.full(n_extra, -1, np.int32)])
-        event.lepflav = np.concatenate([event.lepflav, np.zeros(n_extra, np.uint8)])
-    return event, shift, n_pu
+    events: list[TruthEvent],
+    pileup: PythiaSource,
+    mu: float,
+    sigma_z: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shift each hard event to a random z and add Poisson(mu) minimum-bias events.
+
+    Returns the true primary vertices (mm) and the pileup multiplicities.
+    """
+    draws = []
+    for _ in events:
+        z0 = rng.normal(0.0, sigma_z)
+        n_pu = int(rng.poisson(mu))
+        draws.append((z0, n_pu, [rng.normal(0.0, sigma_z) for _ in range(n_pu)]))
+    finals = iter(pileup.next_finals(sum(d[1] for d in draws)))
+    pvs = np.zeros((len(events), 3))
+    n_pus = np.zeros(len(events), np.int64)
+    for i, (event, (z0, n_pu, zs)) in enumerate(zip(events, draws, strict=True)):
+        shift = np.array([0.0, 0.0, z0])
+        event.vtx = event.vtx + shift
+        event.had_vtx = event.had_vtx + shift
+        parts = [(event.pid, event.charge, event.p4, event.vtx, event.pu)]
+        for k, z in enumerate(zs, start=1):
+            pid, charge, p4, vtx = next(finals)
+            vtx = vtx + np.array([0.0, 0.0, z])
+            parts.append((pid, charge, p4, vtx, np.full(len(pid), k, np.int32)))
+        if n_pu:
+            n_extra = sum(len(p[0]) for p in parts[1:])
+            event.pid, event.charge, event.p4, event.vtx, event.pu = (
+                np.concatenate([p[j] for p in parts]) for j in range(5)
+            )
+            event.hf = np.concatenate([event.hf, np.full(n_extra, -1, np.int32)])
+            event.lepflav = np.concatenate([event.lepflav, np.zeros(n_extra, np.uint8)])
+        pvs[i], n_pus[i] = shift, n_pu
+    return pvs, n_pus
 
 
 def _settings(job: Job, config: GenerateConfig) -> list[list[str]]:
@@ -68,7 +83,9 @@ def run_job(
     pu_cfg = config.pileup
     pileup = None
     if pu_cfg.enabled and pu_cfg.mu > 0:
-        pileup = PythiaSource([minbias_settings(config.ecm_gev, (job.seed + 7919) % 900_000_000)])
+        pileup = PythiaSource(
+            [minbias_settings(config.ecm_gev, (job.seed + 7919) % 900_000_000)], gen_record=False
+        )
     rng = np.random.default_rng(job.seed)
     pu_rng = np.random.default_rng(job.seed + 1)
     path = Path(out_dir) / f"{job.dataset}.root"
@@ -79,12 +96,10 @@ def run_job(
     t_init = t0 - t_init
     for start in range(0, job.n_events, config.chunk_size):
         m = min(config.chunk_size, job.n_events - start)
-        events, pvs, n_pus = [], np.zeros((m, 3)), np.zeros(m, np.int64)
-        for i in range(m):
-            ev = source.next()
-            if pileup is not None:
-                ev, pvs[i], n_pus[i] = _overlay(ev, pileup, pu_cfg.mu, pu_cfg.beamspot_z_mm, pu_rng)
-            events.append(ev)
+        events = source.next_events(m)
+        pvs, n_pus = np.zeros((m, 3)), np.zeros(m, np.int64)
+        if pileup is not None:
+            pvs, n_pus = _overlay(events, pileup, pu_cfg.mu, pu_cfg.beamspot_z_mm, pu_rng)
         chunk = stack_events(events, pvs, n_pus)
         sumw += float(chunk.weight.sum())
         sumw2 += float((chunk.weight**2).sum())

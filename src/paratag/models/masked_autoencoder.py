@@ -184,6 +184,8 @@ class MaskedTransformerAE(nn.Module):
     """
 
     input_names: tuple[str, ...] = ("features",)
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
 
     def __init__(self, options: MaskedAEOptions, n_classes: int = 2) -> None:
         super().__init__()
@@ -291,7 +293,7 @@ class MaskedTransformerAE(nn.Module):
             i = list(lay.positive)
             out["positive"] = (torch.relu(-x[:, i]) / std[i]).pow(2).mean()
         if lay.angle_pairs:
-            c, s = zip(*lay.angle_pairs)
+            c, s = zip(*lay.angle_pairs, strict=True)
             out["angle"] = (x[:, list(c)] ** 2 + x[:, list(s)] ** 2 - 1.0).pow(2).mean()
         if lay.met is not None and lay.vectors:
             objs = [*lay.vectors, lay.met]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -71,10 +72,9 @@ class _BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
-            )
-            self.shortcut[0].is_shortcut = True  # type: ignore[index]
+            proj = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+            proj.is_shortcut = True  # type: ignore[assignment]
+            self.shortcut = nn.Sequential(proj, nn.BatchNorm2d(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -107,7 +107,7 @@ class ResNet15(nn.Module):
         )
         blocks: list[nn.Module] = []
         c_in = o.widths[0]
-        for stage, (width, n_blocks) in enumerate(zip(o.widths, o.blocks_per_stage)):
+        for stage, (width, n_blocks) in enumerate(zip(o.widths, o.blocks_per_stage, strict=True)):
             for b in range(n_blocks):
                 stride = 2 if stage > 0 and b == 0 else 1
                 blocks.append(_BasicBlock(c_in, width, stride))
@@ -137,7 +137,7 @@ class ResNet15(nn.Module):
                 f"{list(cfg.condition_names)}"
             )
         options = from_dict(ResNetOptions, cfg.options, where="ModelConfig.options")
-        dims = {"in_channels": in_channels, "image_size": image_size}
+        dims: dict[str, Any] = {"in_channels": in_channels, "image_size": image_size}
         options = dataclasses.replace(options, **{k: v for k, v in dims.items() if v is not None})
         return cls(options, n_classes=cfg.n_classes)
 

@@ -1,0 +1,547 @@
+"""``paratag evaluate``: score a trained run on test shards and write the evaluation report.
+
+:func:`evaluate_run` loads the stage-3 parametric model and the stage-1
+dedicated models of a run directory (see :mod:`paratag.training.run`), scores
+the test shards at every mass hypothesis that has signal there, and hands the
+numbers to :func:`~paratag.evaluate.report.build_report`'s studies:
+
+- test events: when the test shards are the training shards (same directory
+  or identical manifest), only the run's test fold (``event % n_folds ==
+  fold``; the validation fold when ``n_folds == 2``); any other shard
+  directory is a separate test sample and is used whole;
+- per point: parametric AUC (signal of the point vs every background, both
+  scored at that hypothesis), dedicated AUC (the stage-1 model of the point),
+  split from the run's grid (validation points count as ``interp``);
+- wrong hypothesis: every signal sample scored at every hypothesis;
+- metrics, KS and sculpting: signal of the *training* points at their true
+  hypothesis plus backgrounds at a hypothesis drawn from those points with the
+  signal's weight fractions (as in training), weighted and class-balanced like
+  training; the training fold is scored the same way for the KS test;
+- seed stability over several run directories, pileup robustness over extra
+  shard directories, training curves from ``metrics.csv``.
+
+Sections that cannot run say why (``not run: ...``); ``evaluation.json`` next
+to the report records the inputs, the event selection and the counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from paratag.conditions import GridConfig, MassGrid, draw_background_conditions
+from paratag.data.dataset import ShardStore
+from paratag.data.selection import SampleBuilder, balance_weights
+from paratag.errors import ConfigError, InputFileError, ParatagError
+from paratag.evaluate.metrics import roc_auc
+from paratag.evaluate.report import write_report
+from paratag.evaluate.results import ScoredSample, compute_results
+from paratag.evaluate.studies import point_label, wrong_hypothesis_from_matrix
+from paratag.shards import read_manifest
+
+__all__ = ["MASS_SPECTATORS", "evaluate_run", "parse_pileup"]
+
+Point = tuple[float, ...]
+Selection = Literal["auto", "test_fold", "all"]
+#: Spectators tried (in order) for the sculpting study when ``mass_spectator`` is not given.
+MASS_SPECTATORS = ("jet_sdmass", "jet_msoftdrop", "fj_msoftdrop", "mll", "jet_mass")
+_SPLIT = {
+    "train": "train",
+    "validation": "interp",
+    "interpolation": "interp",
+    "extrapolation": "extrap",
+}
+_FOLD = {"train": 0, "validation": 1, "test": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Model:
+    """A loaded checkpoint with what inference needs."""
+
+    module: torch.nn.Module
+    info: dict[str, Any]
+    mean: np.ndarray
+    std: np.ndarray
+    use_sv: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """A run directory: resolved config, grid, parametric model, dedicated checkpoints."""
+
+    path: Path
+    cfg: Any  # paratag.training.run.TrainConfig
+    grid: MassGrid
+    model: _Model
+    dedicated: dict[Point, Path]
+
+
+def _load_model(path: Path, device: torch.device) -> _Model:
+    from paratag.training.checkpoint import load_model
+
+    module, info = load_model(path, device=device)
+    return _Model(
+        module,
+        dict(info),
+        np.asarray(info["condition_mean"], np.float32),
+        np.asarray(info["condition_std"], np.float32),
+        bool(info["input_dims"].get("sv_dims")),
+    )
+
+
+def _load_run(run_dir: str | Path, device: torch.device) -> _Run:
+    from paratag.training.run import load_train_config
+
+    run = Path(run_dir)
+    ckpt = run / "stage3" / "model.pt"
+    train_hint = "pass the RUN_DIR written by `paratag train`"
+    for bad, where, problem, hint in (
+        (not run.is_dir(), run, "run directory does not exist", train_hint),
+        (
+            not (run / "config.yaml").is_file(),
+            run,
+            "not a paratag run directory (no config.yaml)",
+            train_hint,
+        ),
+        (
+            not ckpt.is_file(),
+            ckpt,
+            "the run has no stage-3 parametric model",
+            "train stage 3 first",
+        ),
+    ):
+        if bad:
+            raise InputFileError(str(where), problem, hint)
+    cfg = load_train_config(run / "config.yaml")
+    grid = MassGrid.from_config(cfg.grid)
+    files = {p: run / "stage1" / grid.name(p) / "model.pt" for p in grid.points()}
+    dedicated = {p: f for p, f in files.items() if f.is_file()}
+    return _Run(run, cfg, grid, _load_model(ckpt, device), dedicated)
+
+
+def parse_pileup(items: Iterable[str]) -> dict[str, Path]:
+    """Parse ``LEVEL=SHARD_DIR`` strings (the CLI's ``--pileup``) into ``{level: dir}``."""
+    out: dict[str, Path] = {}
+    for item in items:
+        level, sep, path = item.partition("=")
+        if not sep or not level or not path:
+            raise ConfigError(f"--pileup {item!r}: expected LEVEL=SHARD_DIR, e.g. PU60=shards_pu60")
+        out[level] = Path(path)
+    return out
+
+
+def _same_shards(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    ma, mb = a / "manifest.json", b / "manifest.json"
+    return ma.is_file() and mb.is_file() and ma.read_bytes() == mb.read_bytes()
+
+
+class _Sample:
+    """Selected rows of a shard store: signal per grid point, backgrounds, weights, spectator mass."""
+
+    def __init__(
+        self,
+        path: Path,
+        run: _Run,
+        selection: Selection | Literal["train_fold"],
+        mass_spectator: str | None,
+    ) -> None:
+        cfg = run.cfg
+        shapes = read_manifest(path)["shapes"]
+        if mass_spectator is None:
+            auto = [cfg.loss.disco_spectator] if cfg.loss.disco_spectator else []
+            mass_spectator = next(
+                (s for s in (*auto, *MASS_SPECTATORS) if f"spec_{s}" in shapes), None
+            )
+        self.mass_name = mass_spectator
+        specs = [s for s in (cfg.data.weight_column, mass_spectator) if s]
+        self.store = ShardStore(path, cfg.data.cache_size, spectators=specs)
+        m = run.model
+        b = SampleBuilder(
+            self.store, run.grid, cfg.data, mean=tuple(m.mean), std=tuple(m.std), seed=cfg.seed
+        )
+        train_path = Path(cfg.data.shards) if cfg.data.shards else None
+        same = train_path is not None and train_path.is_dir() and _same_shards(path, train_path)
+        if selection == "train_fold":
+            keep, self.selection = b.fold == _FOLD["train"], "training fold"
+        elif selection == "all" or (selection == "auto" and not same):
+            keep, self.selection = (
+                np.ones(len(self.store), bool),
+                "all events (separate test sample)",
+            )
+        elif cfg.data.n_folds == 2:
+            keep = b.fold == _FOLD["validation"]
+            self.selection = f"validation fold {cfg.data.fold} of 2 (a 2-fold run has no test fold)"
+        else:
+            keep = b.fold == _FOLD["test"]
+            self.selection = f"test fold (event % {cfg.data.n_folds} == {cfg.data.fold})"
+        self.points: dict[Point, np.ndarray] = {}
+        for i, p in enumerate(b.points):
+            rows = np.flatnonzero(keep & (b.point == i))
+            if len(rows):
+                self.points[p] = rows
+        self.background = np.flatnonzero(keep & ~b.is_signal)
+        self.label = self.store.table["label"]
+        self.weight = b.base_weight
+        self.mass = None if mass_spectator is None else self.store.table[f"spec_{mass_spectator}"]
+
+    def counts(self, grid: MassGrid) -> dict[str, int]:
+        """Events per signal point and of background."""
+        return {
+            **{grid.name(p): len(r) for p, r in self.points.items()},
+            "background": len(self.background),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scorer:
+    """Inference settings shared by every scoring call."""
+
+    signal_index: int
+    background_weights: Any
+    batch_size: int
+    device: torch.device
+    show: bool
+
+    @torch.no_grad()
+    def probs(
+        self,
+        model: _Model,
+        sample: _Sample,
+        rows: np.ndarray,
+        conditions: Sequence[np.ndarray],
+        desc: str,
+    ) -> np.ndarray:
+        """Class probabilities ``(len(rows), len(conditions), C)`` of ``model``.
+
+        Each condition is a physical point ``(K,)`` for every row or ``(len(rows), K)``;
+        the inputs of each batch are read once and scored at every condition.
+        """
+        from paratag.training.loop import graph_forward
+        from paratag.training.monitor import progress
+
+        sv = ["sv_points", "sv_features", "sv_mask"] if model.use_sv else []
+        order = np.argsort(rows, kind="stable")  # read shard files in order
+        n, k = len(rows), len(model.mean)
+        out = np.zeros(
+            (n, len(conditions), int(model.info["model_config"]["n_classes"])), np.float32
+        )
+        starts = range(0, n, self.batch_size)
+        for lo in progress(starts, desc=desc, total=len(starts), enabled=self.show):
+            idx = order[lo : lo + self.batch_size]
+            arrays = sample.store.gather(rows[idx], ["points", "features", "mask", *sv])
+            batch = {key: torch.from_numpy(v).to(self.device) for key, v in arrays.items()}
+            for j, c in enumerate(conditions):
+                c = np.asarray(c, np.float32)
+                phys = np.broadcast_to(c.reshape(1, k), (len(idx), k)) if c.ndim == 1 else c[idx]
+                norm = ((phys - model.mean) / model.std).astype(np.float32)
+                batch["condition"] = torch.from_numpy(norm).to(self.device)
+                logits = graph_forward(model.module, batch).float()
+                out[idx, j] = torch.softmax(logits, dim=1).cpu().numpy()
+        return out
+
+    def disc(self, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """1-D signal discriminant of ``(N, C)`` probabilities."""
+        return ScoredSample(probs, labels).discriminant(self.signal_index, self.background_weights)
+
+    @staticmethod
+    def auc(s_sig: np.ndarray, s_bkg: np.ndarray, w_sig: np.ndarray, w_bkg: np.ndarray) -> float:
+        """Weighted AUC of signal vs background scores."""
+        y = np.r_[np.ones(len(s_sig)), np.zeros(len(s_bkg))]
+        return roc_auc(y, np.r_[s_sig, s_bkg], np.r_[w_sig, w_bkg])
+
+
+def _per_point(
+    scorer: _Scorer, model: _Model, sample: _Sample, hyps: list[Point], tag: str
+) -> tuple[dict[Point, float], np.ndarray]:
+    """Parametric AUC per point (signal vs all backgrounds at it) and the wrong-hypothesis matrix."""
+    rows = np.concatenate([*(sample.points[p] for p in hyps), sample.background])
+    probs = scorer.probs(
+        model, sample, rows, [np.asarray(h) for h in hyps], f"{tag}: {len(hyps)} hypotheses"
+    )
+    labels, w = sample.label[rows], sample.weight[rows]
+    disc = np.stack([scorer.disc(probs[:, j], labels) for j in range(len(hyps))], axis=1)
+    bkg = slice(len(rows) - len(sample.background), len(rows))
+    aucs: dict[Point, float] = {}
+    matrix = np.zeros((len(hyps), len(hyps)))
+    lo = 0
+    for i, p in enumerate(hyps):
+        sl = slice(lo, lo + len(sample.points[p]))
+        lo = sl.stop
+        aucs[p] = scorer.auc(disc[sl, i], disc[bkg, i], w[sl], w[bkg])
+        matrix[i] = [
+            np.average(disc[sl, j], weights=w[sl]) if w[sl].sum() > 0 else np.mean(disc[sl, j])
+            for j in range(len(hyps))
+        ]
+    return aucs, matrix
+
+
+def _overall(run: _Run, scorer: _Scorer, sample: _Sample, tag: str) -> ScoredSample | None:
+    """Signal of the training points at their true hypothesis + backgrounds, weighted as in training.
+
+    Every background event is scored at one hypothesis drawn (fixed, like the
+    validation draws of training) from those points with the signal's weight fractions.
+    """
+    points = [p for p in run.grid.train if p in sample.points]
+    if not points or not len(sample.background):
+        return None
+    rows = np.concatenate([*(sample.points[p] for p in points), sample.background])
+    group = np.concatenate(
+        [np.full(len(sample.points[p]), i) for i, p in enumerate(points)]
+        + [np.full(len(sample.background), -1)]
+    )
+    d = run.cfg.data
+    w = balance_weights(
+        sample.weight[rows],
+        sample.label[rows],
+        group if d.balance_points else None,
+        balance_classes=d.balance_classes,
+    )
+    fractions = [float(w[group == i].sum()) for i in range(len(points))]
+    cond = np.asarray(points, np.float32)[np.maximum(group, 0)]
+    cond[group < 0] = draw_background_conditions(
+        sample.background, points, fractions, seed=run.cfg.seed, epoch=-1
+    )
+    probs = scorer.probs(run.model, sample, rows, [cond], f"{tag}: scoring")[:, 0]
+    mass = None if sample.mass is None else sample.mass[rows]
+    return ScoredSample(probs, sample.label[rows], w, mass)
+
+
+def _train_dedicated(run: _Run, point: Point, out: Path, progress: bool) -> Path | str:
+    """Train a stage-1 style model at a non-training point into ``out``; return it or why not."""
+    from paratag.training.run import train
+
+    cfg = run.cfg
+    if not cfg.stage1.enabled:
+        return "stage 1 is disabled in the run config"
+    if not cfg.data.shards or not Path(cfg.data.shards).is_dir():
+        return f"training shards {cfg.data.shards!r} are not available"
+    grid = GridConfig(preset=None, names=run.grid.names, train=(point,))
+    sub = dataclasses.replace(
+        cfg,
+        grid=grid,
+        stage1=dataclasses.replace(cfg.stage1, points=None),
+        run_dir=str(out / run.grid.name(point)),
+        progress=progress,
+        tensorboard=False,
+    )
+    try:
+        train(sub, stages=[1])
+    except ParatagError as exc:
+        return f"on-demand training failed: {exc}"
+    path = out / run.grid.name(point) / "stage1" / run.grid.name(point) / "model.pt"
+    return (
+        path if path.is_file() else "on-demand training produced no model (no validation events?)"
+    )
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    test_shards: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    n_boot: int = 100,
+    seed: int = 0,
+    seeds_runs: Sequence[str | Path] = (),
+    pileup_shards: Mapping[str, str | Path] | None = None,
+    train_dedicated: bool = False,
+    selection: Selection = "auto",
+    mass_spectator: str | None = None,
+    background_weights: Mapping[int, float] | Sequence[float] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    batch_size: int = 2048,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Score a training run on test shards and write ``report.md``/``report.html``/``results.json``.
+
+    Args:
+        run_dir: run directory of ``paratag train`` (config.yaml, stage1/, stage3/, metrics.csv).
+        test_shards: shard directory to evaluate on (see the module docstring for the fold used).
+        out_dir: output directory (default ``RUN_DIR/evaluation``).
+        n_boot: bootstrap replicas of the metrics (0 disables).
+        seed: bootstrap seed.
+        seeds_runs: further run directories of the same setup trained with other seeds.
+        pileup_shards: ``{level: shard_dir}`` scored for the pileup study.
+        train_dedicated: train dedicated models on demand at validation/interpolation/
+            extrapolation points (run's stage-1 settings, training shards; into ``out_dir/dedicated``).
+        selection: ``auto``, ``test_fold`` (force the run's held-out fold) or ``all``.
+        mass_spectator: spectator for sculpting (default: the DisCo spectator or the first
+            of :data:`MASS_SPECTATORS` in the shards).
+        background_weights: per-background weights of the multi-class discriminant.
+        thresholds: ratio targets per split overriding the defaults.
+        batch_size: inference batch size.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        progress: tqdm bars (only on a TTY, never with CI=true).
+
+    Returns:
+        Path of ``report.md``.
+    """
+    from paratag.training.ddp import select_device
+
+    t0 = time.perf_counter()
+    dev = select_device(device)
+    run = _load_run(run_dir, dev)
+    out = Path(out_dir) if out_dir is not None else run.path / "evaluation"
+    grid, cfg, names = run.grid, run.cfg, run.grid.names
+    sig = cfg.data.signal_label
+    scorer = _Scorer(sig, background_weights, batch_size, dev, progress)
+    test = _Sample(Path(test_shards), run, selection, mass_spectator)
+    if not test.points:
+        raise InputFileError(
+            str(test_shards),
+            f"no signal events at any grid point in the {test.selection}",
+            f"evaluate on shards with signal at {[grid.name(p) for p in grid.points()]}",
+        )
+    hyps = [p for p in grid.points() if p in test.points]
+    skipped: dict[str, str] = {}
+
+    par_aucs, matrix = _per_point(scorer, run.model, test, hyps, "parametric")
+    test_sample = _overall(run, scorer, test, "test")
+
+    ded_src, why = _dedicated_models(run, hyps, out / "dedicated", train_dedicated, progress)
+    ded_aucs: dict[Point, float] = {}
+    for p, path in ded_src.items():
+        rows = np.concatenate([test.points[p], test.background])
+        probs = scorer.probs(_load_model(path, dev), test, rows, [np.asarray(p)], f"dedicated {p}")
+        d, n = scorer.disc(probs[:, 0], test.label[rows]), len(test.points[p])
+        ded_aucs[p] = scorer.auc(d[:n], d[n:], test.weight[rows[:n]], test.weight[rows[n:]])
+
+    splits = {p: _SPLIT[grid.role_of(p)] for p in hyps}
+    wrong = wrong_hypothesis_from_matrix(hyps, hyps, matrix, names) if len(hyps) > 1 else None
+
+    train_sample = None
+    train_path = Path(cfg.data.shards) if cfg.data.shards else None
+    if train_path is None or not train_path.is_dir():
+        skipped["ks"] = (
+            f"training shards {cfg.data.shards!r} are not available to score the training fold"
+        )
+    elif test_sample is not None:
+        tr = _Sample(train_path, run, "train_fold", test.mass_name)
+        train_sample = _overall(run, scorer, tr, "training fold")
+
+    seed_aucs: dict[int, dict[Point, float]] = {}
+    if seeds_runs:
+        seed_aucs[int(cfg.seed)] = par_aucs
+        for other_dir in seeds_runs:
+            other = _load_run(other_dir, dev)
+            if other.grid.names != names:
+                raise ConfigError(
+                    f"{other_dir}: conditions {list(other.grid.names)} differ from {list(names)}"
+                )
+            if int(other.cfg.seed) in seed_aucs:
+                raise ConfigError(
+                    f"{other_dir}: seed {other.cfg.seed} is already used by another run; "
+                    "seed stability needs runs trained with different seeds"
+                )
+            seed_aucs[int(other.cfg.seed)] = _per_point(
+                scorer, other.model, test, hyps, f"seed {other.cfg.seed}"
+            )[0]
+
+    pileup: dict[str, ScoredSample] = {}
+    for level, pu_dir in (pileup_shards or {}).items():
+        s = _overall(
+            run, scorer, _Sample(Path(pu_dir), run, selection, test.mass_name), f"pileup {level}"
+        )
+        if s is None:
+            raise InputFileError(
+                str(pu_dir),
+                "no signal at a training point or no background events",
+                "build the pileup shards from the same processes as the test shards",
+            )
+        pileup[level] = s
+
+    csv_path = run.path / "metrics.csv"
+    res = compute_results(
+        test=test_sample,
+        train=train_sample,
+        class_names=run.model.info.get("class_names") or ("signal", "background"),
+        signal_index=sig,
+        background_weights=background_weights,
+        condition_names=names,
+        parametric_aucs=par_aucs,
+        dedicated_aucs=ded_aucs or None,
+        splits=splits,
+        thresholds=thresholds,
+        wrong_hypothesis=wrong,
+        seed_aucs=seed_aucs or None,
+        pileup=pileup or None,
+        metrics_csv=csv_path if csv_path.is_file() else None,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    skipped.update({f"dedicated {grid.name(p)}": v for p, v in why.items()})
+    skipped.update(_reasons(res.skipped, run, test.selection, why))
+    res = dataclasses.replace(res, skipped={**res.skipped, **skipped})
+    md = write_report(res, out)
+    info = {
+        "run_dir": str(run.path),
+        "test_shards": str(test_shards),
+        "selection": test.selection,
+        "events": test.counts(grid),
+        "hypotheses": [grid.name(p) for p in hyps],
+        "splits": {grid.name(p): s for p, s in splits.items()},
+        "dedicated_models": {grid.name(p): str(f) for p, f in ded_src.items()},
+        "mass_spectator": test.mass_name,
+        "seeds": sorted(seed_aucs),
+        "pileup": {k: str(v) for k, v in (pileup_shards or {}).items()},
+        "device": str(dev),
+        "time_s": time.perf_counter() - t0,
+    }
+    (out / "evaluation.json").write_text(json.dumps(info, indent=1) + "\n")
+    return md
+
+
+def _dedicated_models(
+    run: _Run, hyps: list[Point], out: Path, train_dedicated: bool, progress: bool
+) -> tuple[dict[Point, Path], dict[Point, str]]:
+    """Checkpoint of a dedicated model per point, or why there is none."""
+    src: dict[Point, Path] = {}
+    why: dict[Point, str] = {}
+    for p in hyps:
+        label = point_label(p, run.grid.names)
+        if p in run.dedicated:
+            src[p] = run.dedicated[p]
+        elif run.grid.role_of(p) == "train":
+            why[p] = f"no dedicated model for {label} (no stage-1 model in {run.path / 'stage1'})"
+        elif not train_dedicated:
+            why[p] = (
+                f"no dedicated model for {label} (pass --train-dedicated to train one on demand)"
+            )
+        else:
+            got = _train_dedicated(run, p, out, progress)
+            if isinstance(got, Path):
+                src[p] = got
+            else:
+                why[p] = f"no dedicated model for {label} ({got})"
+    return src, why
+
+
+def _reasons(
+    base: Mapping[str, str], run: _Run, selection: str, why: Mapping[Point, str]
+) -> dict[str, str]:
+    """Run-specific reasons for the sections :func:`compute_results` skipped."""
+    out = {
+        "metrics": f"the {selection} has no signal at a training point or no background",
+        "wrong_hypothesis": f"the {selection} has signal at only one mass point",
+        "decorrelation": f"the shards have no mass spectator (looked for {list(MASS_SPECTATORS)}; "
+        "pass mass_spectator=NAME)",
+        "seed_stability": "one run given; pass runs trained with other seeds (--seed-run DIR)",
+        "pileup": "no pileup shards were given (--pileup LEVEL=SHARD_DIR)",
+        "training_curves": f"{run.path / 'metrics.csv'} does not exist",
+    }
+    for key, splits in (
+        ("parametric_vs_dedicated", ("train",)),
+        ("interp_extrap", ("interp", "extrap")),
+    ):
+        miss = [v for p, v in why.items() if _SPLIT[run.grid.role_of(p)] in splits]
+        out[key] = "; ".join(miss) or f"the {selection} has no signal at a {'/'.join(splits)} point"
+    return {k: v for k, v in out.items() if k in base}

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from paratag.conditions import GridConfig, MassGrid, match_points
+from paratag.data.dataset import GraphDataset, ShardStore, make_loader
+from paratag.data.sampler import EpochBatchSampler
+from paratag.data.selection import DataConfig, SampleBuilder, balance_weights
+from paratag.data.synthetic import make_synthetic_shards
+from paratag.errors import ConfigError, InputFileError, InvalidValueError, UnknownMassPointError
+from paratag.shards import read_manifest, read_shard
+
+POINTS = [(100, 85), (130, 90), (160, 95), (145, 90)]
+GRID = MassGrid.from_config(GridConfig(preset=None, names=("mHc", "mA"), train=((100, 85), (130, 90), (160, 95)),
+                                       validation=((145, 90),)))
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    make_synthetic_shards(out, POINTS, n_signal=200, n_background=300, seed=3, max_rows=120)
+    return out
+
+
+def builder(shards, **kw) -> SampleBuilder:
+    store = ShardStore(shards, cache_size=2, spectators=["mll"])
+    return SampleBuilder(store, GRID, DataConfig(shards=str(shards), **kw), mean=(130, 90), std=(20, 10), seed=0)
+
+
+def test_synthetic_shards_are_physical(shards):
+    man = read_manifest(shards)
+    assert man["condition_names"] == ["mHc", "mA"] and man["shapes"]["features"] == [11, 16]
+    arrays = {d["name"]: read_shard(shards / d["files"][0]["path"], man["shapes"]) for d in man["datasets"]}
+    sig, wz = arrays["HplusToWA_mHc130_mA90"], arrays["WZ"]
+    # the dimuon mass peaks at mA for the signal and at mZ for WZ
+    assert np.median(sig["spec_mll"][sig["spec_mll"] > 0]) == pytest.approx(90, abs=3)
+    assert np.median(wz["spec_mll"][wz["spec_mll"] > 0]) == pytest.approx(91.2, abs=3)
+    # padded slots are exactly zero in every input
+    pad = sig["mask"] == 0
+    assert np.all(np.broadcast_to(pad, sig["features"].shape) <= (sig["features"] == 0))
+    assert sig["label"][0] == 0 and wz["label"][0] == 1 and np.isnan(wz["condition"]).all()
+
+
+def test_store_reads_lazily_with_a_bounded_lru_cache(shards):
+    store = ShardStore(shards, cache_size=2)
+    assert len(store.files) > 6 and len(store) == 4 * 200 + 2 * 300
+    rows = np.array([5, len(store) - 1, 250, 3, 700])
+    got = store.gather(rows, ["features", "mask"])
+    assert len(store._cache) <= 2
+    man = read_manifest(shards)
+    for i, r in enumerate(rows):
+        path, _ = store.files[store.table["file"][r]]
+        ref = read_shard(path, man["shapes"], columns=["features"])["features"][store.table["row"][r]]
+        assert np.array_equal(got["features"][i], ref)
+    with pytest.raises(InputFileError, match="spec_nope"):
+        ShardStore(shards, spectators=["nope"])
+
+
+def test_dataset_batches_have_the_contract_keys(shards):
+    b = builder(shards, max_events=None)
+    ds = b.joint(GRID.train, "train")
+    batch = ds[(0, np.arange(0, len(ds), 7))]
+    n = len(range(0, len(ds), 7))
+    assert batch["points"].shape == (n, 2, 16) and batch["features"].shape == (n, 11, 16)
+    assert batch["mask"].shape == (n, 1, 16) and batch["condition"].shape == (n, 2)
+    assert batch["label"].dtype == torch.int64 and batch["weight"].dtype == torch.float32
+    mass = batch["mass"].numpy()
+    assert np.all(match_points(mass, GRID.train) >= 0)  # backgrounds got grid conditions
+    assert np.allclose(batch["condition"].numpy(), (mass - [130, 90]) / [20, 10], atol=1e-6)
+
+
+def test_balancing_equalises_classes_and_points(shards):
+    w = balance_weights(np.array([1, 1, 1, 2, 2.0]), np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, -1, -1]))
+    assert w.mean() == pytest.approx(1)
+    assert w[:3].sum() == pytest.approx(w[3:].sum())
+    assert w[:2].sum() == pytest.approx(w[2])
+    ds = builder(shards).joint(GRID.train, "train")
+    lab, grp = ds.labels, ds.point_group
+    assert ds.weight[lab == 0].sum() == pytest.approx(ds.weight[lab == 1].sum(), rel=1e-5)
+    sums = [ds.weight[grp == g].sum() for g in range(3)]
+    assert sums == pytest.approx([sums[0]] * 3, rel=1e-5)
+    with pytest.raises(InvalidValueError, match="summed weight"):
+        balance_weights(np.array([1.0, -1.0, 1.0]), np.array([0, 0, 1]))
+
+
+def test_xsec_weights_mix_backgrounds_by_cross_section(shards):
+    b = builder(shards, xsec={"WZ": 3.0, "TT*": 1.0})
+    ds = b.single_point((130, 90), "train")
+    names = np.array(b.store.dataset_names())[b.store.table["dataset"][ds.rows]]
+    assert ds.weight[names == "WZ"].sum() / ds.weight[names == "TTbar"].sum() == pytest.approx(3.0, rel=1e-4)
+    with pytest.raises(ConfigError, match="TTbar"):
+        builder(shards, xsec={"WZ": 3.0})
+
+
+def test_folds_are_disjoint_and_points_are_checked(shards):
+    b = builder(shards)
+    tr, va = b.single_point((100, 85), "train"), b.single_point((100, 85), "validation")
+    assert not set(tr.rows) & set(va.rows)
+    ev = b.store.table["spec_event"]
+    assert np.all(ev[va.rows] % 5 == 1) and np.all(ev[tr.rows] % 5 >= 2)
+    with pytest.raises(UnknownMassPointError, match="mHc115_mA90"):
+        SampleBuilder(b.store, MassGrid(("mHc", "mA"), ((115.0, 90.0),)), b.config, mean=(0, 0), std=(1, 1)).require(
+            [(115.0, 90.0)]
+        )
+    val = b.grouped([(100, 85), (145, 90)], "validation")
+    assert set(np.unique(val.group)) == {0, 1}
+    assert val.weight[val.group == 0].sum() == pytest.approx(val.weight[val.group == 1].sum(), rel=1e-5)
+
+
+def test_sampler_is_deterministic_shard_aware_and_splits_for_ddp():
+    files = np.repeat(np.arange(10), 50)
+    s = EpochBatchSampler(500, 64, seed=1, files=files, window=2)
+    s.set_epoch(3)
+    a = [p for _, p in s]
+    s.set_epoch(3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, [p for _, p in s], strict=True))
+    order = np.concatenate(a)
+    assert sorted(order.tolist()) == list(range(500))
+    # shard-aware: every window of 100 rows touches at most 2 files
+    assert all(len(np.unique(files[order[i : i + 100]])) <= 2 for i in range(0, 500, 100))
+    s.set_epoch(4)
+    assert not np.array_equal(order, np.concatenate([p for _, p in s]))
+    ranks = [EpochBatchSampler(500, 64, seed=1, files=files, window=2, rank=r, world_size=2) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(3)
+    for full, p0, p1 in zip(a, *[list(r) for r in ranks], strict=True):
+        assert np.array_equal(np.concatenate([p0[1], p1[1]]), full) and p0[0] == 3
+    cur = EpochBatchSampler(500, 64, phases=[(0, np.arange(100)), (2, np.arange(500))])
+    assert len(np.concatenate([p for _, p in cur])) == 100
+    cur.set_epoch(2)
+    assert len(np.concatenate([p for _, p in cur])) == 500
+
+
+def test_loader_with_workers_matches_single_process(shards):
+    ds = builder(shards).joint(GRID.train, "train")
+    files = ds.store.table["file"][ds.rows]
+    batches = []
+    for workers in (0, 2):
+        s = EpochBatchSampler(len(ds), 100, seed=5, files=files, window=2)
+        s.set_epoch(1)
+        batches.append(list(make_loader(ds, s, num_workers=workers)))
+    assert len(batches[0]) == len(batches[1]) > 3
+    for a, b in zip(*batches, strict=True):
+        assert set(a) == set(b)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_inputs_are_reported_with_the_file(tmp_path):
+    from paratag.presets import load_preset
+    from paratag.shards import write_shards
+
+    n = 8
+    arrays = {
+        "points": np.zeros((n, 2, 4), np.float32), "features": np.zeros((n, 3, 4), np.float32),
+        "mask": np.ones((n, 1, 4), np.float32), "label": np.zeros(n, np.int64),
+        "condition": np.tile(np.float32([130, 90]), (n, 1)), "weight": np.ones(n, np.float32),
+        "spec_event": np.arange(n, dtype=np.float64),
+    }
+    arrays["features"][2, 1, 3] = np.nan
+    write_shards({"Sig": {"arrays": arrays}}, tmp_path, preset=load_preset("event").to_dict(),
+                 condition_names=("mHc", "mA"))
+    store = ShardStore(tmp_path)
+    ds = GraphDataset(store, np.arange(n), arrays["condition"], np.ones(n))
+    with pytest.raises(InvalidValueError, match=r"Sig\.0000\.parquet.*features"):
+        ds[(0, np.arange(n))]

@@ -1,0 +1,224 @@
+"""``paratag evaluate``: a tiny real training run on synthetic shards, scored into the report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from paratag.training import load_model
+from paratag.training.run import TrainConfig, train
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from paratag.cli import app
+from paratag.conditions import fold_roles, match_points
+from paratag.config import from_dict
+from paratag.data.dataset import ShardStore
+from paratag.data.synthetic import make_synthetic_shards
+from paratag.errors import ConfigError, InputFileError
+from paratag.evaluate.run import evaluate_run, parse_pileup
+
+TRAIN = [(100.0, 30.0), (130.0, 50.0), (160.0, 70.0)]
+INTERP, EXTRAP = (115.0, 40.0), (190.0, 60.0)
+MODEL = {
+    "name": "parametric_particlenet",
+    "n_classes": 2,
+    "options": {
+        "conv_params": [[4, [8, 8]]],
+        "fc_params": [[16, 0.0]],
+        "use_fusion": False,
+        "encoder_dims": [8],
+        "embed_dim": 8,
+        "attention_heads": 2,
+    },
+}
+
+
+def _config(shards: Path, run_dir: Path, seed: int, stage1: bool = True) -> TrainConfig:
+    grid = {
+        "preset": None,
+        "names": ["mHc", "mA"],
+        "train": [list(p) for p in TRAIN],
+        "validation": [],
+        "interpolation": [list(INTERP)],
+        "extrapolation": [list(EXTRAP)],
+    }
+    return from_dict(
+        TrainConfig,
+        {
+            "data": {"shards": str(shards), "n_folds": 5, "fold": 0},
+            "grid": grid,
+            "model": MODEL,
+            "stage1": {"epochs": 2, "batch_size": 128, "lr": 0.003, "enabled": stage1},
+            "stage2": {"enabled": stage1},
+            "stage3": {
+                "epochs": 2,
+                "batch_size": 128,
+                "lr": 0.003,
+                "curriculum": [{"epochs": 2, "masses": "all"}],
+            },
+            "run_dir": str(run_dir),
+            "seed": seed,
+            "device": "cpu",
+            "progress": False,
+            "tensorboard": False,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Synthetic shards, a three-stage run, a second-seed run (stage 3 only) and a separate sample."""
+    tmp = tmp_path_factory.mktemp("evaluate_run")
+    torch.manual_seed(0)
+    shards = tmp / "shards"
+    make_synthetic_shards(shards, [*TRAIN, INTERP, EXTRAP], n_signal=150, n_background=300, seed=1)
+    other = tmp / "other"
+    make_synthetic_shards(other, [*TRAIN, INTERP], n_signal=60, n_background=120, seed=2)
+    train(_config(shards, tmp / "run", seed=0))
+    train(_config(shards, tmp / "run_seed1", seed=1, stage1=False))
+    return {
+        "shards": shards,
+        "other": other,
+        "run": tmp / "run",
+        "run2": tmp / "run_seed1",
+        "tmp": tmp,
+    }
+
+
+def test_evaluate_run_report_has_real_numbers(trained: dict[str, Path]) -> None:
+    out = trained["tmp"] / "eval_api"
+    md = evaluate_run(
+        trained["run"],
+        trained["shards"],
+        out,
+        n_boot=10,
+        seeds_runs=[trained["run2"]],
+        pileup_shards={"PU-other": trained["other"]},
+        train_dedicated=True,
+        progress=False,
+    )
+    assert md == out / "report.md" and (out / "report.html").is_file()
+    res = json.loads((out / "results.json").read_text())
+    info = json.loads((out / "evaluation.json").read_text())
+    assert info["selection"] == "test fold (event % 5 == 0)"
+    assert info["events"]["mHc100_mA30"] == 30 and info["events"]["background"] == 120
+
+    rows = {tuple(r["point"]): r for r in res["comparison"]["rows"]}
+    for p in TRAIN:  # parametric and dedicated (stage-1) AUC at every training point
+        assert rows[p]["split"] == "train"
+        assert rows[p]["auc_parametric"] > 0.5
+        assert 0.0 < rows[p]["auc_dedicated"] <= 1.0
+        assert rows[p]["ratio"] == pytest.approx(
+            rows[p]["auc_parametric"] / rows[p]["auc_dedicated"]
+        )
+    # on-demand dedicated models at the untrained points, with their splits
+    assert rows[INTERP]["split"] == "interp" and rows[EXTRAP]["split"] == "extrap"
+    assert (
+        "mHc115_mA40" in info["dedicated_models"]
+        and "dedicated" in info["dedicated_models"]["mHc115_mA40"]
+    )
+
+    text = md.read_text()
+    assert (
+        "| mHc=100,mA=30 | train |" in text
+        and "| point | split | AUC param. | AUC dedicated | ratio |" in text
+    )
+    assert "| mHc=115,mA=40 | interp |" in text and "| mHc=190,mA=60 | extrap |" in text
+
+    # overall metrics, KS train vs test, sculpting on the mll spectator, curves of both stages
+    assert res["metrics"]["nominal"]["auc"] > 0.5
+    assert set(res["ks"]) == {"signal", "TTbar+WZ"}
+    assert info["mass_spectator"] == "mll" and res["decorrelation"]["model"]["inv_bkg_eff"] > 1
+    assert set(res["training"]) == {"stage1", "stage3"}
+    wh = res["wrong_hypothesis"]
+    assert np.asarray(wh["matrix"]).shape == (5, 5)
+    assert sorted(res["seeds"]["seeds"]) == [0, 1] and len(res["seeds"]["per_point"]) == 5
+    assert list(res["pileup"]) == ["PU-other"]
+    assert res["auc_grid"]["split"] and not any(
+        k in res["skipped"] for k in ("metrics", "interp_extrap", "seed_stability", "pileup")
+    )
+
+    # independent check of one number: the parametric AUC at (130, 50) on the test fold
+    model, ck = load_model(trained["run"] / "stage3" / "model.pt")
+    store = ShardStore(trained["shards"])
+    t = store.table
+    test = fold_roles(t["spec_event"], 5, 0) == 2
+    sig = test & (t["label"] == 0) & (match_points(t["condition"], [TRAIN[1]]) == 0)
+    rows_ = np.flatnonzero(sig | (test & (t["label"] == 1)))
+    x = store.gather(rows_, ["points", "features", "mask"])
+    cond = (
+        np.asarray(TRAIN[1], np.float32) - np.asarray(ck["condition_mean"], np.float32)
+    ) / np.asarray(ck["condition_std"], np.float32)
+    with torch.no_grad():
+        logits = model(
+            *(torch.from_numpy(x[k]) for k in ("points", "features", "mask")),
+            torch.from_numpy(np.tile(cond, (len(rows_), 1))),
+        )
+    score = torch.softmax(logits, 1)[:, 0].numpy()
+    expected = roc_auc_score((t["label"][rows_] == 0).astype(int), score)
+    assert rows[TRAIN[1]]["auc_parametric"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_cli_evaluate_separate_sample_and_skips(trained: dict[str, Path]) -> None:
+    out = trained["tmp"] / "eval_cli"
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(trained["run"]),
+            "--test",
+            str(trained["other"]),
+            "--out",
+            str(out),
+            "--n-boot",
+            "0",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out / 'report.md'}" in result.output
+    text = (out / "report.md").read_text()
+    info = json.loads((out / "evaluation.json").read_text())
+    assert info["selection"] == "all events (separate test sample)"
+    assert info["events"]["mHc100_mA30"] == 60  # every event of the separate sample
+    # no dedicated model at the interpolation point and no on-demand training: said in the report
+    assert "**not run:** no dedicated model for mHc=115,mA=40" in text
+    assert "**not run:** one run given" in text and "**not run:** no pileup shards" in text
+    assert "| mHc=130,mA=50 | train |" in text
+
+
+def test_bad_run_dir_is_a_clear_error(trained: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "config.yaml").write_text((trained["run"] / "config.yaml").read_text())
+    with pytest.raises(InputFileError, match="no stage-3 parametric model"):
+        evaluate_run(tmp_path / "partial", trained["shards"], tmp_path / "x", progress=False)
+    with pytest.raises(InputFileError, match="not a paratag run directory"):
+        evaluate_run(tmp_path, trained["shards"], progress=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "paratag.cli",
+            "evaluate",
+            str(tmp_path / "missing"),
+            "--test",
+            str(trained["shards"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "run directory does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_parse_pileup() -> None:
+    assert parse_pileup(["PU0=a", "PU60=b/c"]) == {"PU0": Path("a"), "PU60": Path("b/c")}
+    with pytest.raises(ConfigError, match="LEVEL=SHARD_DIR"):
+        parse_pileup(["PU0"])
