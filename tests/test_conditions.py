@@ -20,7 +20,15 @@ from paratag.errors import ConfigError, UnknownMassPointError
 def test_default_charged_higgs_splits_match_the_plan():
     grid = MassGrid.from_config(GridConfig())
     assert grid.names == ("mHc", "mA")
-    assert grid.train == ((100, 85), (115, 90), (130, 85), (130, 90), (130, 95), (145, 90), (160, 95))
+    assert grid.train == (
+        (100, 85),
+        (115, 90),
+        (130, 85),
+        (130, 90),
+        (130, 95),
+        (145, 90),
+        (160, 95),
+    )
     assert grid.validation == ((115, 85), (145, 95), (160, 90))
     assert grid.interpolation == ((110, 87), (125, 91), (140, 93))
     assert grid.extrapolation == ((95, 80), (165, 97))
@@ -37,8 +45,14 @@ def test_full_grid_has_fifteen_points_and_trains_on_twelve():
 
 
 def test_grid_overrides_and_big_grids_work():
-    cfg = from_dict(GridConfig, {"preset": None, "names": ["mHc", "mA"],
-                                 "train": [[m, a] for m in range(100, 165, 5) for a in (85, 90)]})
+    cfg = from_dict(
+        GridConfig,
+        {
+            "preset": None,
+            "names": ["mHc", "mA"],
+            "train": [[m, a] for m in range(100, 165, 5) for a in (85, 90)],
+        },
+    )
     grid = MassGrid.from_config(cfg)
     assert len(grid.train) == 26 and grid.validation == ()
     assert grid.name(grid.train[0]) == "mHc100_mA85"
@@ -84,11 +98,16 @@ def test_background_conditions_follow_the_grid_and_the_epoch():
     assert np.all(idx >= 0)
     frac = np.bincount(idx) / len(idx)
     assert frac == pytest.approx([0.5, 0.25, 0.25], abs=0.02)
-    assert np.array_equal(a, draw_background_conditions(rows, points, [0.5, 0.25, 0.25], seed=1, epoch=0))
+    assert np.array_equal(
+        a, draw_background_conditions(rows, points, [0.5, 0.25, 0.25], seed=1, epoch=0)
+    )
     b = draw_background_conditions(rows, points, [0.5, 0.25, 0.25], seed=1, epoch=1)
     assert 0.4 < np.mean(np.any(a != b, axis=1)) < 0.8
     # the draw of a row does not depend on which other rows are drawn with it
-    assert np.array_equal(draw_background_conditions(rows[7:9], points, seed=3), draw_background_conditions(rows, points, seed=3)[7:9])
+    assert np.array_equal(
+        draw_background_conditions(rows[7:9], points, seed=3),
+        draw_background_conditions(rows, points, seed=3)[7:9],
+    )
 
 
 def test_uniform_hash_is_uniform():

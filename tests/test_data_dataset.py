@@ -13,8 +13,14 @@ from paratag.errors import ConfigError, InputFileError, InvalidValueError, Unkno
 from paratag.shards import read_manifest, read_shard
 
 POINTS = [(100, 85), (130, 90), (160, 95), (145, 90)]
-GRID = MassGrid.from_config(GridConfig(preset=None, names=("mHc", "mA"), train=((100, 85), (130, 90), (160, 95)),
-                                       validation=((145, 90),)))
+GRID = MassGrid.from_config(
+    GridConfig(
+        preset=None,
+        names=("mHc", "mA"),
+        train=((100, 85), (130, 90), (160, 95)),
+        validation=((145, 90),),
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +32,18 @@ def shards(tmp_path_factory):
 
 def builder(shards, **kw) -> SampleBuilder:
     store = ShardStore(shards, cache_size=2, spectators=["mll"])
-    return SampleBuilder(store, GRID, DataConfig(shards=str(shards), **kw), mean=(130, 90), std=(20, 10), seed=0)
+    return SampleBuilder(
+        store, GRID, DataConfig(shards=str(shards), **kw), mean=(130, 90), std=(20, 10), seed=0
+    )
 
 
 def test_synthetic_shards_are_physical(shards):
     man = read_manifest(shards)
     assert man["condition_names"] == ["mHc", "mA"] and man["shapes"]["features"] == [11, 16]
-    arrays = {d["name"]: read_shard(shards / d["files"][0]["path"], man["shapes"]) for d in man["datasets"]}
+    arrays = {
+        d["name"]: read_shard(shards / d["files"][0]["path"], man["shapes"])
+        for d in man["datasets"]
+    }
     sig, wz = arrays["HplusToWA_mHc130_mA90"], arrays["WZ"]
     # the dimuon mass peaks at mA for the signal and at mZ for WZ
     assert np.median(sig["spec_mll"][sig["spec_mll"] > 0]) == pytest.approx(90, abs=3)
@@ -52,7 +63,9 @@ def test_store_reads_lazily_with_a_bounded_lru_cache(shards):
     man = read_manifest(shards)
     for i, r in enumerate(rows):
         path, _ = store.files[store.table["file"][r]]
-        ref = read_shard(path, man["shapes"], columns=["features"])["features"][store.table["row"][r]]
+        ref = read_shard(path, man["shapes"], columns=["features"])["features"][
+            store.table["row"][r]
+        ]
         assert np.array_equal(got["features"][i], ref)
     with pytest.raises(InputFileError, match="spec_nope"):
         ShardStore(shards, spectators=["nope"])
@@ -72,7 +85,9 @@ def test_dataset_batches_have_the_contract_keys(shards):
 
 
 def test_balancing_equalises_classes_and_points(shards):
-    w = balance_weights(np.array([1, 1, 1, 2, 2.0]), np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, -1, -1]))
+    w = balance_weights(
+        np.array([1, 1, 1, 2, 2.0]), np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, -1, -1])
+    )
     assert w.mean() == pytest.approx(1)
     assert w[:3].sum() == pytest.approx(w[3:].sum())
     assert w[:2].sum() == pytest.approx(w[2])
@@ -89,9 +104,15 @@ def test_xsec_weights_mix_backgrounds_by_cross_section(shards):
     b = builder(shards, xsec={"WZ": 3.0, "TT*": 1.0})
     ds = b.single_point((130, 90), "train")
     names = np.array(b.store.dataset_names())[b.store.table["dataset"][ds.rows]]
-    assert ds.weight[names == "WZ"].sum() / ds.weight[names == "TTbar"].sum() == pytest.approx(3.0, rel=1e-4)
+    assert ds.weight[names == "WZ"].sum() / ds.weight[names == "TTbar"].sum() == pytest.approx(
+        3.0, rel=1e-4
+    )
     with pytest.raises(ConfigError, match="TTbar"):
         builder(shards, xsec={"WZ": 3.0})
+    b = builder(shards, xsec_key="xsec_pb", xsec={"TTbar": 44.0})  # explicit entries win
+    ds = b.single_point((130, 90), "train")
+    assert ds.weight[names == "WZ"].sum() / ds.weight[names == "TTbar"].sum() == pytest.approx(4.4 / 44, rel=1e-4)
+    assert ds.weight[ds.labels == 0].sum() == pytest.approx(ds.weight[ds.labels == 1].sum(), rel=1e-5)
 
 
 def test_folds_are_disjoint_and_points_are_checked(shards):
@@ -101,12 +122,14 @@ def test_folds_are_disjoint_and_points_are_checked(shards):
     ev = b.store.table["spec_event"]
     assert np.all(ev[va.rows] % 5 == 1) and np.all(ev[tr.rows] % 5 >= 2)
     with pytest.raises(UnknownMassPointError, match="mHc115_mA90"):
-        SampleBuilder(b.store, MassGrid(("mHc", "mA"), ((115.0, 90.0),)), b.config, mean=(0, 0), std=(1, 1)).require(
-            [(115.0, 90.0)]
-        )
+        SampleBuilder(
+            b.store, MassGrid(("mHc", "mA"), ((115.0, 90.0),)), b.config, mean=(0, 0), std=(1, 1)
+        ).require([(115.0, 90.0)])
     val = b.grouped([(100, 85), (145, 90)], "validation")
     assert set(np.unique(val.group)) == {0, 1}
-    assert val.weight[val.group == 0].sum() == pytest.approx(val.weight[val.group == 1].sum(), rel=1e-5)
+    assert val.weight[val.group == 0].sum() == pytest.approx(
+        val.weight[val.group == 1].sum(), rel=1e-5
+    )
 
 
 def test_sampler_is_deterministic_shard_aware_and_splits_for_ddp():
@@ -122,7 +145,10 @@ def test_sampler_is_deterministic_shard_aware_and_splits_for_ddp():
     assert all(len(np.unique(files[order[i : i + 100]])) <= 2 for i in range(0, 500, 100))
     s.set_epoch(4)
     assert not np.array_equal(order, np.concatenate([p for _, p in s]))
-    ranks = [EpochBatchSampler(500, 64, seed=1, files=files, window=2, rank=r, world_size=2) for r in (0, 1)]
+    ranks = [
+        EpochBatchSampler(500, 64, seed=1, files=files, window=2, rank=r, world_size=2)
+        for r in (0, 1)
+    ]
     for r in ranks:
         r.set_epoch(3)
     for full, p0, p1 in zip(a, *[list(r) for r in ranks], strict=True):
@@ -153,15 +179,37 @@ def test_nan_inputs_are_reported_with_the_file(tmp_path):
 
     n = 8
     arrays = {
-        "points": np.zeros((n, 2, 4), np.float32), "features": np.zeros((n, 3, 4), np.float32),
-        "mask": np.ones((n, 1, 4), np.float32), "label": np.zeros(n, np.int64),
-        "condition": np.tile(np.float32([130, 90]), (n, 1)), "weight": np.ones(n, np.float32),
+        "points": np.zeros((n, 2, 4), np.float32),
+        "features": np.zeros((n, 3, 4), np.float32),
+        "mask": np.ones((n, 1, 4), np.float32),
+        "label": np.zeros(n, np.int64),
+        "condition": np.tile(np.float32([130, 90]), (n, 1)),
+        "weight": np.ones(n, np.float32),
         "spec_event": np.arange(n, dtype=np.float64),
     }
     arrays["features"][2, 1, 3] = np.nan
-    write_shards({"Sig": {"arrays": arrays}}, tmp_path, preset=load_preset("event").to_dict(),
-                 condition_names=("mHc", "mA"))
+    write_shards(
+        {"Sig": {"arrays": arrays}},
+        tmp_path,
+        preset=load_preset("event").to_dict(),
+        condition_names=("mHc", "mA"),
+    )
     store = ShardStore(tmp_path)
     ds = GraphDataset(store, np.arange(n), arrays["condition"], np.ones(n))
     with pytest.raises(InvalidValueError, match=r"Sig\.0000\.parquet.*features"):
         ds[(0, np.arange(n))]
+
+
+def test_binary_merges_background_classes(tmp_path):
+    make_synthetic_shards(tmp_path, [(130, 90)], n_signal=50, n_background=50, labels={"WZ": 2, "TTbar": 3})
+    store = ShardStore(tmp_path)
+    grid = MassGrid(("mHc", "mA"), ((130.0, 90.0),))
+    multi = SampleBuilder(store, grid, DataConfig(), mean=(0, 0), std=(1, 1))
+    assert sorted(np.unique(multi.label).tolist()) == [0, 2, 3]
+    ds = multi.single_point((130.0, 90.0), "train")
+    sums = [ds.weight[ds.labels == c].sum() for c in (0, 2, 3)]
+    assert sums == pytest.approx([sums[0]] * 3, rel=1e-5)  # every class has the same summed weight
+    binary = SampleBuilder(store, grid, DataConfig(binary=True), mean=(0, 0), std=(1, 1))
+    ds = binary.single_point((130.0, 90.0), "train")
+    assert sorted(np.unique(ds.labels).tolist()) == [0, 1]
+    assert ds[(0, np.arange(len(ds)))]["label"].max() == 1

@@ -23,22 +23,36 @@ from paratag.preprocess import (
 )
 from paratag.presets import build_inputs, load_preset
 
-TINY_PN = {"conv_params": [[4, [8, 8]], [4, [16, 16]]], "fc_params": [[16, 0.1]],
-           "attention_heads": 2, "embed_dim": 8, "encoder_dims": [8]}
+TINY_PN = {
+    "conv_params": [[4, [8, 8]], [4, [16, 16]]],
+    "fc_params": [[16, 0.1]],
+    "attention_heads": 2,
+    "embed_dim": 8,
+    "encoder_dims": [8],
+}
 TINY_IN = {"relational_hidden": [8], "edge_dim": 4, "object_hidden": [8], "object_dim": 4}
 
 
 def tiny_parametric():
-    cfg = ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA"),
-                      condition_mean=(130.0, 90.0), condition_std=(20.0, 10.0), options=TINY_PN)
+    cfg = ModelConfig(
+        name="parametric_particlenet",
+        condition_names=("mHc", "mA"),
+        condition_mean=(130.0, 90.0),
+        condition_std=(20.0, 10.0),
+        options=TINY_PN,
+    )
     return build_model(cfg, point_dims=2, feature_dims=15)
 
 
 def _events(path: Path):
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
-    return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema,
-                                       mode="virtual", metadata={"filename": str(path)}).events()
+    return NanoEventsFactory.from_root(
+        {str(path): "Events"},
+        schemaclass=NanoAODSchema,
+        mode="virtual",
+        metadata={"filename": str(path)},
+    ).events()
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +64,9 @@ def pf_events(pfnano_path):
 def exported(tmp_path_factory, pf_events):
     model = tiny_parametric()
     out = tmp_path_factory.mktemp("export_pn")
-    res = export_model(model, "jet", out, class_names=["signal", "background"], check_events=pf_events)
+    res = export_model(
+        model, "jet", out, class_names=["signal", "background"], check_events=pf_events
+    )
     return model, res
 
 
@@ -60,7 +76,10 @@ def test_onnx_signature_and_parity(exported):
     assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 17
     names = [i.name for i in m.graph.input]
     assert names == ["points", "features", "mask", "condition"]
-    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in m.graph.input}
+    dims = {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in m.graph.input
+    }
     assert dims["features"] == ["N", 15, "P_pf"] and dims["condition"] == ["N", 2]
     assert [o.name for o in m.graph.output] == ["softmax"]
     # three batch sizes x two particle counts on real PFNano jets
@@ -79,12 +98,21 @@ def test_preprocess_fields(exported):
     feats = data["features"]
     assert feats["var_length"] == 100 and len(feats["var_names"]) == 15
     info = feats["var_infos"]["pfcand_pt_log"]
-    assert info == {"median": 1.0, "norm_factor": 0.5, "replace_inf_value": 0.0,
-                    "lower_bound": -5.0, "upper_bound": 5.0, "pad": 0.0}
+    assert info == {
+        "median": 1.0,
+        "norm_factor": 0.5,
+        "replace_inf_value": 0.0,
+        "lower_bound": -5.0,
+        "upper_bound": 5.0,
+        "pad": 0.0,
+    }
     cond = data["condition"]["var_infos"]["mHc"]
     assert cond["median"] == 130.0 and cond["norm_factor"] == pytest.approx(1 / 20.0)
     block = data["paratag"]
-    assert block["condition_names"] == ["mHc", "mA"] and block["class_names"] == ["signal", "background"]
+    assert block["condition_names"] == ["mHc", "mA"] and block["class_names"] == [
+        "signal",
+        "background",
+    ]
     assert block["preset_name"] == "jet" and block["version"] and block["format_version"] == 1
     pp = load_preprocess(res.preprocess_path)
     assert pp.preset().to_dict() == load_preset("jet").to_dict()
@@ -96,7 +124,9 @@ def test_interaction_net_export_has_sv_inputs(tmp_path, pf_events):
     res = export_model(model, "jet", tmp_path, check_events=pf_events)
     pp = load_preprocess(res.preprocess_path)
     assert pp.input_names == ("points", "features", "mask", "condition", "sv_features", "sv_mask")
-    assert pp.inputs["sv_features"].max_length == 7 and len(pp.inputs["sv_features"].var_names) == 10
+    assert (
+        pp.inputs["sv_features"].max_length == 7 and len(pp.inputs["sv_features"].var_names) == 10
+    )
     assert res.parity is not None and res.parity.max_abs_diff < 1e-4
 
 
@@ -110,31 +140,60 @@ def _cmssw_features(path: Path, spec_infos: dict, var_names: list[str], length: 
     """PF-candidate features of every AK8 jet, computed and preprocessed the CMSSW way."""
     with uproot.open(path) as f:
         t = f["Events"]
-        b = t.arrays(["FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJetPFCands_jetIdx",
-                      "FatJetPFCands_pFCandsIdx", "PFCands_pt", "PFCands_eta", "PFCands_phi",
-                      "PFCands_charge", "PFCands_pdgId", "PFCands_d0", "PFCands_d0Err", "PFCands_dz",
-                      "PFCands_dzErr", "PFCands_puppiWeight"], library="np")
+        b = t.arrays(
+            [
+                "FatJet_pt",
+                "FatJet_eta",
+                "FatJet_phi",
+                "FatJetPFCands_jetIdx",
+                "FatJetPFCands_pFCandsIdx",
+                "PFCands_pt",
+                "PFCands_eta",
+                "PFCands_phi",
+                "PFCands_charge",
+                "PFCands_pdgId",
+                "PFCands_d0",
+                "PFCands_d0Err",
+                "PFCands_dz",
+                "PFCands_dzErr",
+                "PFCands_puppiWeight",
+            ],
+            library="np",
+        )
     jets = []
     for ev in range(len(b["FatJet_pt"])):
         for j in range(len(b["FatJet_pt"][ev])):
             jpt, jeta, jphi = (b[f"FatJet_{k}"][ev][j] for k in ("pt", "eta", "phi"))
-            idx = [int(c) for i, c in zip(b["FatJetPFCands_jetIdx"][ev], b["FatJetPFCands_pFCandsIdx"][ev])
-                   if i == j and c >= 0]
+            idx = [
+                int(c)
+                for i, c in zip(
+                    b["FatJetPFCands_jetIdx"][ev], b["FatJetPFCands_pFCandsIdx"][ev], strict=False
+                )
+                if i == j and c >= 0
+            ]
             cands = []
             for c in idx:
-                def g(name, c=c):
+
+                def g(name, c=c, ev=ev):
                     return float(b[f"PFCands_{name}"][ev][c])
+
                 pt, eta, phi = g("pt"), g("eta"), g("phi")
                 dphi = (phi - jphi + np.pi) % (2 * np.pi) - np.pi
                 pdg = abs(g("pdgId"))
                 with np.errstate(divide="ignore", invalid="ignore"):
                     raw = {
-                        "pfcand_pt_log": np.log(pt), "pfcand_e_log": np.log(pt * np.cosh(eta)),
-                        "pfcand_logptrel": np.log(pt / jpt), "pfcand_deltaR": np.hypot(eta - jeta, dphi),
-                        "pfcand_charge": g("charge"), "pfcand_isChargedHad": float(pdg == 211),
-                        "pfcand_isNeutralHad": float(pdg == 130), "pfcand_isGamma": float(pdg == 22),
-                        "pfcand_isEl": float(pdg == 11), "pfcand_isMu": float(pdg == 13),
-                        "pfcand_d0": np.tanh(g("d0")), "pfcand_dz": np.tanh(g("dz")),
+                        "pfcand_pt_log": np.log(pt),
+                        "pfcand_e_log": np.log(pt * np.cosh(eta)),
+                        "pfcand_logptrel": np.log(pt / jpt),
+                        "pfcand_deltaR": np.hypot(eta - jeta, dphi),
+                        "pfcand_charge": g("charge"),
+                        "pfcand_isChargedHad": float(pdg == 211),
+                        "pfcand_isNeutralHad": float(pdg == 130),
+                        "pfcand_isGamma": float(pdg == 22),
+                        "pfcand_isEl": float(pdg == 11),
+                        "pfcand_isMu": float(pdg == 13),
+                        "pfcand_d0": np.tanh(g("d0")),
+                        "pfcand_dz": np.tanh(g("dz")),
                         "pfcand_d0sig": np.float64(g("d0")) / np.float64(g("d0Err")),
                         "pfcand_dzsig": np.float64(g("dz")) / np.float64(g("dzErr")),
                         "pfcand_puppiw": g("puppiWeight"),
@@ -160,7 +219,9 @@ def test_cmssw_reapplication_matches_paratag(exported, pfnano_path, pf_events):
     _, res = exported
     data = json.loads(res.preprocess_path.read_text())
     block = data["features"]
-    expected = _cmssw_features(pfnano_path, block["var_infos"], block["var_names"], block["var_length"])
+    expected = _cmssw_features(
+        pfnano_path, block["var_infos"], block["var_names"], block["var_length"]
+    )
     pp = load_preprocess(res.preprocess_path)
     inputs = build_inputs(pf_events, pp.preset(), "")
     got = inputs.clouds["pf"].features
@@ -171,14 +232,35 @@ def test_cmssw_reapplication_matches_paratag(exported, pfnano_path, pf_events):
 CMSSW_PP = {
     "output_names": ["softmax"],
     "input_names": ["pf_points", "pf_features", "pf_mask", "sv_points", "sv_features", "sv_mask"],
-    "pf_points": {"var_names": ["pfcand_etarel", "pfcand_phirel"], "min_length": 10, "max_length": 50,
-                  "var_infos": {"pfcand_etarel": {"median": 0, "norm_factor": 1, "replace_inf_value": 0,
-                                                  "lower_bound": -1e32, "upper_bound": 1e32}}},
-    "pf_features": {"var_names": ["pfcand_pt_log", "pfcand_deltaR", "pfcand_charge"],
-                    "min_length": 10, "max_length": 50,
-                    "var_infos": {"pfcand_pt_log": {"median": 2.0, "norm_factor": 0.25,
-                                                    "replace_inf_value": 0, "lower_bound": -5,
-                                                    "upper_bound": 5, "pad": 0}}},
+    "pf_points": {
+        "var_names": ["pfcand_etarel", "pfcand_phirel"],
+        "min_length": 10,
+        "max_length": 50,
+        "var_infos": {
+            "pfcand_etarel": {
+                "median": 0,
+                "norm_factor": 1,
+                "replace_inf_value": 0,
+                "lower_bound": -1e32,
+                "upper_bound": 1e32,
+            }
+        },
+    },
+    "pf_features": {
+        "var_names": ["pfcand_pt_log", "pfcand_deltaR", "pfcand_charge"],
+        "min_length": 10,
+        "max_length": 50,
+        "var_infos": {
+            "pfcand_pt_log": {
+                "median": 2.0,
+                "norm_factor": 0.25,
+                "replace_inf_value": 0,
+                "lower_bound": -5,
+                "upper_bound": 5,
+                "pad": 0,
+            }
+        },
+    },
     "pf_mask": {"var_names": ["pfcand_mask"], "min_length": 10, "max_length": 50},
     "sv_points": {"var_names": ["sv_deltaR", "sv_ptrel"], "min_length": 1, "max_length": 5},
     "sv_features": {"var_names": ["sv_mass", "sv_ntracks"], "min_length": 1, "max_length": 5},
@@ -200,7 +282,9 @@ def test_loader_reads_cmssw_variant_and_rebuilds_inputs(tmp_path, pf_events):
     ref = build_inputs(pf_events, "jet", "").clouds["pf"].features[:, 0, :50]
     raw = ref / 0.5 + 1.0  # undo paratag's pfcand_pt_log preprocessing
     m = pf.mask[:, 0] > 0
-    np.testing.assert_allclose(pf.features[:, 0][m], np.clip((raw[m] - 2.0) * 0.25, -5, 5), atol=1e-5)
+    np.testing.assert_allclose(
+        pf.features[:, 0][m], np.clip((raw[m] - 2.0) * 0.25, -5, 5), atol=1e-5
+    )
 
 
 def test_loader_unknown_variable_named(tmp_path):
@@ -217,8 +301,11 @@ def test_loader_structure_errors(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_preprocess(path)
-    path.write_text(json.dumps({"input_names": ["points"], "output_names": ["softmax"],
-                                "points": {"var_names": ["a"]}}))
+    path.write_text(
+        json.dumps(
+            {"input_names": ["points"], "output_names": ["softmax"], "points": {"var_names": ["a"]}}
+        )
+    )
     with pytest.raises(ConfigError, match="var_length"):
         load_preprocess(path)
     with pytest.raises(InputFileError, match="does not exist"):
@@ -268,3 +355,29 @@ def test_jet_preset_on_nanoaod_without_pf_candidates(nano_dy_path):
     assert ak.num(events.FatJet, axis=0) == 40  # the jets are there, their constituents are not
     with pytest.raises(SchemaError, match="PFCands"):
         build_inputs(events, "jet")
+
+
+def test_cli_export_run_dir_with_check(tmp_path):
+    from typer.testing import CliRunner
+
+    from paratag.cli import app
+    from paratag.training.checkpoint import save_checkpoint
+
+    model = tiny_parametric()
+    cfg = ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA"),
+                      condition_mean=(130.0, 90.0), condition_std=(20.0, 10.0), options=TINY_PN)
+    from paratag.config import to_dict
+
+    info = {"model_config": to_dict(cfg), "input_dims": {"point_dims": 2, "feature_dims": 15},
+            "preset": load_preset("jet").to_dict(), "condition_names": ["mHc", "mA"],
+            "condition_mean": [130.0, 90.0], "condition_std": [20.0, 10.0],
+            "class_names": ["HpToWA", "ttbar"]}
+    save_checkpoint(tmp_path / "run" / "stage3" / "model.pt", model, info)
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--check"])
+    assert res.exit_code == 0, res.output
+    assert "parity: max |torch - onnxruntime|" in res.output
+    pp = load_preprocess(tmp_path / "run" / "export" / "preprocess.json")
+    assert pp.class_names == ("HpToWA", "ttbar")
+    check_model(pp, tmp_path / "run" / "export" / "model.onnx")
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "empty")])
+    assert res.exit_code != 0

@@ -123,3 +123,13 @@ def test_knn_exports_to_onnx(tmp_path):
         exp = knn(pts, mask, 3).numpy()
         valid = mask[:, 0].bool().numpy()
         assert np.array_equal(np.sort(got, -1)[valid], np.sort(exp, -1)[valid])
+
+
+def test_knn_excludes_self_even_with_duplicate_coordinates():
+    # a lepton inside its jet: two constituents with identical (eta, phi)
+    pts = torch.tensor([[[0.1, 0.5, 0.5, -0.3, 0.9]], [[0.2, 0.4, 0.4, 0.0, -0.7]]]).transpose(0, 1)
+    pts = pts.reshape(1, 2, 5)
+    mask = torch.ones(1, 1, 5)
+    idx = knn(pts, mask, k=2)[0]
+    assert not (idx == torch.arange(5)[:, None]).any()
+    assert 2 in idx[1].tolist() and 1 in idx[2].tolist(), "duplicates must be each other's neighbour"

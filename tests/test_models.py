@@ -244,6 +244,8 @@ def test_knn_never_picks_padding_with_enough_real_points() -> None:
     assert idx[:, :20].max() < 20
     self_idx = torch.arange(30).view(1, -1, 1)
     assert not (idx[:, :20] == self_idx[:, :20]).any()
+    # padded rows take padded neighbours (zero inputs), as weaver's coordinate shift does
+    assert idx[:, 20:].min() >= 20
 
 
 # --- invariances (eval mode, tiny widths) ----------------------------------------------------

@@ -14,6 +14,8 @@ import pytest
 import torch
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+from paratag.processors import Tagger
+from paratag.processors.tagger import parse_hypotheses
 from typer.testing import CliRunner
 
 from paratag.build import make_executor
@@ -23,18 +25,23 @@ from paratag.errors import ConfigError, InputFileError, ModelMismatchError, Sche
 from paratag.export import export_model
 from paratag.models import build_model
 from paratag.presets import build_inputs, load_preset
-from paratag.processors import Tagger
-from paratag.processors.tagger import parse_hypotheses
 
 HYPS = [{"mHc": 130, "mA": 90}, {"mHc": 160, "mA": 100}, {"mHc": 100.5, "mA": 60}]
 NAMES = ["score_mHc130_mA90", "score_mHc160_mA100", "score_mHc100p5_mA60"]
-TINY_PN = {"conv_params": [[4, [8, 8]], [4, [16, 16]]], "fc_params": [[16, 0.1]],
-           "attention_heads": 2, "embed_dim": 8, "encoder_dims": [8]}
+TINY_PN = {
+    "conv_params": [[4, [8, 8]], [4, [16, 16]]],
+    "fc_params": [[16, 0.1]],
+    "attention_heads": 2,
+    "embed_dim": 8,
+    "encoder_dims": [8],
+}
 
 
 def _events(path: Path, dataset: str = "test"):
     return NanoEventsFactory.from_root(
-        {str(path): "Events"}, schemaclass=NanoAODSchema, mode="virtual",
+        {str(path): "Events"},
+        schemaclass=NanoAODSchema,
+        mode="virtual",
         metadata={"filename": str(path), "dataset": dataset},
     ).events()
 
@@ -78,8 +85,12 @@ def slim_pfnano(tmp_path_factory, pfnano_path):
     flat.update({c: ak.zip(d) for c, d in colls.items()})
     path = tmp_path_factory.mktemp("slim") / "pfnano_slim.root"
     with uproot.recreate(path) as f:
-        out = f.mktree("Events", {k: v.type for k, v in flat.items()}, counter_name=lambda c: "n" + c,
-                       field_name=lambda outer, inner: inner if outer == "" else f"{outer}_{inner}")
+        out = f.mktree(
+            "Events",
+            {k: v.type for k, v in flat.items()},
+            counter_name=lambda c: "n" + c,
+            field_name=lambda outer, inner: inner if outer == "" else f"{outer}_{inner}",
+        )
         out.extend(flat)
     return path
 
@@ -97,10 +108,12 @@ def test_scores_match_pytorch_for_every_hypothesis(model_dir, pf_events):
     inputs = build_inputs(pf_events, "jet")
     pf = inputs.clouds["pf"]
     assert len(inputs) == 24 and (pf.counts > 0).all()
-    for name, hyp in zip(NAMES, HYPS):
+    for name, hyp in zip(NAMES, HYPS, strict=False):
         cond = model.normalise_condition(torch.tensor([[hyp["mHc"], hyp["mA"]]] * 24))
         with torch.no_grad():
-            ref = torch.softmax(model(*(torch.from_numpy(a) for a in (pf.points, pf.features, pf.mask)), cond), 1)
+            ref = torch.softmax(
+                model(*(torch.from_numpy(a) for a in (pf.points, pf.features, pf.mask)), cond), 1
+            )
         got = ak.to_numpy(ak.flatten(scored.FatJet[name]))
         np.testing.assert_allclose(got, ref[:, 0].numpy(), atol=1e-5)
     a, b = (ak.to_numpy(ak.flatten(scored.FatJet[n])) for n in NAMES[:2])
@@ -140,8 +153,10 @@ def test_empty_chunks(model_dir, pf_events):
     assert all(len(v) == 0 for v in out["test"]["chunks"].values().__iter__().__next__().values())
     # every jet without constituents: scores NaN, not run through the network
     preset = load_preset("jet")
-    pf = dataclasses.replace(preset.clouds[0], sources=(dataclasses.replace(
-        preset.clouds[0].sources[0], selection="gt(pt, 1e9)"),))
+    pf = dataclasses.replace(
+        preset.clouds[0],
+        sources=(dataclasses.replace(preset.clouds[0].sources[0], selection="gt(pt, 1e9)"),),
+    )
     no_constituents = dataclasses.replace(preset, clouds=(pf, preset.clouds[1]))
     t = Tagger(model, HYPS, preset=no_constituents, output="both")
     out = t.process(pf_events)
@@ -152,12 +167,18 @@ def test_empty_chunks(model_dir, pf_events):
 
 
 def test_hist_output(model_dir, pf_events):
-    t = Tagger(model_dir[0] / "model.onnx", HYPS, output="hist",
-               axes=[hist.axis.Regular(10, 0, 300, name="jet_sdmass")])
+    t = Tagger(
+        model_dir[0] / "model.onnx",
+        HYPS,
+        output="hist",
+        axes=[hist.axis.Regular(10, 0, 300, name="jet_sdmass")],
+    )
     h = t(pf_events)
     assert [ax.name for ax in h.axes] == ["dataset", "hypothesis", "score", "jet_sdmass"]
     assert list(h.axes["hypothesis"]) == NAMES
-    assert h[{"dataset": "test", "hypothesis": NAMES[0]}].sum(flow=True).value == pytest.approx(24.0)
+    assert h[{"dataset": "test", "hypothesis": NAMES[0]}].sum(flow=True).value == pytest.approx(
+        24.0
+    )
 
 
 def test_bad_inputs(model_dir, tmp_path, nano_dy_path):
@@ -176,7 +197,10 @@ def test_bad_inputs(model_dir, tmp_path, nano_dy_path):
         Tagger(out / "model.onnx", HYPS, preset=load_preset("jet").with_lengths(pf=50))
     with pytest.raises(SchemaError, match="PFCands"):  # NanoAOD without PF candidates
         Tagger(out / "model.onnx", HYPS)(_events(nano_dy_path))
-    assert parse_hypotheses("mHc=130,mA=90; mHc=160,mA=100") == [{"mHc": 130, "mA": 90}, {"mHc": 160, "mA": 100}]
+    assert parse_hypotheses("mHc=130,mA=90; mHc=160,mA=100") == [
+        {"mHc": 130, "mA": 90},
+        {"mHc": 160, "mA": 100},
+    ]
     with pytest.raises(ConfigError, match="name=value"):
         parse_hypotheses("mHc:130")
 
@@ -191,12 +215,15 @@ def _run(executor, model: Path, fileset: dict) -> dict:
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_runner_executors_identical(model_dir, slim_pfnano, pf_events, dask_client):
     model = model_dir[0] / "model.onnx"
-    fileset = {"sig": {"files": {str(slim_pfnano): "Events"}},
-               "bkg": {"files": {str(slim_pfnano): "Events"}}}
+    fileset = {
+        "sig": {"files": {str(slim_pfnano): "Events"}},
+        "bkg": {"files": {str(slim_pfnano): "Events"}},
+    }
     ref = _run(processor.IterativeExecutor(status=False), model, fileset)
     eager = Tagger(model, HYPS)(pf_events)
-    np.testing.assert_allclose(ref["sig"]["arrays"][NAMES[1]],
-                               ak.to_numpy(ak.flatten(eager.FatJet[NAMES[1]])), atol=1e-6)
+    np.testing.assert_allclose(
+        ref["sig"]["arrays"][NAMES[1]], ak.to_numpy(ak.flatten(eager.FatJet[NAMES[1]])), atol=1e-6
+    )
     assert ref["sig"]["cutflow"]["scored"] == 24 and len(ref["sig"]["arrays"]["event"]) == 24
     for ex in (processor.FuturesExecutor(workers=2, status=False), dask_client):
         other = _run(ex, model, fileset)
@@ -204,20 +231,25 @@ def test_runner_executors_identical(model_dir, slim_pfnano, pf_events, dask_clie
             assert other[ds]["cutflow"] == ref[ds]["cutflow"]
             for key, arr in ref[ds]["arrays"].items():
                 np.testing.assert_array_equal(other[ds]["arrays"][key], arr)
-        np.testing.assert_allclose(other["hist"].values(flow=True), ref["hist"].values(flow=True), rtol=1e-12)
+        np.testing.assert_allclose(
+            other["hist"].values(flow=True), ref["hist"].values(flow=True), rtol=1e-12
+        )
         assert other["hist"].sum().value == 2 * 24 * len(HYPS)
 
 
 # distributed's LocalCluster start-up leaves a probe socket for the garbage collector.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-def test_dask_map_partitions_identical_and_column_usage(model_dir, pfnano_path, pf_events, dask_client):
+def test_dask_map_partitions_identical_and_column_usage(
+    model_dir, pfnano_path, pf_events, dask_client
+):
     import dask_awkward as dak
 
     model = model_dir[0] / "model.onnx"
     tagger = Tagger(model, HYPS)
-    events = NanoEventsFactory.from_root({str(pfnano_path): "Events"}, schemaclass=NanoAODSchema,
-                                         mode="dask").events()
+    events = NanoEventsFactory.from_root(
+        {str(pfnano_path): "Events"}, schemaclass=NanoAODSchema, mode="dask"
+    ).events()
     scored = dak.map_partitions(tagger, events)
     lazy = scored.FatJet[NAMES[2]]
     columns = set().union(*dak.report_necessary_columns(lazy).values())
@@ -226,7 +258,9 @@ def test_dask_map_partitions_identical_and_column_usage(model_dir, pfnano_path, 
     assert columns == preset.branches() | counts
     got = lazy.compute()  # on the module's LocalCluster (the active distributed client)
     eager = tagger(pf_events)
-    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(got)), ak.to_numpy(ak.flatten(eager.FatJet[NAMES[2]])))
+    np.testing.assert_array_equal(
+        ak.to_numpy(ak.flatten(got)), ak.to_numpy(ak.flatten(eager.FatJet[NAMES[2]]))
+    )
 
 
 def test_cli_score_writes_hists_and_parquet(model_dir, slim_pfnano, tmp_path):
@@ -235,11 +269,22 @@ def test_cli_score_writes_hists_and_parquet(model_dir, slim_pfnano, tmp_path):
 
     fileset = tmp_path / "fileset.json"
     fileset.write_text(json.dumps({"sig": {"files": [str(slim_pfnano)]}}))
-    res = CliRunner().invoke(app, [
-        "score", str(fileset), "--model", str(model_dir[0] / "model.onnx"),
-        "--hypotheses", "mHc=130,mA=90;mHc=160,mA=100", "--out", str(tmp_path / "out"),
-        "--chunksize", "5", "--parquet",
-    ])
+    res = CliRunner().invoke(
+        app,
+        [
+            "score",
+            str(fileset),
+            "--model",
+            str(model_dir[0] / "model.onnx"),
+            "--hypotheses",
+            "mHc=130,mA=90;mHc=160,mA=100",
+            "--out",
+            str(tmp_path / "out"),
+            "--chunksize",
+            "5",
+            "--parquet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     with uproot.open(tmp_path / "out" / "scores.root") as f:
         assert f["sig/score_mHc130_mA90"].values().sum() == pytest.approx(24.0)

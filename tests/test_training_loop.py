@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from paratag.training.checkpoint import load_checkpoint
 from paratag.training.loop import FitConfig, evaluate, fit
 from paratag.training.monitor import MetricsLogger
+from torch import nn
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +32,9 @@ def make_batches(seed: int, n_batches: int = 6, n: int = 64):
     for _ in range(n_batches):
         y = torch.randint(0, 2, (n,), generator=g)
         x = torch.randn(n, 4, generator=g) + y[:, None] * 1.5
-        out.append({"x": x, "label": y, "weight": torch.ones(n), "group": y * 0 + torch.arange(n) % 2})
+        out.append(
+            {"x": x, "label": y, "weight": torch.ones(n), "group": y * 0 + torch.arange(n) % 2}
+        )
     return out
 
 
@@ -47,7 +48,9 @@ class Loader:
         self.epoch = epoch
 
     def __iter__(self):
-        order = torch.randperm(len(self.batches), generator=torch.Generator().manual_seed(self.epoch))
+        order = torch.randperm(
+            len(self.batches), generator=torch.Generator().manual_seed(self.epoch)
+        )
         return iter([self.batches[i] for i in order])
 
 
@@ -61,10 +64,22 @@ FORWARD = staticmethod(lambda model, batch: model(batch["x"]))
 
 def run(tmp, epochs=5, callbacks=(), resume=False, **cfg):
     model = mlp()
-    res = fit(model, Loader(make_batches(0)), make_batches(1, 2), FitConfig(epochs=epochs, lr=0.01, scheduler="cosine", **cfg),
-              forward_fn=lambda m, b: m(b["x"]), loss_fn=lambda out, b: F.cross_entropy(out, b["label"]),
-              score_fn=lambda out: out.softmax(1)[:, 1], signal_label=1, device="cpu", checkpoint_dir=tmp,
-              checkpoint_info={"name": "mlp"}, resume=resume, callbacks=callbacks, logger=MetricsLogger(tmp / "log"))
+    res = fit(
+        model,
+        Loader(make_batches(0)),
+        make_batches(1, 2),
+        FitConfig(epochs=epochs, lr=0.01, scheduler="cosine", **cfg),
+        forward_fn=lambda m, b: m(b["x"]),
+        loss_fn=lambda out, b: F.cross_entropy(out, b["label"]),
+        score_fn=lambda out: out.softmax(1)[:, 1],
+        signal_label=1,
+        device="cpu",
+        checkpoint_dir=tmp,
+        checkpoint_info={"name": "mlp"},
+        resume=resume,
+        callbacks=callbacks,
+        logger=MetricsLogger(tmp / "log"),
+    )
     return model, res
 
 
@@ -98,7 +113,10 @@ def test_resume_equals_uninterrupted(tmp_path):
     resumed, res = run(tmp_path / "cut", resume=True)
     last = load_checkpoint(tmp_path / "cut" / "last.pt")["model_state"]
     assert all(torch.equal(last[k], ref_last[k]) for k in ref_last)
-    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), ref.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(resumed.state_dict().values(), ref.state_dict().values(), strict=True)
+    )
     assert res.epochs_run == 5 and len(res.history) == 5
     lines = (tmp_path / "cut" / "log" / "metrics.csv").read_text().splitlines()
     epochs = [line.split(",")[2] for line in lines if line.startswith("fit,all,")]
@@ -108,10 +126,27 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 def test_early_stopping_and_no_validation(tmp_path):
     model = mlp()
-    res = fit(model, Loader(make_batches(0)), make_batches(1, 2), FitConfig(epochs=30, lr=0.05, patience=2, monitor="val_auc", min_delta=0.5),
-              forward_fn=lambda m, b: m(b["x"]), score_fn=lambda out: out.softmax(1)[:, 1], signal_label=1, device="cpu")
+    res = fit(
+        model,
+        Loader(make_batches(0)),
+        make_batches(1, 2),
+        FitConfig(epochs=30, lr=0.05, patience=2, monitor="val_auc", min_delta=0.5),
+        forward_fn=lambda m, b: m(b["x"]),
+        score_fn=lambda out: out.softmax(1)[:, 1],
+        signal_label=1,
+        device="cpu",
+    )
     assert res.stopped_early and res.epochs_run == 3  # no AUC gain of 0.5 is possible after epoch 0
-    res2 = fit(mlp(), Loader(make_batches(0)), None, FitConfig(epochs=2), forward_fn=lambda m, b: m(b["x"]), device="cpu")
-    assert math.isnan(res2.history[0]["val_auc"]) and res2.best_metric == min(h["train_loss"] for h in res2.history)
+    res2 = fit(
+        mlp(),
+        Loader(make_batches(0)),
+        None,
+        FitConfig(epochs=2),
+        forward_fn=lambda m, b: m(b["x"]),
+        device="cpu",
+    )
+    assert math.isnan(res2.history[0]["val_auc"]) and res2.best_metric == min(
+        h["train_loss"] for h in res2.history
+    )
     ev = evaluate(model, make_batches(2, 1), forward_fn=lambda m, b: m(b["x"]), score_fn=None)
     assert math.isnan(ev.auc) and ev.loss > 0

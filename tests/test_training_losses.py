@@ -3,9 +3,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from paratag.training.losses import (
+    LossConfig,
+    difficulty,
+    distance_correlation,
+    make_loss,
+    weighted_cross_entropy,
+)
 
 from paratag.errors import ConfigError
-from paratag.training.losses import LossConfig, difficulty, distance_correlation, make_loss, weighted_cross_entropy
 
 
 def test_weighted_cross_entropy_is_the_weighted_mean():
@@ -23,7 +29,9 @@ def test_difficulty_formulas():
     assert d[1] > d[0] > d[2]  # mA close to mHc counts more
     k = difficulty(mass, ("mHc", "mA"), "kinematic_margin")
     assert k[1] > k[0] > k[2] > k[3]  # the more off-shell the W*, the harder
-    assert float(k[3]) == pytest.approx(1 / (float(torch.sigmoid(torch.tensor((200 - 90 - 80.379) / 10))) + 0.1), rel=1e-5)
+    assert float(k[3]) == pytest.approx(
+        1 / (float(torch.sigmoid(torch.tensor((200 - 90 - 80.379) / 10))) + 0.1), rel=1e-5
+    )
     assert torch.equal(difficulty(mass, ("mHc", "mA"), "none"), torch.ones(4))
     with pytest.raises(ConfigError, match="needs conditions mHc and mA"):
         difficulty(mass[:, :1], ("mX",))
@@ -31,12 +39,20 @@ def test_difficulty_formulas():
 
 def test_physics_informed_loss_weights_hard_points():
     logits = torch.zeros(2, 2)
-    batch = {"label": torch.tensor([0, 0]), "weight": torch.ones(2), "mass": torch.tensor([[130.0, 90.0], [100.0, 95.0]])}
+    batch = {
+        "label": torch.tensor([0, 0]),
+        "weight": torch.ones(2),
+        "mass": torch.tensor([[130.0, 90.0], [100.0, 95.0]]),
+    }
     plain = make_loss(LossConfig())(logits, batch)
-    phys = make_loss(LossConfig(kind="physics_informed", normalise=False), ("mHc", "mA"))(logits, batch)
+    phys = make_loss(LossConfig(kind="physics_informed", normalise=False), ("mHc", "mA"))(
+        logits, batch
+    )
     d = difficulty(batch["mass"], ("mHc", "mA"))
     assert float(phys) == pytest.approx(float(plain) * float(d.mean()), rel=1e-6)
-    norm = make_loss(LossConfig(kind="physics_informed"), ("mHc", "mA"), [(130, 90), (100, 95)])(logits, batch)
+    norm = make_loss(LossConfig(kind="physics_informed"), ("mHc", "mA"), [(130, 90), (100, 95)])(
+        logits, batch
+    )
     assert float(norm) == pytest.approx(float(plain), rel=1e-6)  # normalised to mean difficulty 1
 
 

@@ -2,10 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from paratag.config import ModelConfig, from_dict
-from paratag.errors import ConfigError
-from paratag.models import build_model
 from paratag.training.schedule import (
     CurriculumPhase,
     Stage1Config,
@@ -17,15 +13,37 @@ from paratag.training.schedule import (
     rank_points,
 )
 
-TRAIN = [(100.0, 85.0), (115.0, 90.0), (130.0, 85.0), (130.0, 90.0), (130.0, 95.0), (145.0, 90.0), (160.0, 95.0)]
+from paratag.config import ModelConfig, from_dict
+from paratag.errors import ConfigError
+from paratag.models import build_model
+
+TRAIN = [
+    (100.0, 85.0),
+    (115.0, 90.0),
+    (130.0, 85.0),
+    (130.0, 90.0),
+    (130.0, 95.0),
+    (145.0, 90.0),
+    (160.0, 95.0),
+]
 
 
 def test_stage_defaults_follow_the_plan():
     s1, s3 = Stage1Config(), Stage3Config()
     assert (s1.epochs, s1.optimizer, s1.lr, s1.batch_size) == (20, "adam", 1e-3, 512)
     assert (s3.epochs, s3.optimizer, s3.lr, s3.weight_decay, s3.scheduler, s3.batch_size) == (
-        50, "adamw", 1e-4, 0.01, "cosine", 1024)
-    assert [(p.epochs, p.masses) for p in s3.curriculum] == [(10, "easy"), (20, "medium"), (20, "all")]
+        50,
+        "adamw",
+        1e-4,
+        0.01,
+        "cosine",
+        1024,
+    )
+    assert [(p.epochs, p.masses) for p in s3.curriculum] == [
+        (10, "easy"),
+        (20, "medium"),
+        (20, "all"),
+    ]
     s3y = from_dict(Stage3Config, {"epochs": 6, "curriculum": [{"epochs": 2, "masses": "easy"}]})
     assert s3y.curriculum == (CurriculumPhase(2, "easy"),) and s3y.lr == 1e-4
     with pytest.raises(ConfigError):
@@ -62,9 +80,18 @@ def test_averaging_weights():
 
 
 def test_stage2_averages_shared_weights_and_resets_condition_pathways():
-    cfg = ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA"),
-                      options={"conv_params": [[3, [8, 8]]], "fc_params": [[8, 0.0]], "use_fusion": False,
-                               "encoder_dims": [4], "embed_dim": 4, "attention_heads": 2})
+    cfg = ModelConfig(
+        name="parametric_particlenet",
+        condition_names=("mHc", "mA"),
+        options={
+            "conv_params": [[3, [8, 8]]],
+            "fc_params": [[8, 0.0]],
+            "use_fusion": False,
+            "encoder_dims": [4],
+            "embed_dim": 4,
+            "attention_heads": 2,
+        },
+    )
     models = []
     for seed in (1, 2, 3):
         torch.manual_seed(seed)
@@ -90,7 +117,10 @@ def test_stage2_averages_shared_weights_and_resets_condition_pathways():
     a = target(pts, fts, mask, torch.zeros(4, 2))
     b = target(pts, fts, mask, torch.randn(4, 2) * 3)
     assert torch.allclose(a, b, atol=1e-5)  # identity conditioning: the condition has no effect yet
-    other = build_model(ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA")),
-                        point_dims=2, feature_dims=3)
+    other = build_model(
+        ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA")),
+        point_dims=2,
+        feature_dims=3,
+    )
     with pytest.raises(ConfigError, match="different architecture"):
         average_state_dicts([sds[0], other.state_dict()])

@@ -140,8 +140,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_config(cfg: TrainConfig, store: ShardStore, grid: MassGrid) -> TrainConfig:
-    """Fill the model's condition names/normalisation from the grid and check the classes."""
+def resolve_config(cfg: TrainConfig, grid: MassGrid) -> TrainConfig:
+    """Fill the model's condition names and normalisation from the grid."""
     from paratag.models.layers import DEFAULT_CONDITION_STATS
 
     m = cfg.model
@@ -157,12 +157,6 @@ def resolve_config(cfg: TrainConfig, store: ShardStore, grid: MassGrid) -> Train
             std = tuple(DEFAULT_CONDITION_STATS[n][1] for n in names)
         else:
             mean, std = grid.normalisation()
-    labels = np.unique(store.table["label"])
-    if labels.min() < 0 or labels.max() >= m.n_classes:
-        raise ConfigError(
-            f"{store.path}: labels {labels.tolist()} do not fit model.n_classes={m.n_classes}; "
-            f"set model.n_classes to {int(labels.max()) + 1}"
-        )
     model = dataclasses.replace(
         m, condition_names=tuple(names), condition_mean=tuple(mean), condition_std=tuple(std)
     )
@@ -182,7 +176,7 @@ class _Run:
         self.grid = MassGrid.from_config(cfg.grid)
         specs = [s for s in (cfg.data.weight_column, cfg.loss.disco_spectator) if s]
         self.store = ShardStore(cfg.data.shards, cfg.data.cache_size, spectators=specs)
-        self.cfg = resolve_config(cfg, self.store, self.grid)
+        self.cfg = resolve_config(cfg, self.grid)
         self.run_dir = Path(cfg.run_dir)
         self.resume, self.callbacks = resume, callbacks
         m = self.cfg.model
@@ -195,6 +189,12 @@ class _Run:
             seed=cfg.seed,
             spectator=cfg.loss.disco_spectator or None,
         )
+        labels = np.unique(self.builder.label)
+        if labels.min() < 0 or labels.max() >= m.n_classes:
+            raise ConfigError(
+                f"{self.store.path}: labels {labels.tolist()} do not fit model.n_classes={m.n_classes}; "
+                f"set model.n_classes: {int(labels.max()) + 1}, or data.binary: true for signal vs background"
+            )
         shapes = self.store.shapes
         self.dims = {
             "point_dims": int(shapes["points"][0]),
@@ -216,7 +216,7 @@ class _Run:
         """Everything :func:`~paratag.training.checkpoint.load_model` needs, plus provenance."""
         from paratag import __version__
 
-        labels = self.store.table["label"]
+        labels = self.builder.label
         names = self.store.dataset_names()
         classes = []
         for c in range(self.cfg.model.n_classes):

@@ -152,7 +152,15 @@ def tune(cfg: TrainConfig, tcfg: TuneConfig) -> dict[str, Any]:
         aucs = [a for a in aucs if a is not None and not math.isnan(a)]
         return float(sum(aucs) / len(aucs)) if aucs else 0.0
 
-    study.optimize(objective, n_trials=tcfg.n_trials, timeout=tcfg.timeout_s)
+    try:
+        study.optimize(objective, n_trials=tcfg.n_trials, timeout=tcfg.timeout_s)
+    except ValueError as exc:
+        if "dynamic value space" not in str(exc):
+            raise
+        raise ConfigError(
+            f"study {tcfg.study_name!r} in {storage} was created with other choices "
+            f"(width_scale {list(tcfg.width_scale)} now); keep the search space or use a new study name"
+        ) from exc
     best = study.best_trial
     best_cfg = apply_params(base, best.params, base_options)
     (out / "best.yaml").write_text(

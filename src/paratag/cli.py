@@ -193,6 +193,31 @@ def evaluate(
     typer.echo(f"wrote {md}")
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("demo_output"),
+    events: Annotated[int, typer.Option(help="generated events per process / mass point")] = 1500,
+    workers: Annotated[int, typer.Option(help="parallel workers")] = 2,
+    seed: Annotated[int, typer.Option(help="master seed")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="redo every step, ignoring the cache")] = False,
+) -> None:
+    """Run the whole chain on generated data: generate, build, train, evaluate, export, score."""
+    from paratag.demo import DemoConfig, run_demo
+
+    fixture = Path(__file__).resolve().parents[2] / "tests" / "data" / "nano_dy.root"
+    cfg = DemoConfig(out=str(out), events=events, workers=workers, seed=seed,
+                     real_fixture=str(fixture) if fixture.is_file() else "")
+    summary = run_demo(cfg, force=force, log=typer.echo)
+    typer.echo("\nstep        time [s]")
+    for name, info in summary.items():
+        if isinstance(info, dict):
+            typer.echo(f"{name:<10} {info['time_s']:9.1f}")
+    typer.echo(f"{'total':<10} {summary['total_time_s']:9.1f}")
+    typer.echo(f"\nreport : {summary['evaluate']['html']}")
+    typer.echo(f"model  : {summary['export']['onnx']} (parity: {summary['export']['parity']})")
+    typer.echo(f"plots  : {out / 'scores' / 'plots'}")
+
+
 def _load(cls, path: Path):
     from paratag.config import load
 

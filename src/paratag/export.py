@@ -132,7 +132,7 @@ class _Exported:  # built lazily so importing this module does not import torch
         torch = _torch()
         from paratag.models import positional
 
-        class SoftmaxModel(torch.nn.Module):
+        class SoftmaxModel(torch.nn.Module):  # type: ignore[name-defined]
             """Positional inputs in ONNX order, softmax over classes."""
 
             def __init__(self, inner: Any) -> None:
@@ -214,21 +214,38 @@ def export_model(
             f"preset {p.name!r} pads to {cloud_lengths[0]} particles but the model needs more than "
             f"its kNN k: at least {min_particles(model)}"
         )
-    cond_names = tuple(condition_names if condition_names is not None
-                       else getattr(model, "condition_names", ()))
-    mean = list(condition_mean) if condition_mean is not None else \
-        [float(v) for v in getattr(model, "condition_mean", torch.zeros(0)).tolist()]
-    std = list(condition_std) if condition_std is not None else \
-        [float(v) for v in getattr(model, "condition_std", torch.zeros(0)).tolist()]
+    cond_names = tuple(
+        condition_names if condition_names is not None else getattr(model, "condition_names", ())
+    )
+    mean = (
+        list(condition_mean)
+        if condition_mean is not None
+        else [float(v) for v in getattr(model, "condition_mean", torch.zeros(0)).tolist()]
+    )
+    std = (
+        list(condition_std)
+        if condition_std is not None
+        else [float(v) for v in getattr(model, "condition_std", torch.zeros(0)).tolist()]
+    )
     n_classes = int(getattr(model, "n_classes", 2))
-    classes = list(class_names) if class_names is not None else [f"class{i}" for i in range(n_classes)]
+    classes = (
+        list(class_names) if class_names is not None else [f"class{i}" for i in range(n_classes)]
+    )
     if len(classes) != n_classes:
         raise ConfigError(f"class_names {classes} has {len(classes)} names for {n_classes} outputs")
     pp = preprocess_for(
-        p, names, condition_names=cond_names, condition_mean=mean, condition_std=std,
+        p,
+        names,
+        condition_names=cond_names,
+        condition_mean=mean,
+        condition_std=std,
         class_names=classes,
-        extra={"model": type(model).__name__, "min_particles": min_particles(model),
-               "bytes_per_graph": estimate_graph_bytes(model, cloud_lengths), "opset": opset},
+        extra={
+            "model": type(model).__name__,
+            "min_particles": min_particles(model),
+            "bytes_per_graph": estimate_graph_bytes(model, cloud_lengths),
+            "opset": opset,
+        },
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,9 +270,15 @@ def export_model(
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", UserWarning)
             torch.onnx.export(
-                _Exported.wrap(model), tuple(examples.values()), str(onnx_path),
-                input_names=list(names), output_names=["softmax"], dynamic_axes=dynamic,
-                opset_version=opset, do_constant_folding=True, dynamo=False,
+                _Exported.wrap(model),
+                tuple(examples.values()),
+                str(onnx_path),
+                input_names=list(names),
+                output_names=["softmax"],
+                dynamic_axes=dynamic,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
             )
     finally:
         model.train(was_training)
@@ -267,7 +290,10 @@ def export_model(
         if check_events is not None:
             feed = parity_inputs(check_events, p, pp)
         else:
-            feed = {k: v.numpy() for k, v in example_inputs(model, n=24, p=lengths[first], n_sv=svs).items()}
+            feed = {
+                k: v.numpy()
+                for k, v in example_inputs(model, n=24, p=lengths[first], n_sv=svs).items()
+            }
         parity = check_parity(model, onnx_path, feed, tolerance=tolerance)
         if not parity.ok:
             raise ModelMismatchError(f"{onnx_path}: ONNX export disagrees with PyTorch: {parity}")
@@ -312,7 +338,9 @@ def parity_inputs(
         from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
         events = NanoEventsFactory.from_root(
-            {path: "Events"}, schemaclass=NanoAODSchema, mode="virtual",
+            {path: "Events"},
+            schemaclass=NanoAODSchema,
+            mode="virtual",
             metadata={"filename": path},
         ).events()
     p = load_preset(preset)
@@ -320,14 +348,18 @@ def parity_inputs(
     first = p.clouds[0].name
     keep = inputs.clouds[first].counts > 0
     if not keep.any():
-        raise InputFileError(str(getattr(events, "metadata", {}).get("filename", "<events>")),
-                             "no object with constituents to compare on",
-                             "use a file with jets that have PF candidates")
+        raise InputFileError(
+            str(getattr(events, "metadata", {}).get("filename", "<events>")),
+            "no object with constituents to compare on",
+            "use a file with jets that have PF candidates",
+        )
     out: dict[str, np.ndarray] = {}
     rng = np.random.default_rng(seed)
     for name in pp.input_names:
         if name == "condition":
-            out[name] = rng.standard_normal((int(keep.sum()), len(pp.condition_names))).astype(np.float32)
+            out[name] = rng.standard_normal((int(keep.sum()), len(pp.condition_names))).astype(
+                np.float32
+            )
             continue
         cloud, kind = split_input_name(name, first)
         out[name] = np.ascontiguousarray(getattr(inputs.clouds[cloud], kind)[keep])
@@ -375,7 +407,9 @@ def check_parity(
                     feed[n] = np.ascontiguousarray(arr)
                 got = session.run(["softmax"], feed)[0]
                 with torch.no_grad():
-                    ref = torch.softmax(model(**{k: torch.from_numpy(v) for k, v in feed.items()}), 1)
+                    ref = torch.softmax(
+                        model(**{k: torch.from_numpy(v) for k, v in feed.items()}), 1
+                    )
                 cases.append((int(batch), int(particles), float(np.abs(got - ref.numpy()).max())))
     finally:
         model.train(was_training)
@@ -384,15 +418,14 @@ def check_parity(
 
 
 def _find_checkpoint(run_dir: Path) -> Path:
-    for name in ("best.pt", "model.pt", "final.pt", "checkpoint.pt", "last.pt"):
-        for cand in (run_dir / name, run_dir / "checkpoints" / name):
-            if cand.is_file():
-                return cand
-    found = sorted(run_dir.rglob("*.pt"))
-    if not found:
-        raise InputFileError(str(run_dir), "no checkpoint (*.pt) found",
-                             "pass a training run directory (paratag train --out DIR)")
-    return found[-1]
+    """The best model of a run: stage 3 (joint), else stage 2, else a top-level model.pt."""
+    for rel in ("stage3/model.pt", "stage2/model.pt", "model.pt", "best.pt"):
+        if (run_dir / rel).is_file():
+            return run_dir / rel
+    raise InputFileError(
+        str(run_dir), "no stage3/model.pt, stage2/model.pt or model.pt found",
+        "pass a training run directory (paratag train --run-dir DIR) or a .pt checkpoint",
+    )
 
 
 def export_run(
@@ -412,18 +445,29 @@ def export_run(
     try:
         from paratag.training import load_model
     except ImportError as exc:
-        raise ConfigError("paratag.training.load_model is not available in this installation") from exc
+        raise ConfigError(
+            "paratag.training.load_model is not available in this installation"
+        ) from exc
     model, info = load_model(ckpt)
     info = dict(info or {})
     preset = info.get("preset")
     if preset is None:
-        raise ModelMismatchError(f"{ckpt}: the checkpoint does not record its preset; cannot export")
-    target = Path(out_dir) if out_dir is not None else (run if run.is_dir() else run.parent) / "export"
+        raise ModelMismatchError(
+            f"{ckpt}: the checkpoint does not record its preset; cannot export"
+        )
+    target = (
+        Path(out_dir) if out_dir is not None else (run if run.is_dir() else run.parent) / "export"
+    )
     return export_model(
-        model, preset, target,
+        model,
+        preset,
+        target,
         condition_names=info.get("condition_names"),
         condition_mean=info.get("condition_mean"),
         condition_std=info.get("condition_std"),
         class_names=info.get("class_names"),
-        opset=opset, check=check, check_events=check_events, tolerance=tolerance,
+        opset=opset,
+        check=check,
+        check_events=check_events,
+        tolerance=tolerance,
     )

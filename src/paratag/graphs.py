@@ -131,7 +131,7 @@ def knn(points, mask, k: int):  # noqa: ANN001, ANN201 - torch is imported lazil
 
     Padded points are never chosen as neighbours: their distance is shifted by
     a large constant before ``topk``. A real point is never its own neighbour
-    (the nearest hit, itself, is dropped). Rows of padded points, and graphs
+    (the diagonal is excluded explicitly). Rows of padded points, and graphs
     with fewer than ``k + 1`` real points, get padded slots as neighbours;
     their inputs are zero by the contract and models mask them out. ``P`` must
     be at least ``k + 1``.
@@ -156,6 +156,15 @@ def knn(points, mask, k: int):  # noqa: ANN001, ANN201 - torch is imported lazil
     dist = sq.transpose(1, 2) - 2.0 * inner + sq  # (N, P, P)
     # Push candidates of the other kind (real vs padded) far away, so real points never
     # pick padding while k + 1 real points exist, and padded rows pick padding (zero
-    # inputs, as weaver's coordinate shift does). Self (distance 0) is dropped.
-    dist = dist + (mask.transpose(1, 2) - mask).abs() * 1e9  # (N, P, P)
-    return dist.topk(k + 1, dim=-1, largest=False, sorted=True).indices[:, :, 1:]
+    # inputs, as weaver's coordinate shift does). Self is excluded explicitly, further
+    # still: dropping the first topk hit (weaver's way) drops a *duplicate* instead of
+    # self when two constituents share coordinates (a lepton inside its jet), and
+    # torch and onnxruntime break that tie differently.
+    arange = torch.arange(points.shape[-1], device=points.device)
+    is_self = (arange.unsqueeze(0) == arange.unsqueeze(1)).to(points.dtype)  # (P, P)
+    dist = dist + (mask.transpose(1, 2) - mask).abs() * 1e9 + is_self * 1e10  # (N, P, P)
+    # Break exact ties (duplicate coordinates) by column index, identically in torch and
+    # onnxruntime: in float64 the 1e-9 steps sit far below float32 resolution, so only
+    # exactly equal distances are reordered.
+    key = dist.double() + arange.double() * 1e-9
+    return key.topk(k, dim=-1, largest=False, sorted=True).indices

@@ -60,8 +60,14 @@ FORMAT_VERSION = 1
 
 _KINDS = ("points", "features", "mask")
 _VAR_INFO_KEYS = ("median", "norm_factor", "replace_inf_value", "lower_bound", "upper_bound", "pad")
-_DEFAULT_INFO = {"median": 0.0, "norm_factor": 1.0, "replace_inf_value": 0.0,
-                 "lower_bound": -1e32, "upper_bound": 1e32, "pad": 0.0}
+_DEFAULT_INFO = {
+    "median": 0.0,
+    "norm_factor": 1.0,
+    "replace_inf_value": 0.0,
+    "lower_bound": -1e32,
+    "upper_bound": 1e32,
+    "pad": 0.0,
+}
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,10 @@ class InputBlock:
 
     def to_json(self, cmssw: bool = False) -> dict[str, Any]:
         """The JSON block (``var_length``, or ``min/max_length`` with ``cmssw=True``)."""
-        out: dict[str, Any] = {"var_names": list(self.var_names),
-                               "var_infos": {k: dict(v) for k, v in self.var_infos.items()}}
+        out: dict[str, Any] = {
+            "var_names": list(self.var_names),
+            "var_infos": {k: dict(v) for k, v in self.var_infos.items()},
+        }
         if cmssw:
             out["min_length"], out["max_length"] = self.min_length, self.max_length
         else:
@@ -141,8 +149,10 @@ class Preprocess:
 
     def to_json(self, cmssw: bool = False) -> dict[str, Any]:
         """The JSON document; ``cmssw=True`` writes the published CMSSW variant."""
-        out: dict[str, Any] = {"input_names": list(self.input_names),
-                               "output_names": list(self.output_names)}
+        out: dict[str, Any] = {
+            "input_names": list(self.input_names),
+            "output_names": list(self.output_names),
+        }
         for name in self.input_names:
             out[name] = self.inputs[name].to_json(cmssw)
         if self.paratag and not cmssw:
@@ -165,7 +175,7 @@ def split_input_name(name: str, first_cloud: str) -> tuple[str, str]:
 
 def fingerprint(pp: Preprocess) -> str:
     """SHA-256 (16 hex digits) of the inputs and the ``paratag`` block (preset, conditions, classes)."""
-    doc = {name: pp.inputs[name].to_json() for name in pp.input_names}
+    doc: dict[str, Any] = {name: pp.inputs[name].to_json() for name in pp.input_names}
     doc["_names"] = [list(pp.input_names), list(pp.output_names)]
     doc["_paratag"] = {k: v for k, v in pp.paratag.items() if k != "fingerprint"}
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
@@ -173,8 +183,9 @@ def fingerprint(pp: Preprocess) -> str:
 
 
 def _block(name: str, specs: Sequence[FeatureSpec], length: int) -> InputBlock:
-    return InputBlock(name, tuple(s.name for s in specs),
-                      {s.name: s.var_info() for s in specs}, length, length)
+    return InputBlock(
+        name, tuple(s.name for s in specs), {s.name: s.var_info() for s in specs}, length, length
+    )
 
 
 def preprocess_for(
@@ -205,23 +216,29 @@ def preprocess_for(
     blocks: dict[str, InputBlock] = {}
     for name in input_names:
         if name == "condition":
-            if not condition_names or len(condition_mean) != len(condition_names) \
-                    or len(condition_std) != len(condition_names):
+            if (
+                not condition_names
+                or len(condition_mean) != len(condition_names)
+                or len(condition_std) != len(condition_names)
+            ):
                 raise ConfigError(
                     "the model takes a condition input: give condition_names with one "
                     f"condition_mean and condition_std each (got {list(condition_names)}, "
                     f"{list(condition_mean)}, {list(condition_std)})"
                 )
-            infos = {n: {**_DEFAULT_INFO, "median": float(m), "norm_factor": 1.0 / float(s)}
-                     for n, m, s in zip(condition_names, condition_mean, condition_std)}
+            infos = {
+                n: {**_DEFAULT_INFO, "median": float(m), "norm_factor": 1.0 / float(s)}
+                for n, m, s in zip(condition_names, condition_mean, condition_std, strict=False)
+            }
             blocks[name] = InputBlock(name, tuple(condition_names), infos, 1, 1)
             continue
         cloud_name, kind = split_input_name(name, first)
         cloud = p.cloud(cloud_name)
         if kind == "mask":
             mname = f"{cloud.name}_mask"
-            blocks[name] = InputBlock(name, (mname,), {mname: dict(_DEFAULT_INFO)},
-                                      cloud.max_length, cloud.max_length)
+            blocks[name] = InputBlock(
+                name, (mname,), {mname: dict(_DEFAULT_INFO)}, cloud.max_length, cloud.max_length
+            )
         else:
             specs = cloud.points if kind == "points" else cloud.features
             blocks[name] = _block(name, specs, cloud.max_length)
@@ -259,10 +276,16 @@ def _parse_block(name: str, data: Any, where: str) -> InputBlock:
         hi = data["max_length"]
         lo = data.get("min_length", hi)
     else:
-        raise ConfigError(f"{where}: {name} needs var_length (paratag/weaver) or "
-                          "min_length/max_length (CMSSW)")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (lo, hi)) or lo > hi:
-        raise ConfigError(f"{where}: {name} lengths must be integers with min <= max, got {lo}, {hi}")
+        raise ConfigError(
+            f"{where}: {name} needs var_length (paratag/weaver) or min_length/max_length (CMSSW)"
+        )
+    if (
+        not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (lo, hi))
+        or lo > hi
+    ):
+        raise ConfigError(
+            f"{where}: {name} lengths must be integers with min <= max, got {lo}, {hi}"
+        )
     raw_infos = data.get("var_infos", {})
     if not isinstance(raw_infos, Mapping):
         raise ConfigError(f"{where}: {name}.var_infos must be a mapping")
@@ -274,7 +297,9 @@ def _parse_block(name: str, data: Any, where: str) -> InputBlock:
         merged = {**_DEFAULT_INFO, **{k: v for k, v in info.items() if k in _VAR_INFO_KEYS}}
         for key, value in merged.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"{where}: {name}.var_infos.{var}.{key} must be a number, got {value!r}")
+                raise ConfigError(
+                    f"{where}: {name}.var_infos.{var}.{key} must be a number, got {value!r}"
+                )
         infos[var] = {k: float(v) for k, v in merged.items()}
     return InputBlock(name, tuple(var_names), infos, int(lo), int(hi))
 
@@ -283,8 +308,11 @@ def load_preprocess(path: str | Path) -> Preprocess:
     """Read and validate a preprocess.json (paratag or CMSSW flavour)."""
     p = Path(path)
     if not p.is_file():
-        raise InputFileError(str(p), "preprocess file does not exist",
-                             "export the model again (paratag export) or pass preprocess=PATH")
+        raise InputFileError(
+            str(p),
+            "preprocess file does not exist",
+            "export the model again (paratag export) or pass preprocess=PATH",
+        )
     try:
         data = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -299,7 +327,9 @@ def load_preprocess(path: str | Path) -> Preprocess:
     info = data.get("paratag", {})
     if not isinstance(info, dict):
         raise ConfigError(f"{where}: the 'paratag' block must be a mapping")
-    pp = Preprocess(tuple(data["input_names"]), tuple(data["output_names"]), inputs, dict(info), where)
+    pp = Preprocess(
+        tuple(data["input_names"]), tuple(data["output_names"]), inputs, dict(info), where
+    )
     if info:
         fmt = info.get("format_version")
         if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
@@ -324,24 +354,32 @@ def onnx_signature(onnx_path: str | Path) -> tuple[dict[str, list[Any]], list[st
 
     p = Path(onnx_path)
     if not p.is_file():
-        raise InputFileError(str(p), "model file does not exist",
-                             "check the path or run `paratag export RUN_DIR` first")
+        raise InputFileError(
+            str(p),
+            "model file does not exist",
+            "check the path or run `paratag export RUN_DIR` first",
+        )
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends on corrupt files
-        raise InputFileError(str(p), f"not a valid ONNX model ({type(exc).__name__}: {exc})",
-                             "the file is corrupt or truncated; export it again") from exc
+        raise InputFileError(
+            str(p),
+            f"not a valid ONNX model ({type(exc).__name__}: {exc})",
+            "the file is corrupt or truncated; export it again",
+        ) from exc
     if not model.graph.input:
-        raise InputFileError(str(p), "not a valid ONNX model (the graph has no inputs)",
-                             "export it again")
+        raise InputFileError(
+            str(p), "not a valid ONNX model (the graph has no inputs)", "export it again"
+        )
     initializers = {i.name for i in model.graph.initializer}
     shapes: dict[str, list[Any]] = {}
     for inp in model.graph.input:
         if inp.name in initializers:
             continue
         dims = inp.type.tensor_type.shape.dim
-        shapes[inp.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                            for d in dims]
+        shapes[inp.name] = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims
+        ]
     meta = {m.key: m.value for m in model.metadata_props}
     return shapes, [o.name for o in model.graph.output], meta
 
@@ -377,7 +415,9 @@ def check_model(pp: Preprocess, onnx_path: str | Path) -> None:
             )
     fmt = meta.get("paratag_format_version")
     if fmt is not None and int(fmt) > FORMAT_VERSION:
-        raise ModelMismatchError(f"{onnx_path}: exported by a newer paratag (format {fmt}); upgrade")
+        raise ModelMismatchError(
+            f"{onnx_path}: exported by a newer paratag (format {fmt}); upgrade"
+        )
     stored = meta.get("paratag_preprocess_fingerprint")
     if stored is not None and pp.is_paratag and stored != pp.fingerprint:
         raise ModelMismatchError(
@@ -421,7 +461,7 @@ def preset_from_preprocess(pp: Preprocess, base: str | Preset = "jet") -> Preset
                 unknown.append(var)
                 continue
             info = block.var_infos[var]
-            specs.append(dataclasses.replace(catalog[var], **info))
+            specs.append(dataclasses.replace(catalog[var], **info))  # type: ignore[arg-type]
         per_cloud.setdefault(cloud_name, {})[kind] = tuple(specs)
     if unknown:
         raise SchemaError(
@@ -433,7 +473,12 @@ def preset_from_preprocess(pp: Preprocess, base: str | Preset = "jet") -> Preset
         if c.name not in lengths:
             continue
         got = per_cloud.get(c.name, {})
-        clouds.append(dataclasses.replace(
-            c, points=got.get("points", c.points), features=got.get("features", c.features),
-            max_length=lengths[c.name]))
+        clouds.append(
+            dataclasses.replace(
+                c,
+                points=got.get("points", c.points),
+                features=got.get("features", c.features),
+                max_length=lengths[c.name],
+            )
+        )
     return dataclasses.replace(b, name=f"{b.name}-from-preprocess", clouds=tuple(clouds))

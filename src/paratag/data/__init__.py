@@ -19,6 +19,9 @@ _LAZY = {
     "make_loader": "paratag.data.dataset",
     "EpochBatchSampler": "paratag.data.sampler",
     "make_synthetic_shards": "paratag.data.synthetic",
+    "DataConfig": "paratag.data.selection",
+    "SampleBuilder": "paratag.data.selection",
+    "balance_weights": "paratag.data.selection",
 }
 
 

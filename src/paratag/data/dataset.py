@@ -168,6 +168,7 @@ class GraphDataset(Dataset):
         seed: run seed for the background draw.
         use_sv: include the secondary-vertex cloud.
         spectator: spectator name (without ``spec_``) returned as ``spectator``.
+        labels: class label per row (default: the shard ``label``).
         phases: curriculum phases ``[(first_epoch, weight, background_points,
             background_probabilities), ...]`` that replace the weights and the
             background draw from ``first_epoch`` on.
@@ -188,6 +189,7 @@ class GraphDataset(Dataset):
         seed: int = 0,
         use_sv: bool = False,
         spectator: str | None = None,
+        labels: np.ndarray | None = None,
         phases: Sequence[
             tuple[int, np.ndarray, Sequence[Sequence[float]], Sequence[float] | None]
         ] = (),
@@ -217,7 +219,9 @@ class GraphDataset(Dataset):
             )
         self.keys = _CLOUD + (_SV if use_sv else ())
         self.spectator = spectator
-        self.labels = store.table["label"][self.rows]
+        self.labels = store.table["label"][self.rows] if labels is None else np.asarray(labels, np.int64)
+        if len(self.labels) != n:
+            raise ValueError("labels must have one entry per row")
         self.phases = sorted(
             (
                 (int(e), np.asarray(w, np.float32), [tuple(p) for p in pts], probs)

@@ -54,11 +54,16 @@ class DataConfig:
         signal_label: the signal class label (others are backgrounds).
         use_gen_weight: multiply by the shard ``weight`` (genWeight).
         weight_column: spectator name multiplied into the weight (e.g. a pileup weight).
-        xsec: background dataset pattern -> cross section (any unit).
+        xsec: background dataset name (shell pattern) -> cross section (any unit).
+        xsec_key: dataset metadata key holding the cross section of each
+            background dataset (``xsec_pb``, written by ``paratag generate``);
+            ``xsec`` entries take precedence.
         balance_classes: equal summed weight per class.
         balance_points: equal summed weight per signal mass point.
         use_sv: feed the secondary-vertex cloud (Interaction Network).
         max_events: keep at most this many events per dataset (quick runs).
+        binary: merge every background label into one class (signal vs
+            background, labels 0/1 with the signal keeping ``signal_label``).
     """
 
     shards: str = ""
@@ -70,10 +75,12 @@ class DataConfig:
     use_gen_weight: bool = True
     weight_column: str | None = None
     xsec: dict[str, float] = dataclasses.field(default_factory=dict)
+    xsec_key: str | None = None
     balance_classes: bool = True
     balance_points: bool = True
     use_sv: bool = False
     max_events: int | None = None
+    binary: bool = False
 
 
 def balance_weights(
@@ -144,8 +151,11 @@ class SampleBuilder:
                 f"{store.path}: shards have conditions {names}, the grid has {list(grid.names)}; "
                 f"set grid.names (or rebuild with `condition: {list(grid.names)}`)"
             )
+        self.is_signal = t["label"] == config.signal_label
         self.label = t["label"]
-        self.is_signal = self.label == config.signal_label
+        if config.binary:
+            other = 1 if config.signal_label == 0 else 0
+            self.label = np.where(self.is_signal, config.signal_label, other).astype(np.int64)
         self.fold = fold_roles(t["spec_event"], config.n_folds, config.fold)
         self.points = grid.points("all")
         self.point = np.where(self.is_signal, match_points(t["condition"], self.points), -1)
@@ -174,22 +184,29 @@ class SampleBuilder:
                     f"data.weight_column {cfg.weight_column!r}: the store was opened without it"
                 )
             w = w * t[key]
-        if cfg.xsec:
-            names = self.store.dataset_names()
-            for d, name in enumerate(names):
+        if cfg.xsec or cfg.xsec_key:
+            for d, entry in enumerate(self.store.datasets):
                 rows = t["dataset"] == d
                 if self.is_signal[rows].all():
                     continue
+                name, meta = entry["name"], entry.get("metadata", {})
                 match = [p for p in cfg.xsec if fnmatch.fnmatchcase(name, p)]
-                if not match:
+                if match:
+                    sigma = float(cfg.xsec[match[0]])
+                elif cfg.xsec_key and cfg.xsec_key in meta:
+                    sigma = float(meta[cfg.xsec_key])
+                else:
                     raise ConfigError(
-                        f"data.xsec has no entry matching background dataset {name!r}; "
-                        f"patterns: {sorted(cfg.xsec)}"
+                        f"{self.store.path}: no cross section for background dataset {name!r}: "
+                        f"data.xsec patterns {sorted(cfg.xsec)} do not match it"
+                        + (f" and its metadata has no {cfg.xsec_key!r}" if cfg.xsec_key else "")
                     )
                 total = w[rows].sum()
-                if total <= 0:
-                    raise InvalidValueError(f"dataset {name!r}: summed weight {total:.4g} <= 0")
-                w[rows] *= cfg.xsec[match[0]] / total
+                if total <= 0 or sigma <= 0:
+                    raise InvalidValueError(
+                        f"dataset {name!r}: summed weight {total:.4g} or cross section {sigma:.4g} <= 0"
+                    )
+                w[rows] *= sigma / total
         return w
 
     def point_rows(self, point: Point, fold: str) -> np.ndarray:
@@ -229,6 +246,7 @@ class SampleBuilder:
             rows,
             cond,
             weight,
+            labels=self.label[rows],
             mean=self.mean,
             std=self.std,
             seed=self.seed,

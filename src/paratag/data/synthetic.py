@@ -12,13 +12,14 @@ decays and boosts, and objects get resolution smearing and acceptance cuts.
 - ``WZ`` (label 1): Z -> mu mu (Breit-Wigner at 91.19 GeV), W -> l nu, light ISR jets.
 - ``TTbar`` (label 1): dileptonic tt with a non-prompt muon from a b decay.
 
-Spectators: ``event`` (unique per dataset), ``met_pt`` and ``mll`` (the
+Background metadata carries ``xsec_pb`` (:data:`XSEC_PB`) like ``paratag generate``
+output, for ``data.xsec_key``. Spectators: ``event`` (unique per dataset), ``met_pt`` and ``mll`` (the
 opposite-sign dimuon mass closest to the Z, a mass to decorrelate from).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ from paratag.conditions import point_name
 __all__ = ["make_synthetic_shards", "simulate_events"]
 
 M_TOP, M_W, M_Z, M_B, M_MU = 172.5, 80.38, 91.19, 4.8, 0.1057
+#: Cross sections x BR (pb, 13.6 TeV, rounded) stored as ``xsec_pb`` in the background metadata.
+XSEC_PB = {"WZ": 4.4, "TTbar": 88.3}
 
 
 def _p4(pt, eta, phi, m):
@@ -256,6 +259,7 @@ def make_synthetic_shards(
     n_background: int = 2000,
     seed: int = 0,
     max_rows: int = 50_000,
+    labels: Mapping[str, int] | None = None,
 ) -> Path:
     """Write signal shards for every ``(mHc, mA)`` and WZ + TTbar backgrounds; return the manifest.
 
@@ -266,6 +270,8 @@ def make_synthetic_shards(
         n_background: events per background process (WZ and TTbar each).
         seed: random seed (the output is a deterministic function of the arguments).
         max_rows: rows per parquet file.
+        labels: class label per background (default 1 for both; e.g. ``{"WZ": 2, "TTbar": 1}``
+            for a multi-class layout like ``paratag generate``'s).
     """
     from paratag.presets import load_preset
     from paratag.shards import write_shards
@@ -280,12 +286,14 @@ def make_synthetic_shards(
     jobs += [("WZ", "WZ", (), n_background), ("TTbar", "TTbar", (), n_background)]
     for name, process, masses, n in jobs:
         arrays = _to_arrays(simulate_events(process, n, rng, masses), preset, first_event=1)
-        label = 0 if process == "signal" else 1
+        label = 0 if process == "signal" else int((labels or {}).get(name, 1))
         arrays["label"] = np.full(n, label, np.int64)
         cond = masses if masses else (np.nan, np.nan)
         arrays["condition"] = np.tile(np.asarray(cond, np.float32), (n, 1))
         arrays["weight"] = np.ones(n, np.float32)
         meta = {"label": label, "group": "signal" if label == 0 else name}
+        if name in XSEC_PB:
+            meta["xsec_pb"] = XSEC_PB[name]
         if masses:
             meta.update(mHc=masses[0], mA=masses[1])
         datasets[name] = {"arrays": arrays, "cutflow": {"all": n}, "metadata": meta}

@@ -34,6 +34,19 @@ def _p4_from_ptetaphim(
     return np.stack([px, py, pz, np.sqrt(px**2 + py**2 + pz**2 + m**2)], axis=1)
 
 
+def _jagged_p4(
+    px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray, offsets: np.ndarray
+) -> ak.Array:
+    """Jagged (px, py, pz, E) records built from layouts (cheaper than ``ak.zip`` + ``ak.unflatten``)."""
+    cols = [
+        ak.contents.NumpyArray(np.ascontiguousarray(c, dtype=np.float64)) for c in (px, py, pz, e)
+    ]
+    record = ak.contents.RecordArray(cols, ["px", "py", "pz", "E"])
+    return ak.Array(
+        ak.contents.ListOffsetArray(ak.index.Index64(np.asarray(offsets, np.int64)), record)
+    )
+
+
 def emulate_btag(
     flavour: np.ndarray, eta: np.ndarray, cfg: DetectorConfig, rng: np.random.Generator
 ) -> np.ndarray:
@@ -94,9 +107,7 @@ def cluster_jets(
     in_counts = np.bincount(evs, minlength=n_events)
     in_off = np.concatenate([[0], np.cumsum(in_counts)])
 
-    particles = ak.unflatten(
-        ak.zip({"px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "E": p4[:, 3]}), in_counts
-    )
+    particles = _jagged_p4(p4[:, 0], p4[:, 1], p4[:, 2], p4[:, 3], in_off)
     seq = fastjet.ClusterSequence(
         particles, fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
     )
@@ -172,12 +183,8 @@ def _softdrop_mass(
     """Soft-drop mass (beta = 0, z_cut = 0.1, R0 = 0.8) of each jet from its constituents."""
     if len(n_const) == 0:
         return np.zeros(0)
-    per_jet = ak.unflatten(
-        ak.zip(
-            {"px": pf["px"][l_pf], "py": pf["py"][l_pf], "pz": pf["pz"][l_pf], "E": pf["e"][l_pf]}
-        ),
-        n_const,
-    )
+    offsets = np.concatenate([[0], np.cumsum(n_const)])
+    per_jet = _jagged_p4(pf["px"][l_pf], pf["py"][l_pf], pf["pz"][l_pf], pf["e"][l_pf], offsets)
     seq = fastjet.ClusterSequence(per_jet, fastjet.JetDefinition(fastjet.cambridge_algorithm, 10.0))
     groomed = seq.exclusive_jets_softdrop_grooming(njets=1, beta=0.0, symmetry_cut=0.1, R0=0.8)
     return np.nan_to_num(ak.to_numpy(groomed.msoftdrop).astype(float))

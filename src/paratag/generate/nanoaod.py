@@ -124,8 +124,13 @@ Columns = dict[str, Any]
 
 def _collection(name: str, cols: dict[str, np.ndarray], counts: np.ndarray) -> ak.Array:
     fields = SCHEMA[name]
-    flat = ak.zip({k: np.asarray(cols[k], dtype=dt) for k, dt in fields.items()})
-    return ak.unflatten(flat, np.asarray(counts, dtype=np.int64))
+    contents = [
+        ak.contents.NumpyArray(np.ascontiguousarray(cols[k], dtype=dt)) for k, dt in fields.items()
+    ]
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    record = ak.contents.RecordArray(contents, list(fields), length=int(offsets[-1]))
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), record))
 
 
 def assemble(

@@ -126,7 +126,7 @@ def _process_hook_class() -> Any:
     class ProcessRecorder(pythia8.UserHooks):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             super().__init__()
-            self.records: list[tuple[tuple[float, float], list[tuple[float, ...]]]] = []
+            self.records: list[tuple[tuple[float, float], list[tuple[Any, ...]]]] = []
 
         def canVetoProcessLevel(self) -> bool:  # noqa: N802 (Pythia's name)
             return True
@@ -139,7 +139,7 @@ def _process_hook_class() -> Any:
                 if i < 3 or abs(st) == 21 or abs(st) == 12:
                     continue
                 rows.append((i, p.id(), abs(st), p.mother1(), p.px(), p.py(), p.pz(), p.m()))
-            key = (parts[3].pz(), parts[4].pz()) if len(parts) > 4 else (0.0, 0.0)
+            key = (float(parts[3].pz()), float(parts[4].pz())) if len(parts) > 4 else (0.0, 0.0)
             self.records.append((key, rows))
             return False
 
@@ -182,27 +182,40 @@ class _Batch:
         return len(self.offsets) - 1
 
 
-def _flat(a: Any, dtype: Any) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.flatten(a, axis=1)), dtype=dtype)
-
-
 def _to_batch(arr: Any) -> _Batch:
-    prt = arr.prt
-    counts = np.asarray(ak.to_numpy(ak.num(prt, axis=1)), dtype=np.int64)
-    mom = prt.p
-    p4 = np.stack([_flat(mom[k], float) for k in ("px", "py", "pz", "e")], 1)
-    vp = prt.vProd
-    vprod = np.stack([_flat(ak.fill_none(vp[k], 0.0), float) for k in ("px", "py", "pz")], 1)
-    w = arr.info.weights
-    weight = np.asarray(ak.to_numpy(ak.fill_none(ak.firsts(w, axis=1), 1.0)), dtype=float)
+    """Flat NumPy views of a ``nextBatch`` array, read from its layout (no copies, no ak calls)."""
+    prt = arr.layout.content("prt")
+    raw_off = np.asarray(prt.offsets.data, dtype=np.int64)
+    lo, hi = int(raw_off[0]), int(raw_off[-1])
+    rec = prt.content
+
+    def col(name: str, parent: Any = rec) -> np.ndarray:
+        return np.asarray(parent.content(name).data)[lo:hi]
+
+    mom = rec.content("p")
+    p4 = np.stack([col(k, mom) for k in ("px", "py", "pz", "e")], 1)
+    vp = rec.content("vProd")  # option type: None where the particle has no vertex
+    if not isinstance(vp, ak.contents.IndexedOptionArray):
+        vp = vp.to_IndexedOptionArray64()
+    index = np.asarray(vp.index.data)[lo:hi]
+    has = index >= 0
+    vprod = np.zeros((hi - lo, 3))
+    for j, k in enumerate(("px", "py", "pz")):
+        vprod[has, j] = np.asarray(vp.content.content(k).data)[index[has]]
+    w = arr.layout.content("info").content("weights")
+    w_off = np.asarray(w.offsets.data, dtype=np.int64)
+    w_val = np.asarray(w.content.data, dtype=float)
+    has_w = w_off[1:] > w_off[:-1]
+    weight = np.ones(len(w_off) - 1)
+    weight[has_w] = w_val[w_off[:-1][has_w]]
     return _Batch(
-        offsets=np.concatenate([[0], np.cumsum(counts)]),
-        pid=_flat(prt.id, np.int32),
-        status=_flat(prt.status, np.int32),
-        mother1=_flat(prt.mother1, np.int64),
+        offsets=raw_off - lo,
+        pid=col("id").astype(np.int32, copy=False),
+        status=col("status").astype(np.int32, copy=False),
+        mother1=col("mother1").astype(np.int64),
         p4=p4,
-        m=_flat(prt.m, float),
-        tau=_flat(prt.tau, float),
+        m=col("m").astype(float, copy=False),
+        tau=col("tau").astype(float, copy=False),
         vprod=vprod,
         weight=weight,
     )
@@ -449,14 +462,20 @@ class PythiaSource:
         kept = np.flatnonzero(keep)
         counts = np.bincount(ev[kept], minlength=n_ev)
         off = np.concatenate([[0], np.cumsum(counts)]).tolist()
-        cols = [pid[kept], charge[kept], p4[kept], vtx[kept], hf[kept], lepflav[kept]]
+        k_pid, k_charge, k_p4, k_vtx = pid[kept], charge[kept], p4[kept], vtx[kept]
+        k_hf, k_lepflav = hf[kept], lepflav[kept]
         hoff = had_off.tolist()
         events = []
         for e in range(n_ev):
             s, h = slice(off[e], off[e + 1]), slice(hoff[e], hoff[e + 1])
             events.append(
                 TruthEvent(
-                    *(c[s] for c in cols),
+                    pid=k_pid[s],
+                    charge=k_charge[s],
+                    p4=k_p4[s],
+                    vtx=k_vtx[s],
+                    hf=k_hf[s],
+                    lepflav=k_lepflav[s],
                     pu=np.zeros(off[e + 1] - off[e], dtype=np.int32),
                     had_pid=had_pid[h],
                     had_p4=hp4[h],

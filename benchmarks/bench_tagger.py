@@ -1,0 +1,277 @@
+"""Tagger benchmark: paratag (onnxruntime) vs coffea.ml_tools.torch_wrapper (TorchScript).
+
+All parts run in one process on the same events: the real PFNano fixture
+(tests/data/pfnano.root, 24 AK8 jets) replicated to ``--jets`` jets, scored by
+the full ParticleNet (k=16, EdgeConv 64/128/256, P=100) with random weights.
+
+1. Tagger(model.onnx) vs torch_wrapper(TorchScript of the same network) using
+   coffea's ``prepare_awkward`` pattern -> jets/s each and the ratio.
+2. K hypotheses in one pass vs K separate passes (ParametricParticleNet) -> ratio;
+   also strategy "replicate" vs "loop".
+3. coffea Runner on a Dask LocalCluster, 2 workers vs 1 -> ratio.
+4. Peak RSS of a worker scoring a 1000-jet chunk: micro-batched (memory_mb=2000)
+   vs one onnxruntime call for the whole chunk.
+
+Usage: python benchmarks/bench_tagger.py [--jets 50000] [--peer-jets 2000] [--k 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import awkward as ak
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PFNANO = ROOT / "tests" / "data" / "pfnano.root"
+HYPS = [{"mHc": m, "mA": a} for m in (100, 130, 160, 190) for a in (60, 90, 120)]
+
+
+def _events(n_jets: int):
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ev = NanoEventsFactory.from_root(
+            {str(PFNANO): "Events"},
+            schemaclass=NanoAODSchema,
+            mode="eager",
+            metadata={"dataset": "bench"},
+        ).events()
+    reps = max(1, -(-n_jets // 24))
+    return ak.concatenate([ev] * reps), reps * 24
+
+
+def _models(tmp: Path):
+    from paratag.config import ModelConfig
+    from paratag.export import export_model
+    from paratag.models import build_model
+
+    torch.manual_seed(0)
+    pn = build_model(
+        ModelConfig(name="particlenet", options={"preset": "particlenet"}),
+        point_dims=2,
+        feature_dims=15,
+    ).eval()
+    ppn = build_model(
+        ModelConfig(
+            name="parametric_particlenet",
+            condition_names=("mHc", "mA"),
+            options={"preset": "particlenet"},
+        ),
+        point_dims=2,
+        feature_dims=15,
+    ).eval()
+    export_model(pn, "jet", tmp / "pn")
+    export_model(ppn, "jet", tmp / "ppn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = (torch.zeros(2, 2, 100), torch.ones(2, 15, 100), torch.ones(2, 1, 100))
+        scripted = torch.jit.trace(pn, ex)
+    scripted.save(str(tmp / "pn.pt"))
+    return pn, tmp / "pn" / "model.onnx", tmp / "ppn" / "model.onnx", tmp / "pn.pt"
+
+
+def _peer(torchscript: Path):
+    from coffea.ml_tools.torch_wrapper import torch_wrapper
+
+    from paratag.presets import build_inputs
+
+    class ParticleNetWrapper(torch_wrapper):
+        """coffea's prepare_awkward pattern: awkward in, (args, kwargs) of arrays out."""
+
+        def prepare_awkward(self, events):
+            inputs = build_inputs(events, "jet")
+            pf = inputs.clouds["pf"]
+            return (ak.Array(pf.points), ak.Array(pf.features), ak.Array(pf.mask)), {}
+
+    return ParticleNetWrapper(str(torchscript))
+
+
+def _timeit(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def sweep(events, onnx_pn) -> None:
+    from paratag.processors import Tagger
+
+    n = int(ak.sum(ak.num(events.FatJet)))
+    for rows in (8, 16, 32, 64, 128, 256):
+        t = Tagger(onnx_pn, batch_size=rows)
+        t(events[:10])
+        print(f"[0] rows per call {rows:4d}: {n / _timeit(lambda t=t: t(events)):.1f} jets/s")
+
+
+def part1(events, n_jets, peer_events, n_peer, onnx_pn, ts_path) -> None:
+    from paratag.processors import Tagger
+
+    torch.set_num_threads(1)
+    tagger = Tagger(onnx_pn)
+    tagger(peer_events[:10])  # session warm-up
+    t_tag = _timeit(lambda: tagger(events))
+    wrapper = _peer(ts_path)
+    wrapper(peer_events[:10])
+    t_peer = _timeit(lambda: wrapper(peer_events))
+    r_tag, r_peer = n_jets / t_tag, n_peer / t_peer
+    print(
+        f"[1] paratag Tagger (onnxruntime, 1 thread): {r_tag:8.1f} jets/s ({n_jets} jets, {t_tag:.1f} s)"
+    )
+    print(
+        f"[1] coffea torch_wrapper (TorchScript, 1 thread): {r_peer:8.1f} jets/s ({n_peer} jets, {t_peer:.1f} s)"
+    )
+    print(f"[1] ratio paratag / torch_wrapper = {r_tag / r_peer:.2f}x (target >= 5x)")
+
+
+def part2(events, n_jets, onnx_ppn, k: int) -> None:
+    from paratag.processors import Tagger
+
+    hyps = HYPS[:k]
+    t_ref = float("inf")
+    for strategy in ("replicate", "loop"):
+        one = Tagger(onnx_ppn, hyps, strategy=strategy)
+        one(events[:10])
+        t_one = _timeit(lambda one=one: one(events))
+        print(
+            f"[2] {k} hypotheses in one pass ({strategy}): {t_one:.2f} s = {n_jets * k / t_one:.1f} jet-hypotheses/s"
+        )
+        t_ref = min(t_ref, t_one)
+    singles = [Tagger(onnx_ppn, [h]) for h in hyps]
+    singles[0](events[:10])
+    t_sep = _timeit(lambda: [s(events) for s in singles])
+    print(f"[2] {k} separate passes: {t_sep:.2f} s")
+    print(f"[2] ratio separate / best one pass = {t_sep / t_ref:.2f} (target >= {0.5 * k:.1f})")
+
+
+def _slim(n_events: int, path: Path) -> tuple[Path, int]:
+    """The fixture replicated to ``n_events`` events, with only the jet preset's branches."""
+    import uproot
+
+    from paratag.presets import load_preset
+
+    wanted = load_preset("jet").branches() | {"run", "luminosityBlock", "event"}
+    with uproot.open(PFNANO) as f:
+        arrays = f["Events"].arrays(sorted(b for b in wanted if b in f["Events"]), library="ak")
+    reps = max(1, n_events // 10)
+    arrays = ak.concatenate([arrays] * reps)
+    flat, colls = {}, {}
+    for b in arrays.fields:
+        coll, _, field = b.partition("_")
+        if field and arrays[b].ndim > 1:
+            colls.setdefault(coll, {})[field] = arrays[b]
+        else:
+            flat[b] = arrays[b]
+    flat.update({c: ak.zip(d) for c, d in colls.items()})
+    with uproot.recreate(path) as f:
+        t = f.mktree(
+            "Events",
+            {k: v.type for k, v in flat.items()},
+            counter_name=lambda c: "n" + c,
+            field_name=lambda o, i: i if o == "" else f"{o}_{i}",
+        )
+        t.extend(flat)
+    return path, reps
+
+
+def part3(onnx_pn, n_events: int, tmp: Path) -> None:
+    from coffea import processor
+    from coffea.nanoevents import NanoAODSchema
+    from paratag.processors import Tagger
+
+    from paratag.build import make_executor
+
+    path, reps = _slim(n_events, tmp / "replicated.root")
+    fileset = {"bench": {"files": {str(path): "Events"}}}
+    times = {}
+    for workers in (1, 2):
+        with make_executor("dask", workers) as ex:
+            chunk = max(1, reps * 10 // 8)
+            warm = processor.Runner(ex, schema=NanoAODSchema, chunksize=chunk, maxchunks=workers)
+            warm(fileset, processor_instance=Tagger(onnx_pn, output="hist"), treename="Events")
+            runner = processor.Runner(ex, schema=NanoAODSchema, chunksize=chunk)
+            t0 = time.perf_counter()
+            runner(fileset, processor_instance=Tagger(onnx_pn, output="hist"), treename="Events")
+            times[workers] = time.perf_counter() - t0
+    jets = reps * 24
+    print(
+        f"[3] Dask 1 worker: {jets / times[1]:.1f} jets/s; 2 workers: {jets / times[2]:.1f} jets/s"
+    )
+    print(f"[3] ratio 2 workers / 1 worker = {times[1] / times[2]:.2f}x (target >= 1.7x)")
+
+
+_RSS_SCRIPT = """
+import resource, sys, warnings
+warnings.simplefilter("ignore")
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+from benchmarks.bench_tagger import _slim
+from paratag.processors import Tagger
+path, _ = _slim(417, Path({tmp!r}) / "rss.root")  # 1000 jets
+events = NanoEventsFactory.from_root({{str(path): "Events"}}, schemaclass=NanoAODSchema, mode="virtual").events()
+Tagger({model!r})(events[:2])  # the preset's branches loaded, session created
+kw = {kw}
+tagger = Tagger({model!r}, **kw)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tagger(events)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"{{after / 1024:.0f}} {{(after - before) / 1024:.0f}} {{tagger.rows_per_call()}}")
+"""
+
+
+def part4(onnx_pn, tmp: Path) -> None:
+    for label, kw in (
+        ("micro-batched (memory_mb=2000)", {}),
+        ("one call per chunk", {"batch_size": 1008}),
+    ):
+        code = _RSS_SCRIPT.format(root=str(ROOT), kw=kw, model=str(onnx_pn), tmp=str(tmp))
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        peak, grew, rows = out.stdout.split()
+        print(
+            f"[4] 1000-jet chunk, {label}: peak RSS {peak} MB (+{grew} MB while scoring, {rows} rows/call)"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--jets", type=int, default=50_000, help="jets scored by paratag in parts 1-2")
+    ap.add_argument("--peer-jets", type=int, default=2_000, help="jets scored by torch_wrapper")
+    ap.add_argument("--k", type=int, default=12, help="hypotheses in part 2")
+    ap.add_argument("--dask-events", type=int, default=2_000, help="events in part 3")
+    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip (1 2 3 4)")
+    ap.add_argument("--sweep", action="store_true", help="also time rows per onnxruntime call")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        _, onnx_pn, onnx_ppn, ts = _models(tmp)
+        events, n_jets = _events(args.jets)
+        peer_events, n_peer = _events(args.peer_jets)
+        if args.sweep:
+            sweep(events[: max(10, len(events) // 10)], onnx_pn)
+        if "1" not in args.skip:
+            part1(events, n_jets, peer_events, n_peer, onnx_pn, ts)
+        if "2" not in args.skip:
+            small, n_small = _events(max(24, args.jets // args.k))
+            part2(small, n_small, onnx_ppn, args.k)
+        if "3" not in args.skip:
+            part3(onnx_pn, args.dask_events, tmp)
+        if "4" not in args.skip:
+            part4(onnx_pn, tmp)
+
+
+if __name__ == "__main__":
+    main()
