@@ -111,8 +111,12 @@ def test_xsec_weights_mix_backgrounds_by_cross_section(shards):
         builder(shards, xsec={"WZ": 3.0})
     b = builder(shards, xsec_key="xsec_pb", xsec={"TTbar": 44.0})  # explicit entries win
     ds = b.single_point((130, 90), "train")
-    assert ds.weight[names == "WZ"].sum() / ds.weight[names == "TTbar"].sum() == pytest.approx(4.4 / 44, rel=1e-4)
-    assert ds.weight[ds.labels == 0].sum() == pytest.approx(ds.weight[ds.labels == 1].sum(), rel=1e-5)
+    assert ds.weight[names == "WZ"].sum() / ds.weight[names == "TTbar"].sum() == pytest.approx(
+        4.4 / 44, rel=1e-4
+    )
+    assert ds.weight[ds.labels == 0].sum() == pytest.approx(
+        ds.weight[ds.labels == 1].sum(), rel=1e-5
+    )
 
 
 def test_folds_are_disjoint_and_points_are_checked(shards):
@@ -201,7 +205,9 @@ def test_nan_inputs_are_reported_with_the_file(tmp_path):
 
 
 def test_binary_merges_background_classes(tmp_path):
-    make_synthetic_shards(tmp_path, [(130, 90)], n_signal=50, n_background=50, labels={"WZ": 2, "TTbar": 3})
+    make_synthetic_shards(
+        tmp_path, [(130, 90)], n_signal=50, n_background=50, labels={"WZ": 2, "TTbar": 3}
+    )
     store = ShardStore(tmp_path)
     grid = MassGrid(("mHc", "mA"), ((130.0, 90.0),))
     multi = SampleBuilder(store, grid, DataConfig(), mean=(0, 0), std=(1, 1))

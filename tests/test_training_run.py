@@ -72,7 +72,10 @@ def test_run_directory_layout(run_dir):
     assert summary["stage3"]["roles"]["mHc145_mA90"] == "validation"
     assert all(summary[s]["time_s"] > 0 for s in ("stage1", "stage2", "stage3"))
     resolved = load_train_config(run_dir / "config.yaml")  # the resolved config round-trips
-    assert resolved.model.condition_mean == (130.0, 90.0) and resolved.model.condition_names == ("mHc", "mA")
+    assert resolved.model.condition_mean == (130.0, 90.0) and resolved.model.condition_names == (
+        "mHc",
+        "mA",
+    )
     assert resolved.stage3.curriculum == load_train_config("tiny").stage3.curriculum
 
 

@@ -14,6 +14,7 @@ mumu_mass, score), "cutflow": {dataset: {step: events}}}``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import warnings
 from typing import Any
 
 import awkward as ak
@@ -25,6 +26,10 @@ from paratag.processors import Tagger  # paratag
 from paratag.processors.tagger import hypothesis_name  # paratag
 
 __all__ = ["ChargedHiggsAnalysis", "tight_electrons", "tight_muons"]
+
+# Generated PFNano files have no Tau/Photon collections: coffea warns on every schema build
+# (set here, not in run.py, so that futures/dask worker processes get the filter too).
+warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
 
 
 def tight_muons(events: Any) -> Any:

@@ -17,7 +17,6 @@ import argparse
 import json
 import pickle
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,6 @@ from coffea.nanoevents import NanoAODSchema
 
 from paratag.build import load_fileset, make_executor
 from paratag.processors.tagger import parse_hypotheses
-
-# Generated PFNano files have no Tau/FsrPhoton collections: coffea warns once per schema build.
-warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,7 +73,7 @@ def save(result: dict[str, Any], out: Path) -> list[Path]:
 
 
 def plot(h: Any, out: Path, score_cut: float) -> list[Path]:
-    """Per hypothesis: m(mumu) of every dataset, all events and events above the score cut."""
+    """Per hypothesis: m(mumu) per dataset (all / above the score cut) and the score shapes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,24 +84,33 @@ def plot(h: Any, out: Path, score_cut: float) -> list[Path]:
     paths = []
     with plt.style.context(mplhep.style.CMS):
         for hyp in h.axes["hypothesis"]:
-            fig, axes = plt.subplots(1, 2, figsize=(16, 7), sharey=False)
-            for ds in h.axes["dataset"]:
+            fig, (ax_m, ax_s) = plt.subplots(1, 2, figsize=(16, 7))
+            for i, ds in enumerate(h.axes["dataset"]):
                 sub = h[{"dataset": ds, "hypothesis": hyp}]
                 if sub.sum().value <= 0:
                     continue
-                mass_all = sub.project("mumu_mass")
-                mass_cut = sub[{"score": slice(hist.loc(score_cut), None, sum)}]
-                mplhep.histplot(mass_all, ax=axes[0], label=ds, histtype="step", yerr=False)
-                if mass_cut.sum().value > 0:
-                    mplhep.histplot(mass_cut, ax=axes[1], label=ds, histtype="step", yerr=False)
-            axes[0].set_title("three tight leptons + OS $\\mu\\mu$", fontsize=16)
-            axes[1].set_title(f"score({hyp}) > {score_cut:g}", fontsize=16)
-            for ax in axes:
-                ax.set_xlabel(r"$m_{\mu\mu}$ closest to $m_A$ [GeV]")
-                ax.set_ylabel("events (genWeight)")
+                color = f"C{i}"
+                mplhep.histplot(
+                    sub.project("mumu_mass"), ax=ax_m, label=ds, color=color, yerr=False
+                )
+                cut = sub[{"score": slice(hist.loc(score_cut), None, sum)}]
+                if cut.sum().value > 0:
+                    mplhep.histplot(
+                        cut, ax=ax_m, label=f"{ds}, score > {score_cut:g}", color=color,
+                        ls="--", yerr=False,
+                    )
+                mplhep.histplot(
+                    sub.project("score"), ax=ax_s, label=ds, color=color, density=True, yerr=False
+                )
+            ax_m.set_xlabel(r"$m_{\mu\mu}$ closest to $m_A$ [GeV]")
+            ax_m.set_ylabel("events (genWeight)")
+            ax_s.set_xlabel(f"paratag score ({hyp})")
+            ax_s.set_ylabel("normalised events")
+            for ax in (ax_m, ax_s):
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend(fontsize="x-small")
-            mplhep.cms.label(ax=axes[0], data=False, text="Private work", rlabel=hyp)
+            mplhep.cms.label(ax=ax_m, data=False, text="Private work", rlabel="")
+            mplhep.cms.label(ax=ax_s, data=False, text="", rlabel=hyp)
             path = out / f"mumu_mass_{hyp}.png"
             fig.savefig(path, dpi=80)
             plt.close(fig)

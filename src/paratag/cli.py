@@ -226,6 +226,11 @@ def _load(cls, path: Path):
 
 def main() -> None:
     """Entry point of the ``paratag`` console script."""
+    import warnings
+
+    # coffea's NanoAODSchema warns for every cross-reference a file lacks (e.g. the
+    # generator's Electron_genPartIdx); paratag never follows those references.
+    warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
     try:
         app()
     except ParatagError as exc:

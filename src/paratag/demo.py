@@ -70,8 +70,15 @@ def _step(out: Path, name: str, force: bool, fn: Callable[[], Mapping[str, Any]]
     return info, True
 
 
-def plot_score_hists(h: Any, out_dir: str | Path) -> list[Path]:
-    """One mplhep figure per hypothesis: normalised score per dataset (PNG + PDF)."""
+def plot_score_hists(h: Any, out_dir: str | Path, groups: Mapping[str, str] | None = None) -> list[Path]:
+    """One mplhep figure per hypothesis: normalised score per group of datasets (PNG + PDF).
+
+    Args:
+        h: the Tagger histogram (dataset x hypothesis x score).
+        out_dir: where ``<hypothesis>.png/.pdf`` go.
+        groups: dataset → legend entry; datasets sharing an entry are summed
+            (default: one entry per dataset).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,18 +87,27 @@ def plot_score_hists(h: Any, out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    groups = dict(groups or {})
     paths = []
     with plt.style.context(mplhep.style.CMS):
         for hyp in h.axes["hypothesis"]:
             fig, ax = plt.subplots(figsize=(9, 7))
+            merged: dict[str, Any] = {}
             for ds in h.axes["dataset"]:
                 sub = h[{"dataset": ds, "hypothesis": hyp}]
-                if sub.sum().value > 0:
-                    mplhep.histplot(sub, ax=ax, density=True, label=ds, histtype="step")
+                key = groups.get(ds, ds)
+                merged[key] = sub if key not in merged else merged[key] + sub
+            for key, sub in merged.items():
+                if sub.sum().value <= 0:
+                    continue
+                style = "--" if "real" in key else "-"
+                mplhep.histplot(sub, ax=ax, density=True, label=key, histtype="step", yerr=False,
+                                linestyle=style, linewidth=2)
             ax.set_yscale("log")
-            ax.set_xlabel(f"score ({hyp})")
+            ax.set_ylim(top=ax.get_ylim()[1] * 1e3)  # room for the legend
+            ax.set_xlabel(f"paratag score at {hyp.removeprefix('score_')}")
             ax.set_ylabel("normalised events")
-            ax.legend(fontsize="x-small", ncol=2)
+            ax.legend(fontsize="x-small", ncol=2, loc="upper right", frameon=False)
             mplhep.cms.label(ax=ax, data=False, text="Private work", rlabel="paratag demo")
             for suffix in ("png", "pdf"):
                 path = out / f"{hyp}.{suffix}"
@@ -99,6 +115,20 @@ def plot_score_hists(h: Any, out_dir: str | Path) -> list[Path]:
                 paths.append(path)
             plt.close(fig)
     return paths
+
+
+def _legend_groups(fileset: Mapping[str, Any], hypotheses: Any) -> dict[str, str]:
+    """Dataset → legend entry: signal points by name, backgrounds by group, real data marked."""
+    out = {}
+    for name, entry in fileset.items():
+        meta = entry.get("metadata", {})
+        if meta.get("label", -1) == 0:
+            out[name] = f"signal mHc={meta.get('mHc'):g}, mA={meta.get('mA'):g}"
+        elif "group" in meta:
+            out[name] = f"{meta['group']} (generated)"
+        else:
+            out[name] = f"{name} (real CMS)"
+    return out
 
 
 def run_demo(cfg: DemoConfig = DemoConfig(), *, force: bool = False,
@@ -179,7 +209,8 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, force: bool = False,
         result = score_fileset(fileset, tagger, executor="dask", workers=cfg.workers,
                                progress=progress)
         written = write_scores(result, out / "scores")
-        plots = plot_score_hists(result["hist"], out / "scores" / "plots")
+        groups = _legend_groups(fileset, DEMO_HYPOTHESES)
+        plots = plot_score_hists(result["hist"], out / "scores" / "plots", groups)
         return {"outputs": [str(p) for p in written], "plots": [str(p) for p in plots if p.suffix == ".png"]}
 
     step("score", do_score)

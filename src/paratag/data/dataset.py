@@ -219,7 +219,9 @@ class GraphDataset(Dataset):
             )
         self.keys = _CLOUD + (_SV if use_sv else ())
         self.spectator = spectator
-        self.labels = store.table["label"][self.rows] if labels is None else np.asarray(labels, np.int64)
+        self.labels = (
+            store.table["label"][self.rows] if labels is None else np.asarray(labels, np.int64)
+        )
         if len(self.labels) != n:
             raise ValueError("labels must have one entry per row")
         self.phases = sorted(
