@@ -358,20 +358,30 @@ def test_jet_preset_on_nanoaod_without_pf_candidates(nano_dy_path):
 
 
 def test_cli_export_run_dir_with_check(tmp_path):
+    from paratag.training.checkpoint import save_checkpoint
     from typer.testing import CliRunner
 
     from paratag.cli import app
-    from paratag.training.checkpoint import save_checkpoint
 
     model = tiny_parametric()
-    cfg = ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA"),
-                      condition_mean=(130.0, 90.0), condition_std=(20.0, 10.0), options=TINY_PN)
+    cfg = ModelConfig(
+        name="parametric_particlenet",
+        condition_names=("mHc", "mA"),
+        condition_mean=(130.0, 90.0),
+        condition_std=(20.0, 10.0),
+        options=TINY_PN,
+    )
     from paratag.config import to_dict
 
-    info = {"model_config": to_dict(cfg), "input_dims": {"point_dims": 2, "feature_dims": 15},
-            "preset": load_preset("jet").to_dict(), "condition_names": ["mHc", "mA"],
-            "condition_mean": [130.0, 90.0], "condition_std": [20.0, 10.0],
-            "class_names": ["HpToWA", "ttbar"]}
+    info = {
+        "model_config": to_dict(cfg),
+        "input_dims": {"point_dims": 2, "feature_dims": 15},
+        "preset": load_preset("jet").to_dict(),
+        "condition_names": ["mHc", "mA"],
+        "condition_mean": [130.0, 90.0],
+        "condition_std": [20.0, 10.0],
+        "class_names": ["HpToWA", "ttbar"],
+    }
     save_checkpoint(tmp_path / "run" / "stage3" / "model.pt", model, info)
     res = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--check"])
     assert res.exit_code == 0, res.output

@@ -43,7 +43,8 @@ def test_tune_runs_and_resumes_from_the_study_database(tmp_path):
     cfg = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, batch_size=64))
     tcfg = TuneConfig(n_trials=2, epochs=1, k=(3, 5))
     first = tune(cfg, tcfg)
-    assert first["n_trials"] == 2 and 0.5 <= first["best_value"] <= 1.0
+    # one epoch of a tiny model: any AUC is possible, but it is an AUC and the best of the trials
+    assert first["n_trials"] == 2 and 0.0 <= first["best_value"] <= 1.0
     assert set(first["best_params"]) == {"lr", "k", "width_scale", "dropout"}
     out = tmp_path / "run" / "tune"
     assert (out / "study.db").is_file() and (
@@ -51,6 +52,8 @@ def test_tune_runs_and_resumes_from_the_study_database(tmp_path):
     ).is_file()
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["params"] == first["best_params"] and "conv_params" in best["model"]["options"]
+    rows = [line.split(",") for line in (out / "trials.csv").read_text().splitlines()[1:]]
+    assert max(float(r[2]) for r in rows) == pytest.approx(first["best_value"])
     result = CliRunner().invoke(
         app,
         [

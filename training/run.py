@@ -328,7 +328,9 @@ class _Run:
         out: dict[str, Any] = {"points": {}}
         for p in points:
             name = self.grid.name(p)
-            model = self.new_model(derive_seed(self.cfg.seed, "stage1", name))
+            # one shared initialisation for every point: averaging networks is only meaningful
+            # when they start from the same weights (no permutation ambiguity), as in model soups
+            model = self.new_model(derive_seed(self.cfg.seed, "stage1"))
             loaders = self.loaders(
                 self.builder.single_point(p, "train"),
                 self.builder.single_point(p, "validation"),

@@ -2,7 +2,9 @@
 
 - **Stage 1** (:class:`Stage1Config`): one model per training mass point (or
   the ``points`` subset), its signal against all backgrounds, the condition
-  fixed to the point. Defaults: 20 epochs, Adam, lr 1e-3, batch 512.
+  fixed to the point. All points start from the same initial weights (only
+  the data order differs), so their average in stage 2 is meaningful.
+  Defaults: 20 epochs, Adam, lr 1e-3, batch 512.
 - **Stage 2** (:class:`Stage2Config`): the parametric model starts from the
   average of the stage-1 weights (``uniform`` or ``auc_weighted``: weights
   proportional to ``AUC - 0.5`` of each stage-1 model on its validation fold,

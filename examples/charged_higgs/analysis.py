@@ -13,15 +13,14 @@ mumu_mass, score), "cutflow": {dataset: {step: events}}}``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import awkward as ak
 import hist
 import numpy as np
 from coffea import processor
-
 from paratag.processors import Tagger  # paratag
 from paratag.processors.tagger import hypothesis_name  # paratag
 

@@ -23,9 +23,9 @@ from typing import Any
 from analysis import ChargedHiggsAnalysis
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema
+from paratag.processors.tagger import parse_hypotheses
 
 from paratag.build import load_fileset, make_executor
-from paratag.processors.tagger import parse_hypotheses
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -96,8 +96,12 @@ def plot(h: Any, out: Path, score_cut: float) -> list[Path]:
                 cut = sub[{"score": slice(hist.loc(score_cut), None, sum)}]
                 if cut.sum().value > 0:
                     mplhep.histplot(
-                        cut, ax=ax_m, label=f"{ds}, score > {score_cut:g}", color=color,
-                        ls="--", yerr=False,
+                        cut,
+                        ax=ax_m,
+                        label=f"{ds}, score > {score_cut:g}",
+                        color=color,
+                        ls="--",
+                        yerr=False,
                     )
                 mplhep.histplot(
                     sub.project("score"), ax=ax_s, label=ds, color=color, density=True, yerr=False

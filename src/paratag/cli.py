@@ -218,6 +218,30 @@ def demo(
     typer.echo(f"plots  : {out / 'scores' / 'plots'}")
 
 
+@app.command()
+def validate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("validation_output"),
+    events: Annotated[int, typer.Option(help="events per signal point / background process")] = 20_000,
+    xbb_events: Annotated[int | None, typer.Option(help="X->bb events per point (default --events)")] = None,
+    pileup_events: Annotated[int | None, typer.Option(help="pileup-sample events (default events/4)")] = None,
+    seeds: Annotated[list[int] | None, typer.Option("--seeds", help="training seed (repeat)")] = None,
+    workers: Annotated[int, typer.Option(help="parallel workers")] = 2,
+    pileup_mu: Annotated[float, typer.Option(help="mean pileup of the robustness sample (0 skips)")] = 40.0,
+    stage1_epochs: Annotated[int | None, typer.Option(help="override stage-1 epochs")] = None,
+    stage3_epochs: Annotated[int | None, typer.Option(help="override stage-3 epochs")] = None,
+    force: Annotated[bool, typer.Option("--force", help="redo every step, ignoring the cache")] = False,
+) -> None:
+    """Larger validation run: AUC ratios, seed spread, sculpting, pileup, wall times."""
+    from paratag.validate import ValidateConfig, run_validate
+
+    cfg = ValidateConfig(out=str(out), events=events, xbb_events=xbb_events,
+                         pileup_events=pileup_events, seeds=tuple(seeds or (0, 1, 2)),
+                         workers=workers, pileup_mu=pileup_mu, stage1_epochs=stage1_epochs,
+                         stage3_epochs=stage3_epochs)
+    run_validate(cfg, force=force, command="paratag " + " ".join(sys.argv[1:]), log=typer.echo)
+    typer.echo((out / "validation.md").read_text())
+
+
 def _load(cls, path: Path):
     from paratag.config import load
 

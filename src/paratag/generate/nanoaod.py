@@ -200,11 +200,17 @@ def _mktree(file: Any, name: str, branch_types: dict[str, Any]) -> Any:
 class NanoWriter:
     """Append chunks of :func:`assemble` output to ``Events`` and finish with ``Runs``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, compression: Any = "lz4") -> None:
+        """Open ``path``; ``compression`` is "lz4" (level 1, default), "zlib" (level 1) or an uproot codec.
+
+        LZ4 is ~4x cheaper to compress than ZLIB(1) per event (~0.16 ms of ~6.5 ms) for
+        ~20 % larger files; uproot reads both (``lz4``/``xxhash`` come with coffea/uproot).
+        """
         import uproot
 
+        codecs = {"lz4": uproot.LZ4(1), "zlib": uproot.ZLIB(1)}
         self.path = Path(path)
-        self._file = uproot.recreate(self.path)
+        self._file = uproot.recreate(self.path, compression=codecs.get(compression, compression))
         types: dict[str, Any] = dict(EVENT_BRANCHES)
         types |= {name: _record_type(fields) for name, fields in SCHEMA.items()}
         self._events = _mktree(self._file, "Events", types)

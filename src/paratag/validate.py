@@ -1,0 +1,502 @@
+"""``paratag validate``: the larger run behind the physics claims (issue 9), with cached steps.
+
+Three independent chains, each step one library call cached like :mod:`paratag.demo`:
+
+1. charged Higgs — ``generate`` (grid with training, interpolation and
+   extrapolation points + backgrounds) → ``build`` → ``generate_pileup`` /
+   ``build_pileup`` (one training point + backgrounds at μ = 0 and μ = ``pileup_mu``,
+   same hard scatters) → ``train`` (the three-stage schedule, one run per seed, run
+   in parallel) → ``evaluate`` (parametric vs dedicated with dedicated models trained
+   on demand at untrained points, seed spread, pileup robustness);
+2. X→bb̄ jets — ``xbb_generate`` → ``xbb_build`` → ``xbb_train`` (Interaction Network
+   with and without DisCo) → ``xbb_evaluate`` (QCD soft-drop-mass sculpting, JSD at
+   50% signal efficiency);
+3. ``summary`` — ``validation.json`` and the markdown table ``validation.md``.
+
+A finished step writes ``OUT/steps/<step>.json``; rerunning skips it unless ``force``
+is set or an earlier step of the same chain was redone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import multiprocessing
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from paratag.demo import _step
+from paratag.errors import ConfigError
+
+__all__ = ["TARGETS", "ValidateConfig", "render_markdown", "run_validate", "summarize"]
+
+#: Issue-9 targets: parametric/dedicated AUC ratio per split and the seed spread of the AUC.
+TARGETS = {"train": 0.99, "interp": 0.98, "extrap": 0.95, "seed_std": 0.003}
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidateConfig:
+    """Sizes and inputs of ``paratag validate`` (defaults: the issue's 20k events per point).
+
+    Attributes:
+        out: output directory.
+        events: generated events per signal mass point and per background process.
+        xbb_events: events per X mass point and of QCD (None: ``events``).
+        pileup_events: events per process of the pileup samples (None: ``events // 4``).
+        pileup_mu: mean pileup of the robustness sample (0 skips the pileup study).
+        seeds: training seeds of the charged-Higgs run (the first one is evaluated in full).
+        workers: parallel generation/build processes and parallel training runs.
+        seed: generation seed.
+        stage1_epochs: override of stage-1 epochs (None: the train config's).
+        stage3_epochs: override of stage-3 epochs; the curriculum is scaled to it.
+        generate_config: charged-Higgs generate preset name or YAML.
+        pileup_config: generate preset/YAML of the pileup samples.
+        xbb_generate_config: X→bb generate preset/YAML ("" skips the sculpting chain).
+        train_config: charged-Higgs train config name or YAML.
+        xbb_train_config: X→bb train config name or YAML.
+        n_boot: bootstrap replicas of the evaluation metrics.
+    """
+
+    out: str = "validation_output"
+    events: int = 20_000
+    xbb_events: int | None = None
+    pileup_events: int | None = None
+    pileup_mu: float = 40.0
+    seeds: tuple[int, ...] = (0, 1, 2)
+    workers: int = 2
+    seed: int = 1
+    stage1_epochs: int | None = None
+    stage3_epochs: int | None = None
+    generate_config: str = "validate"
+    pileup_config: str = "validate_pileup"
+    xbb_generate_config: str = "validate_xbb"
+    train_config: str = "validate"
+    xbb_train_config: str = "validate_xbb"
+    n_boot: int = 50
+
+    def __post_init__(self) -> None:
+        if self.events <= 0 or (self.xbb_events is not None and self.xbb_events <= 0):
+            raise ConfigError(f"validate: events must be > 0, got {self.events}/{self.xbb_events}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"validate: seeds must be distinct and non-empty, got {self.seeds}")
+        if self.workers < 1 or self.pileup_mu < 0:
+            raise ConfigError(f"validate: need workers >= 1 and pileup_mu >= 0, got {self}")
+
+
+def _scaled_schedule(cfg: Any, stage1_epochs: int | None, stage3_epochs: int | None) -> Any:
+    """``cfg`` with fewer epochs; curriculum phases keep their share of stage 3."""
+    from paratag.training.schedule import CurriculumPhase
+
+    if stage1_epochs is not None:
+        cfg = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, epochs=stage1_epochs))
+    if stage3_epochs is not None:
+        s3 = cfg.stage3
+        total = sum(p.epochs for p in s3.curriculum) or 1
+        phases = [max(1, round(p.epochs * stage3_epochs / total)) for p in s3.curriculum]
+        if phases:
+            phases[-1] = max(1, stage3_epochs - sum(phases[:-1]))
+        curriculum = tuple(
+            CurriculumPhase(n, p.masses) for n, p in zip(phases, s3.curriculum, strict=True)
+        )
+        patience = None if s3.patience is None else min(s3.patience, stage3_epochs)
+        cfg = dataclasses.replace(
+            cfg,
+            stage3=dataclasses.replace(
+                s3, epochs=sum(phases) or stage3_epochs, curriculum=curriculum, patience=patience
+            ),
+        )
+    return cfg
+
+
+def _train_one(cfg: Any) -> dict[str, Any]:
+    """Train one run (in a worker process); stage wall times and best AUCs."""
+    from paratag.training import train
+
+    t0 = time.perf_counter()
+    summary = train(cfg)
+    return {
+        "run_dir": cfg.run_dir,
+        "seed": cfg.seed,
+        "time_s": time.perf_counter() - t0,
+        "stage_times_s": {
+            k: v.get("time_s")
+            for k, v in summary.items()
+            if k.startswith("stage") and isinstance(v, dict)
+        },
+    }
+
+
+def _train_parallel(cfgs: Sequence[Any], workers: int) -> list[dict[str, Any]]:
+    """Train several runs, ``workers`` at a time in separate processes (1 thread each)."""
+    if workers <= 1 or len(cfgs) == 1:
+        return [_train_one(c) for c in cfgs]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(cfgs)), mp_context=ctx) as pool:
+        return list(pool.map(_train_one, cfgs))
+
+
+def run_validate(
+    cfg: ValidateConfig = ValidateConfig(),
+    *,
+    force: bool = False,
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or resume) the validation chains; write ``validation.json`` and ``validation.md``.
+
+    Args:
+        cfg: sizes and configs.
+        force: redo every step.
+        command: the command line recorded in the outputs.
+        log: progress messages.
+
+    Returns:
+        The summary written to ``validation.json``.
+    """
+    from paratag.build import BuildConfig, build_shards
+    from paratag.generate import GenerateConfig, PileupConfig, generate
+    from paratag.training import load_train_config
+
+    out = Path(cfg.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    steps: dict[str, Any] = {}
+    redo = {"higgs": force, "xbb": force}
+
+    def step(chain: str, name: str, fn: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+        info, ran = _step(out, name, redo[chain], fn, log)
+        redo[chain] = redo[chain] or ran
+        steps[name] = info
+        return info
+
+    def gen(config: GenerateConfig, where: str, n: int, seed: int) -> dict[str, Any]:
+        fs = generate(config, out / where, n, workers=cfg.workers, seed=seed, progress=False)
+        return {"fileset": str(fs), "events_per_job": n, "jobs": len(config.jobs(n, seed))}
+
+    def build(fileset: str, where: str, preset: str, condition: tuple[str, ...]) -> dict[str, Any]:
+        manifest = build_shards(
+            fileset,
+            out / where,
+            BuildConfig(preset=preset, condition=condition),
+            executor="futures" if cfg.workers > 1 else "iterative",
+            workers=cfg.workers,
+        )
+        return {"manifest": str(manifest)}
+
+    # -- chain 1: charged Higgs ----------------------------------------------------------
+    ch = GenerateConfig.from_file(cfg.generate_config)
+    g = step("higgs", "generate", lambda: gen(ch, "generated", cfg.events, cfg.seed))
+    step("higgs", "build", lambda: build(g["fileset"], "shards", "event", ("mHc", "mA")))
+    pileup: dict[str, str] = {}
+    if cfg.pileup_mu > 0:
+        n_pu = cfg.pileup_events or max(1, cfg.events // 4)
+        pu_base = GenerateConfig.from_file(cfg.pileup_config)
+        levels = {
+            "mu0": PileupConfig(enabled=False, mu=0.0),
+            f"mu{cfg.pileup_mu:g}": PileupConfig(enabled=True, mu=cfg.pileup_mu),
+        }
+        for level, pu in levels.items():
+            pcfg = dataclasses.replace(pu_base, pileup=pu)
+            where = f"pileup/{level}"
+            gp = step(
+                "higgs",
+                f"generate_pileup_{level}",
+                functools.partial(gen, pcfg, f"{where}/generated", n_pu, cfg.seed + 1000),
+            )
+            step(
+                "higgs",
+                f"build_pileup_{level}",
+                functools.partial(build, gp["fileset"], f"{where}/shards", "event", ("mHc", "mA")),
+            )
+            pileup[level] = str(out / "pileup" / level / "shards")
+
+    base = _scaled_schedule(
+        load_train_config(cfg.train_config, shards=str(out / "shards")),
+        cfg.stage1_epochs,
+        cfg.stage3_epochs,
+    )
+    runs = [out / "runs" / f"seed{s}" for s in cfg.seeds]
+
+    def do_train() -> dict[str, Any]:
+        cfgs = [
+            dataclasses.replace(base, seed=s, run_dir=str(r), progress=False)
+            for s, r in zip(cfg.seeds, runs, strict=True)
+        ]
+        return {
+            "runs": _train_parallel(cfgs, cfg.workers),
+            "stage1_epochs": base.stage1.epochs,
+            "stage3_epochs": base.stage3.epochs,
+        }
+
+    step("higgs", "train", do_train)
+
+    def do_evaluate() -> dict[str, Any]:
+        from paratag.evaluate.run import evaluate_run
+
+        report = evaluate_run(
+            runs[0],
+            out / "shards",
+            out / "evaluation",
+            n_boot=cfg.n_boot,
+            seeds_runs=runs[1:],
+            pileup_shards=pileup or None,
+            train_dedicated=True,
+            progress=False,
+        )
+        return {"report": str(report), "results": str(Path(report).parent / "results.json")}
+
+    step("higgs", "evaluate", do_evaluate)
+
+    # -- chain 2: X -> bb jets, Interaction Network with and without DisCo ------------------
+    if cfg.xbb_generate_config:
+        xcfg = GenerateConfig.from_file(cfg.xbb_generate_config)
+        n_x = cfg.xbb_events or cfg.events
+        gx = step("xbb", "xbb_generate", lambda: gen(xcfg, "xbb/generated", n_x, cfg.seed))
+        step("xbb", "xbb_build", lambda: build(gx["fileset"], "xbb/shards", "jet", ("mX",)))
+        xbase = _scaled_schedule(
+            load_train_config(
+                cfg.xbb_train_config, shards=str(out / "xbb" / "shards"), seed=cfg.seeds[0]
+            ),
+            cfg.stage1_epochs,
+            cfg.stage3_epochs,
+        )
+        xruns = {"disco": out / "xbb" / "run_disco", "no_disco": out / "xbb" / "run_nodisco"}
+
+        def do_xbb_train() -> dict[str, Any]:
+            cfgs = [
+                dataclasses.replace(
+                    xbase,
+                    run_dir=str(r),
+                    progress=False,
+                    loss=dataclasses.replace(
+                        xbase.loss, disco_lambda=0.0 if k == "no_disco" else xbase.loss.disco_lambda
+                    ),
+                )
+                for k, r in xruns.items()
+            ]
+            res = _train_parallel(cfgs, cfg.workers)
+            return {
+                "runs": dict(zip(xruns, res, strict=True)),
+                "disco_lambda": xbase.loss.disco_lambda,
+                "stage1_epochs": xbase.stage1.epochs,
+                "stage3_epochs": xbase.stage3.epochs,
+            }
+
+        step("xbb", "xbb_train", do_xbb_train)
+
+        def do_xbb_evaluate() -> dict[str, Any]:
+            from paratag.evaluate.run import evaluate_run
+
+            res = {}
+            for k, r in xruns.items():
+                md = evaluate_run(
+                    r,
+                    out / "xbb" / "shards",
+                    out / "xbb" / f"evaluation_{k}",
+                    n_boot=0,
+                    progress=False,
+                )
+                res[k] = str(Path(md).parent / "results.json")
+            return {"results": res}
+
+        step("xbb", "xbb_evaluate", do_xbb_evaluate)
+
+    summary = summarize(out, cfg, command=command)
+    (out / "validation.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "validation.md").write_text(render_markdown(summary))
+    log(f"wrote {out / 'validation.json'} and {out / 'validation.md'}")
+    return summary
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def summarize(out: str | Path, cfg: ValidateConfig, *, command: str = "") -> dict[str, Any]:
+    """Collect the numbers of a (partly) finished validation directory into one dict."""
+    out = Path(out)
+    steps = {p.stem: _read(p) for p in sorted((out / "steps").glob("*.json"))}
+    res = _read(out / "evaluation" / "results.json")
+    ev = _read(out / "evaluation" / "evaluation.json")
+    s: dict[str, Any] = {
+        "command": command,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} "
+        f"{platform.release()}, load average at the end {os.getloadavg()[0]:.1f}",
+        "config": dataclasses.asdict(cfg),
+        "targets": TARGETS,
+        "events_after_selection": ev.get("events"),
+        "selection": ev.get("selection"),
+        "wall_time_s": {k: v.get("time_s") for k, v in steps.items()},
+        "train": steps.get("train", {}),
+    }
+    cmp = res.get("comparison") or {}
+    s["points"] = cmp.get("rows", [])
+    s["splits"] = cmp.get("summary", {})
+    seeds = res.get("seeds") or {}
+    per_point = seeds.get("per_point", {})
+    s["seeds"] = {
+        "seeds": seeds.get("seeds"),
+        "mean_auc_per_seed": seeds.get("aucs"),
+        "std_of_mean_auc": seeds.get("std"),
+        "per_point": per_point,
+        "max_point_std": max((v["std"] for v in per_point.values()), default=None),
+    }
+    s["pileup"] = {
+        lvl: v["metrics"]["values"].get("auc") for lvl, v in (res.get("pileup") or {}).items()
+    }
+    s["xbb"] = {}
+    for k in ("disco", "no_disco"):
+        r = _read(out / "xbb" / f"evaluation_{k}" / "results.json")
+        deco = (r.get("decorrelation") or {}).get("model")
+        s["xbb"][k] = (
+            None
+            if deco is None
+            else {
+                **deco,
+                "auc": ((r.get("metrics") or {}).get("values") or {}).get("auc"),
+            }
+        )
+    s["skipped"] = res.get("skipped", {})
+    s["verdict"] = _verdict(s)
+    return s
+
+
+def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
+    """Met/missed per target with the margin (value - target; negative is a miss)."""
+    out: dict[str, Any] = {}
+    for split in ("train", "interp", "extrap"):
+        info = s["splits"].get(split)
+        if info:
+            v = info["min_ratio"]
+            out[f"ratio_{split}"] = {
+                "min_ratio": v,
+                "target": TARGETS[split],
+                "met": v >= TARGETS[split],
+                "margin": v - TARGETS[split],
+            }
+    sd = s["seeds"].get("max_point_std")
+    if sd is not None:
+        out["seed_std"] = {
+            "max_point_std": sd,
+            "target": TARGETS["seed_std"],
+            "met": sd < TARGETS["seed_std"],
+            "margin": TARGETS["seed_std"] - sd,
+        }
+    return out
+
+
+def _f(v: Any, fmt: str = ".4f") -> str:
+    return "n/a" if v is None or isinstance(v, str) else format(v, fmt)
+
+
+def render_markdown(s: Mapping[str, Any]) -> str:
+    """The validation tables (markdown) of a :func:`summarize` dict."""
+    c = s["config"]
+    lines = [
+        f"Command: `{s.get('command') or 'paratag validate'}`  ",
+        f"Date: {s['date']}  ",
+        f"Machine: {s['machine']}",
+        "",
+        "## Sizes",
+        "",
+        f"- events per signal point / background process: {c['events']}; "
+        f"X→bb: {c['xbb_events'] or c['events']}; pileup samples: "
+        f"{c['pileup_events'] or c['events'] // 4} at μ = 0 and μ = {c['pileup_mu']:g}",
+        f"- seeds: {list(c['seeds'])}; epochs stage 1 / stage 3: "
+        f"{s['train'].get('stage1_epochs', 'n/a')} / {s['train'].get('stage3_epochs', 'n/a')}",
+        f"- evaluated on: {s.get('selection')}; events there: {s.get('events_after_selection')}",
+        "",
+        "## Parametric vs dedicated AUC",
+        "",
+        "| point | split | AUC parametric | AUC dedicated | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in s["points"]:
+        t = TARGETS.get(r["split"])
+        lines.append(
+            f"| {r['label']} | {r['split']} | {_f(r['auc_parametric'])} | "
+            f"{_f(r['auc_dedicated'])} | {_f(r['ratio'])} | {_f(t, '.2f')} | "
+            f"{'yes' if r['passes'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        "| split | points | mean ratio | min ratio | target | margin (min − target) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split, v in s["splits"].items():
+        t = TARGETS.get(split)
+        margin = None if t is None else v["min_ratio"] - t
+        lines.append(
+            f"| {split} | {v['n']} | {_f(v['mean_ratio'])} | {_f(v['min_ratio'])} | "
+            f"{_f(t, '.2f')} | {_f(margin, '+.4f')} |"
+        )
+    sd = s["seeds"]
+    lines += [
+        "",
+        "## Seed spread (parametric AUC, test fold)",
+        "",
+        "| point | mean AUC | σ(AUC) | seeds |",
+        "|---|---|---|---|",
+    ]
+    for k, v in sd["per_point"].items():
+        lines.append(f"| {k} | {_f(v['mean'])} | {_f(v['std'])} | {v['n']} |")
+    lines.append(
+        f"| mean over points | {_f(_mean(sd['mean_auc_per_seed']))} | "
+        f"{_f(sd['std_of_mean_auc'])} | {len(sd['mean_auc_per_seed'] or [])} |"
+    )
+    lines += [
+        "",
+        f"Target σ(AUC) < {TARGETS['seed_std']}: largest per-point σ = {_f(sd['max_point_std'])}.",
+        "",
+        "## Pileup robustness",
+        "",
+        "| pileup | AUC |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {_f(v)} |" for k, v in s["pileup"].items()]
+    lines += [
+        "",
+        "## Mass sculpting (X→bb vs QCD, Interaction Network)",
+        "",
+        "| model | AUC | 1/εB at εS = 50% | JSD at εS = 50% | 1/JSD |",
+        "|---|---|---|---|---|",
+    ]
+    for k, v in s["xbb"].items():
+        if v:
+            lines.append(
+                f"| {k.replace('_', ' ')} | {_f(v['auc'])} | {_f(v['inv_bkg_eff'], '.2f')} | "
+                f"{_f(v['jsd'])} | {_f(v['inv_jsd'], '.1f')} |"
+            )
+    lines += ["", "## Wall time per step", "", "| step | time [s] |", "|---|---|"]
+    lines += [f"| {k} | {_f(v, '.0f')} |" for k, v in s["wall_time_s"].items()]
+    for run in s["train"].get("runs", []):
+        st = ", ".join(f"{k} {_f(v, '.0f')} s" for k, v in run["stage_times_s"].items())
+        lines.append(f"| train seed {run['seed']}: {st} | {_f(run['time_s'], '.0f')} |")
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | value | required | met | margin |",
+        "|---|---|---|---|---|",
+    ]
+    for k, v in s["verdict"].items():
+        val = v.get("min_ratio", v.get("max_point_std"))
+        req = f"≥ {v['target']}" if k.startswith("ratio") else f"< {v['target']}"
+        lines.append(
+            f"| {k} | {_f(val)} | {req} | {'yes' if v['met'] else 'NO'} | "
+            f"{_f(v['margin'], '+.4f')} |"
+        )
+    if s.get("skipped"):
+        lines += ["", "Not run: " + "; ".join(f"{k}: {v}" for k, v in s["skipped"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _mean(v: Sequence[float] | None) -> float | None:
+    return None if not v else sum(v) / len(v)

@@ -1,0 +1,99 @@
+"""``paratag validate``: the orchestration on a tiny real chain (generate → build → train → evaluate)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+from paratag.training import load_train_config
+
+from paratag.errors import ConfigError
+from paratag.validate import ValidateConfig, _scaled_schedule, render_markdown, run_validate
+
+GENERATE = {
+    "chunk_size": 50,
+    "processes": [
+        {
+            "name": "HplusToWA",
+            "kind": "charged_higgs",
+            "group": "signal",
+            "leptonic": True,
+            "mass_points": [{"mHc": 100, "mA": 85}, {"mHc": 160, "mA": 90}, {"mHc": 130, "mA": 88}],
+        },
+        {"name": "TTbar", "kind": "ttbar", "group": "nonprompt", "leptonic": True},
+        {"name": "WZ", "kind": "wz", "group": "diboson", "leptonic": True},
+    ],
+}
+
+
+def _train_yaml(path: Path) -> Path:
+    with resources.as_file(resources.files("paratag") / "configs" / "train_validate.yaml") as p:
+        cfg = yaml.safe_load(p.read_text())
+    cfg["grid"].update(train=[[100, 85], [160, 90]], interpolation=[[130, 88]], extrapolation=[])
+    cfg["model"]["options"] = {
+        "conv_params": [[4, [8, 8]]],
+        "fc_params": [[8, 0.0]],
+        "use_fusion": False,
+        "encoder_dims": [8],
+        "embed_dim": 8,
+        "attention_heads": 2,
+    }
+    cfg["stage1"]["batch_size"] = cfg["stage3"]["batch_size"] = 64
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_scaled_schedule_keeps_curriculum_shares() -> None:
+    """Shorter stage 3: phases keep their order and sum to the new epoch count."""
+    cfg = _scaled_schedule(load_train_config("validate"), 3, 6)
+    assert cfg.stage1.epochs == 3
+    assert cfg.stage3.epochs == 6
+    assert [p.epochs for p in cfg.stage3.curriculum] == [1, 1, 4]
+    assert [p.masses for p in cfg.stage3.curriculum] == ["easy", "medium", "all"]
+    assert cfg.stage3.patience == 5
+
+
+def test_bad_config_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="seeds"):
+        ValidateConfig(seeds=(1, 1))
+    with pytest.raises(ConfigError, match="events"):
+        ValidateConfig(events=0)
+
+
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")  # coffea schema
+def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
+    """Two seeds on a tiny grid: ratios at train and interp points, seed spread, cached rerun."""
+    gen = tmp_path / "generate.yaml"
+    gen.write_text(yaml.safe_dump(GENERATE))
+    cfg = ValidateConfig(
+        out=str(tmp_path / "out"),
+        events=60,
+        seeds=(0, 1),
+        workers=2,
+        pileup_mu=0.0,
+        stage1_epochs=1,
+        stage3_epochs=1,
+        generate_config=str(gen),
+        xbb_generate_config="",
+        train_config=str(_train_yaml(tmp_path / "train.yaml")),
+        n_boot=0,
+    )
+    logs: list[str] = []
+    s = run_validate(cfg, command="pytest", log=logs.append)
+    on_disk = json.loads((tmp_path / "out" / "validation.json").read_text())
+    assert on_disk["command"] == "pytest"
+    assert {r["split"] for r in s["points"]} == {"train", "interp"}
+    assert all(0.0 <= r["auc_parametric"] <= 1.0 for r in s["points"])
+    assert set(s["verdict"]) == {"ratio_train", "ratio_interp", "seed_std"}
+    assert s["seeds"]["seeds"] == [0, 1]
+    assert set(s["wall_time_s"]) == {"generate", "build", "train", "evaluate"}
+    md = (tmp_path / "out" / "validation.md").read_text()
+    assert md == render_markdown(s)
+    assert "| train |" in md and "mHc=130" in md
+
+    logs.clear()
+    run_validate(cfg, log=logs.append)
+    assert sum("cached" in line for line in logs) == 4
