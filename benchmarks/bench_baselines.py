@@ -159,7 +159,12 @@ def bench_jets(
             "skipped: pass --n-jets N to generate X->bb and QCD jets, or PFNano files with --xbb/--qcd"
         )
         return
+    import warnings
+
     import coffea.nanoevents as ne
+
+    # generated PFNano files have no Gen*/SubJet collections the schema cross-references
+    warnings.filterwarnings("ignore", "Missing cross-reference", RuntimeWarning)
 
     from paratag.config import ModelConfig
     from paratag.data.images import JetImageConfig, jet_images

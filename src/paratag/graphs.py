@@ -113,7 +113,8 @@ def pad_cloud(
         flat = out.reshape(-1)
         dest = (cell // max_particles) * (n_ch * max_particles) + cell % max_particles
         for c in range(n_ch):
-            flat[dest + c * max_particles] = values[c, keep] if clipped else values[c]
+            flat[dest] = values[c, keep] if clipped else values[c]
+            dest += max_particles  # in place: next channel's slots, no new index array
         return out
 
     out_points = scatter(points)
