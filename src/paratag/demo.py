@@ -91,7 +91,7 @@ def plot_score_hists(h: Any, out_dir: str | Path, groups: Mapping[str, str] | No
     paths = []
     with plt.style.context(mplhep.style.CMS):
         for hyp in h.axes["hypothesis"]:
-            fig, ax = plt.subplots(figsize=(9, 7))
+            fig, ax = plt.subplots(figsize=(13, 7))
             merged: dict[str, Any] = {}
             for ds in h.axes["dataset"]:
                 sub = h[{"dataset": ds, "hypothesis": hyp}]
@@ -104,14 +104,13 @@ def plot_score_hists(h: Any, out_dir: str | Path, groups: Mapping[str, str] | No
                 mplhep.histplot(sub, ax=ax, density=True, label=key, histtype="step", yerr=False,
                                 linestyle=style, linewidth=2)
             ax.set_yscale("log")
-            ax.set_ylim(top=ax.get_ylim()[1] * 1e3)  # room for the legend
             ax.set_xlabel(f"paratag score at {hyp.removeprefix('score_')}")
             ax.set_ylabel("normalised events")
-            ax.legend(fontsize="x-small", ncol=2, loc="upper right", frameon=False)
+            ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
             mplhep.cms.label(ax=ax, data=False, text="Private work", rlabel="paratag demo")
             for suffix in ("png", "pdf"):
                 path = out / f"{hyp}.{suffix}"
-                fig.savefig(path, dpi=90)
+                fig.savefig(path, dpi=90, bbox_inches="tight")
                 paths.append(path)
             plt.close(fig)
     return paths

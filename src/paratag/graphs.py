@@ -90,30 +90,34 @@ def pad_cloud(
         raise ValueError(
             f"points {points.shape} and features {features.shape} must be (C, {total}) for counts summing to {total}"
         )
-    graph = np.repeat(np.arange(n_graphs, dtype=np.int64), counts)
+    starts = np.cumsum(counts) - counts
     if sort_key is not None:
         key = np.asarray(sort_key, dtype=np.float64)
         if key.shape != (total,):
             raise ValueError(f"sort_key has shape {key.shape}, expected ({total},)")
+        graph = np.repeat(np.arange(n_graphs, dtype=np.int64), counts)
         # NaN keys sort last; graph index is the primary key so groups stay intact.
         order = np.lexsort((-np.nan_to_num(key, nan=-np.inf), graph))
         points = points[:, order]
         features = features[:, order]
-    slot = local_index(counts)
-    keep = slot < max_particles
-    clipped = not keep.all()
-    cell = graph * max_particles + slot  # index of (graph, slot) in an (N, P) plane
+    # cell = graph * P + slot, the position of each entry in an (N, P) plane, from a
+    # single repeat: slot = i - start(graph).
+    cell = np.arange(total, dtype=np.int64)
+    cell += np.repeat(np.arange(n_graphs, dtype=np.int64) * max_particles - starts, counts)
+    clipped = bool(counts.max(initial=0) > max_particles)
+    keep = local_index(counts) < max_particles if clipped else slice(None)
     if clipped:
         cell = cell[keep]
+    graph_of_cell = cell // max_particles
 
     def scatter(values: np.ndarray) -> np.ndarray:
         # One contiguous 1-D scatter per channel into the flat (N, C, P) buffer.
         n_ch = values.shape[0]
         out = np.zeros((n_graphs, n_ch, max_particles), dtype=np.float32)
         flat = out.reshape(-1)
-        dest = (cell // max_particles) * (n_ch * max_particles) + cell % max_particles
+        dest = cell + graph_of_cell * ((n_ch - 1) * max_particles)
         for c in range(n_ch):
-            flat[dest] = values[c, keep] if clipped else values[c]
+            flat[dest] = values[c, keep]
             dest += max_particles  # in place: next channel's slots, no new index array
         return out
 

@@ -167,11 +167,30 @@ def run_validate(
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     steps: dict[str, Any] = {}
-    redo = {"higgs": force, "xbb": force}
+    redo = {"higgs": force, "pileup": force, "xbb": force}
 
-    def step(chain: str, name: str, fn: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
-        info, ran = _step(out, name, redo[chain], fn, log)
-        redo[chain] = redo[chain] or ran
+    def step(
+        chains: str | tuple[str, ...],
+        name: str,
+        fn: Callable[[], Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Cached step; redone when forced, an earlier step of its chains ran, or its inputs changed."""
+        chains = (chains,) if isinstance(chains, str) else chains
+        marker = out / "steps" / f"{name}.json"
+        recorded = _read(marker).get("inputs", inputs)  # markers without inputs stay valid
+        changed = json.loads(json.dumps(dict(inputs), default=str)) != recorded
+        if changed:
+            log(f"[{name}] inputs changed since it ran ({recorded} -> {dict(inputs)})")
+        info, ran = _step(
+            out,
+            name,
+            changed or any(redo[c] for c in chains),
+            lambda: {**fn(), "inputs": dict(inputs)},
+            log,
+        )
+        for c in chains:
+            redo[c] = redo[c] or ran
         steps[name] = info
         return info
 
@@ -191,31 +210,9 @@ def run_validate(
 
     # -- chain 1: charged Higgs ----------------------------------------------------------
     ch = GenerateConfig.from_file(cfg.generate_config)
-    g = step("higgs", "generate", lambda: gen(ch, "generated", cfg.events, cfg.seed))
-    step("higgs", "build", lambda: build(g["fileset"], "shards", "event", ("mHc", "mA")))
-    pileup: dict[str, str] = {}
-    if cfg.pileup_mu > 0:
-        n_pu = cfg.pileup_events or max(1, cfg.events // 4)
-        pu_base = GenerateConfig.from_file(cfg.pileup_config)
-        levels = {
-            "mu0": PileupConfig(enabled=False, mu=0.0),
-            f"mu{cfg.pileup_mu:g}": PileupConfig(enabled=True, mu=cfg.pileup_mu),
-        }
-        for level, pu in levels.items():
-            pcfg = dataclasses.replace(pu_base, pileup=pu)
-            where = f"pileup/{level}"
-            gp = step(
-                "higgs",
-                f"generate_pileup_{level}",
-                functools.partial(gen, pcfg, f"{where}/generated", n_pu, cfg.seed + 1000),
-            )
-            step(
-                "higgs",
-                f"build_pileup_{level}",
-                functools.partial(build, gp["fileset"], f"{where}/shards", "event", ("mHc", "mA")),
-            )
-            pileup[level] = str(out / "pileup" / level / "shards")
-
+    gin = {"config": cfg.generate_config, "events": cfg.events, "seed": cfg.seed}
+    g = step("higgs", "generate", lambda: gen(ch, "generated", cfg.events, cfg.seed), gin)
+    step("higgs", "build", lambda: build(g["fileset"], "shards", "event", ("mHc", "mA")), gin)
     base = _scaled_schedule(
         load_train_config(cfg.train_config, shards=str(out / "shards")),
         cfg.stage1_epochs,
@@ -234,7 +231,44 @@ def run_validate(
             "stage3_epochs": base.stage3.epochs,
         }
 
-    step("higgs", "train", do_train)
+    tin = {
+        "config": cfg.train_config,
+        "seeds": list(cfg.seeds),
+        "stage1_epochs": base.stage1.epochs,
+        "stage3_epochs": base.stage3.epochs,
+    }
+    step("higgs", "train", do_train, tin)
+
+    pileup: dict[str, str] = {}
+    if cfg.pileup_mu > 0:
+        n_pu = cfg.pileup_events or max(1, cfg.events // 4)
+        pu_base = GenerateConfig.from_file(cfg.pileup_config)
+        levels = {
+            "mu0": PileupConfig(enabled=False, mu=0.0),
+            f"mu{cfg.pileup_mu:g}": PileupConfig(enabled=True, mu=cfg.pileup_mu),
+        }
+        for level, pu in levels.items():
+            pcfg = dataclasses.replace(pu_base, pileup=pu)
+            where = f"pileup/{level}"
+            pin = {
+                "config": cfg.pileup_config,
+                "events": n_pu,
+                "mu": pu.mu,
+                "seed": cfg.seed + 1000,
+            }
+            gp = step(
+                "pileup",
+                f"generate_pileup_{level}",
+                functools.partial(gen, pcfg, f"{where}/generated", n_pu, cfg.seed + 1000),
+                pin,
+            )
+            step(
+                "pileup",
+                f"build_pileup_{level}",
+                functools.partial(build, gp["fileset"], f"{where}/shards", "event", ("mHc", "mA")),
+                pin,
+            )
+            pileup[level] = str(out / "pileup" / level / "shards")
 
     def do_evaluate() -> dict[str, Any]:
         from paratag.evaluate.run import evaluate_run
@@ -251,14 +285,15 @@ def run_validate(
         )
         return {"report": str(report), "results": str(Path(report).parent / "results.json")}
 
-    step("higgs", "evaluate", do_evaluate)
+    step(("higgs", "pileup"), "evaluate", do_evaluate, {"pileup": pileup, "n_boot": cfg.n_boot})
 
     # -- chain 2: X -> bb jets, Interaction Network with and without DisCo ------------------
     if cfg.xbb_generate_config:
         xcfg = GenerateConfig.from_file(cfg.xbb_generate_config)
         n_x = cfg.xbb_events or cfg.events
-        gx = step("xbb", "xbb_generate", lambda: gen(xcfg, "xbb/generated", n_x, cfg.seed))
-        step("xbb", "xbb_build", lambda: build(gx["fileset"], "xbb/shards", "jet", ("mX",)))
+        xin = {"config": cfg.xbb_generate_config, "events": n_x, "seed": cfg.seed}
+        gx = step("xbb", "xbb_generate", lambda: gen(xcfg, "xbb/generated", n_x, cfg.seed), xin)
+        step("xbb", "xbb_build", lambda: build(gx["fileset"], "xbb/shards", "jet", ("mX",)), xin)
         xbase = _scaled_schedule(
             load_train_config(
                 cfg.xbb_train_config, shards=str(out / "xbb" / "shards"), seed=cfg.seeds[0]
@@ -288,7 +323,13 @@ def run_validate(
                 "stage3_epochs": xbase.stage3.epochs,
             }
 
-        step("xbb", "xbb_train", do_xbb_train)
+        xtin = {
+            "config": cfg.xbb_train_config,
+            "seed": cfg.seeds[0],
+            "stage1_epochs": xbase.stage1.epochs,
+            "stage3_epochs": xbase.stage3.epochs,
+        }
+        step("xbb", "xbb_train", do_xbb_train, xtin)
 
         def do_xbb_evaluate() -> dict[str, Any]:
             from paratag.evaluate.run import evaluate_run
@@ -305,7 +346,7 @@ def run_validate(
                 res[k] = str(Path(md).parent / "results.json")
             return {"results": res}
 
-        step("xbb", "xbb_evaluate", do_xbb_evaluate)
+        step("xbb", "xbb_evaluate", do_xbb_evaluate, {})
 
     summary = summarize(out, cfg, command=command, steps=list(steps))
     (out / "validation.json").write_text(json.dumps(summary, indent=1) + "\n")
