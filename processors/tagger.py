@@ -10,12 +10,18 @@ Example:
 Inputs are built by :func:`paratag.presets.build_inputs` (the function
 GraphBuilder uses) with the preset stored in ``preprocess.json``. All
 hypotheses of a chunk are scored in one pass over the padded inputs, which are
-built once: ``strategy="loop"`` (default) runs each micro-batch once per
+built once: ``strategy="loop"`` runs each micro-batch once per
 hypothesis with the condition tiled over the batch; ``strategy="replicate"``
 repeats the inputs along the batch axis with one condition row per copy and
 makes one call. ``benchmarks/bench_tagger.py`` measured "loop" 1.3x faster for
 the full ParametricParticleNet with 12 hypotheses (calls of 64 distinct graphs
-beat calls of 5 graphs x 12 conditions). Each call holds at most ``memory_mb``
+beat calls of 5 graphs x 12 conditions). ``strategy="hypotheses"`` uses the
+multi-hypothesis graph ``model_hypotheses.onnx`` (written by
+``export_model(..., hypotheses_axis=True)``, condition ``(H, K)``, softmax
+``(N, H, C)``): one call per micro-batch scores every hypothesis, and a
+shared-trunk ParametricParticleNet computes its EdgeConv trunk only once.
+``strategy="auto"`` (default) picks "hypotheses" when the export has that
+graph, else "loop". Each call holds at most ``memory_mb``
 of estimated working memory (micro-batching), whatever the coffea chunk size.
 
 The processor is stateless and picklable: it holds plain arrays and the preset;
@@ -124,8 +130,11 @@ class Tagger(processor.ProcessorABC):
         memory_mb: working-memory budget of one onnxruntime call.
         batch_size: rows (graphs x hypotheses) per call; default from ``memory_mb``,
             at most :data:`DEFAULT_MAX_ROWS`.
-        strategy: ``"loop"`` (one call per hypothesis and micro-batch, measured faster) or
-            ``"replicate"`` (one call for all hypotheses of a micro-batch).
+        strategy: ``"auto"`` ("hypotheses" if the export has a multi-hypothesis graph,
+            else "loop"), ``"loop"`` (one call per hypothesis and micro-batch),
+            ``"replicate"`` (one call for all hypotheses of a micro-batch, inputs
+            repeated) or ``"hypotheses"`` (one call of ``model_hypotheses.onnx`` per
+            micro-batch of ``batch_size`` graphs; needs ``hypotheses_axis=True`` at export).
     """
 
     def __init__(
@@ -144,12 +153,14 @@ class Tagger(processor.ProcessorABC):
         threads: int = 1,
         memory_mb: float = 2000.0,
         batch_size: int | None = None,
-        strategy: Literal["replicate", "loop"] = "loop",
+        strategy: Literal["auto", "replicate", "loop", "hypotheses"] = "auto",
     ) -> None:
         if output not in ("events", "hist", "both"):
             raise ConfigError(f"Tagger output {output!r}: use 'events', 'hist' or 'both'")
-        if strategy not in ("replicate", "loop"):
-            raise ConfigError(f"Tagger strategy {strategy!r}: use 'replicate' or 'loop'")
+        if strategy not in ("auto", "replicate", "loop", "hypotheses"):
+            raise ConfigError(
+                f"Tagger strategy {strategy!r}: use 'auto', 'replicate', 'loop' or 'hypotheses'"
+            )
         if threads < 1 or memory_mb <= 0 or (batch_size is not None and batch_size < 1):
             raise ConfigError("Tagger: threads, memory_mb and batch_size must be positive")
         path = Path(model).resolve()
@@ -158,6 +169,9 @@ class Tagger(processor.ProcessorABC):
         )
         check_model(pp, path)
         self.model_path = str(path)
+        self.hypotheses_path = self._hypotheses_model(pp, path, strategy)
+        if strategy == "auto":
+            strategy = "hypotheses" if self.hypotheses_path else "loop"
         self.output = output
         self.threads, self.memory_mb, self.batch_size, self.strategy = (
             int(threads),
@@ -171,6 +185,7 @@ class Tagger(processor.ProcessorABC):
         self.input_map = {n: split_input_name(n, first) for n in pp.input_names if n != "condition"}
         self.output_name = pp.output_names[0]
         self.bytes_per_graph = int(pp.paratag.get("bytes_per_graph", FALLBACK_BYTES_PER_GRAPH))
+        self.bytes_per_hypothesis = int(pp.paratag.get("bytes_per_hypothesis", 0))
         self.min_particles = int(pp.paratag.get("min_particles", 1))
         self.score_index = self._score_index(pp, score_class)
         self.names, self.conditions = self._hypotheses(pp, hypotheses)
@@ -188,6 +203,21 @@ class Tagger(processor.ProcessorABC):
         self._session: Any = None
 
     # ----------------------------------------------------------------- setup
+    @staticmethod
+    def _hypotheses_model(pp: Preprocess, path: Path, strategy: str) -> str:
+        """Path of the export's multi-hypothesis graph ('' if it has none)."""
+        name = pp.paratag.get("hypotheses_model")
+        if not name or "condition" not in pp.input_names:
+            if strategy == "hypotheses":
+                raise ConfigError(
+                    f"{path}: no multi-hypothesis graph in its preprocess.json; export with "
+                    "hypotheses_axis=True or use strategy='auto'"
+                )
+            return ""
+        hyp = path.parent / str(name)
+        check_model(pp, hyp)
+        return str(hyp)
+
     @staticmethod
     def _resolve_preset(pp: Preprocess, preset: str | Preset | None) -> Preset:
         if preset is None:
@@ -261,15 +291,19 @@ class Tagger(processor.ProcessorABC):
     def session(self) -> Any:
         """The onnxruntime session of this worker (created on first use)."""
         if self._session is None:
-            self._session = _session(self.model_path, self.threads)
+            path = self.hypotheses_path if self.strategy == "hypotheses" else self.model_path
+            self._session = _session(path, self.threads)
         return self._session
 
     # --------------------------------------------------------------- scoring
     def rows_per_call(self) -> int:
-        """Rows (graphs x hypotheses) per onnxruntime call."""
+        """Rows (graphs x hypotheses) per onnxruntime call; graphs with strategy "hypotheses"."""
         if self.batch_size is not None:
             return int(self.batch_size)
-        by_memory = int(self.memory_mb * 2**20 // max(self.bytes_per_graph, 1))
+        per_graph = self.bytes_per_graph
+        if self.strategy == "hypotheses":  # each graph also carries every hypothesis' attention
+            per_graph += len(self.names) * self.bytes_per_hypothesis
+        by_memory = int(self.memory_mb * 2**20 // max(per_graph, 1))
         return max(1, min(by_memory, DEFAULT_MAX_ROWS))
 
     def score_arrays(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -288,6 +322,9 @@ class Tagger(processor.ProcessorABC):
             base = {name: arrays[name][sl] for name in arrays}
             if not parametric:
                 out[sl, 0] = sess.run([self.output_name], base)[0][:, self.score_index]
+            elif self.strategy == "hypotheses":
+                feed = {**base, "condition": self.conditions}
+                out[sl] = sess.run([self.output_name], feed)[0][:, :, self.score_index]
             elif self.strategy == "replicate":
                 feed = {name: np.concatenate([v] * k) if k > 1 else v for name, v in base.items()}
                 feed["condition"] = np.repeat(self.conditions, b, axis=0)

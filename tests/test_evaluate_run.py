@@ -54,7 +54,7 @@ def _config(shards: Path, run_dir: Path, seed: int, stage1: bool = True) -> Trai
             "data": {"shards": str(shards), "n_folds": 5, "fold": 0},
             "grid": grid,
             "model": MODEL,
-            "stage1": {"epochs": 1, "batch_size": 128, "lr": 0.003, "enabled": stage1},
+            "stage1": {"epochs": 2, "batch_size": 128, "lr": 0.003, "enabled": stage1},
             "stage2": {"enabled": stage1},
             "stage3": {
                 "epochs": 2,

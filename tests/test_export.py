@@ -10,6 +10,7 @@ import awkward as ak
 import numpy as np
 import onnx
 import pytest
+import torch
 import uproot
 
 from paratag.config import ModelConfig
@@ -391,3 +392,47 @@ def test_cli_export_run_dir_with_check(tmp_path):
     check_model(pp, tmp_path / "run" / "export" / "model.onnx")
     res = CliRunner().invoke(app, ["export", str(tmp_path / "empty")])
     assert res.exit_code != 0
+
+
+def test_hypotheses_axis_export_parity_and_record(tmp_path, pf_events):
+    cfg = ModelConfig(
+        name="parametric_particlenet",
+        condition_names=("mHc", "mA"),
+        options={**TINY_PN, "shared_trunk": True},
+    )
+    model = build_model(cfg, point_dims=2, feature_dims=15)
+    with torch.no_grad():  # non-zero condition pathways, as after training
+        for name, p in model.named_parameters():
+            if name in model.condition_parameter_names() or "out_proj" in name:
+                p.normal_(0, 0.5)
+    res = export_model(model, "jet", tmp_path, check_events=pf_events, hypotheses_axis=True)
+    hyp_path = tmp_path / "model_hypotheses.onnx"
+    pp = load_preprocess(res.preprocess_path)
+    assert pp.paratag["hypotheses_model"] == "model_hypotheses.onnx"
+    check_model(pp, hyp_path)  # same inputs and fingerprint as model.onnx
+    m = onnx.load(str(hyp_path))
+    dims = {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in m.graph.input
+    }
+    assert dims["condition"] == ["H", 2] and dims["points"] == ["N", 2, "P_pf"]
+    out_dims = [d.dim_param or d.dim_value for d in m.graph.output[0].type.tensor_type.shape.dim]
+    assert out_dims == ["N", "H", 2]
+    # model.onnx parity (6 cases) + hypotheses graph vs forward per hypothesis (H = 1, 4)
+    assert res.parity is not None and len(res.parity.cases) == 6 + 4
+    assert res.parity.max_abs_diff < 1e-4
+    # a later export without the axis removes the stale graph and the record
+    res2 = export_model(model, "jet", tmp_path)
+    assert (
+        not hyp_path.exists()
+        and "hypotheses_model" not in load_preprocess(res2.preprocess_path).paratag
+    )
+
+
+def test_hypotheses_axis_needs_conditioned_model(tmp_path):
+    options = {"conv_params": [[4, [8]]], "fc_params": [[8, 0.0]], "use_fusion": False}
+    model = build_model(
+        ModelConfig(name="particlenet", options=options), point_dims=2, feature_dims=15
+    )
+    with pytest.raises(ConfigError, match="hypotheses_axis"):
+        export_model(model, "jet", tmp_path, hypotheses_axis=True)

@@ -292,3 +292,56 @@ def test_cli_score_writes_hists_and_parquet(model_dir, slim_pfnano, tmp_path):
     assert table.num_rows == 24 and "score_mHc160_mA100" in table.column_names
     with open(tmp_path / "out" / "hists.pkl", "rb") as fh:
         assert pickle.load(fh)["hist"].sum().value == pytest.approx(48.0)
+
+
+@pytest.fixture(scope="module")
+def hypotheses_dir(tmp_path_factory):
+    torch.manual_seed(2)
+    cfg = ModelConfig(
+        name="parametric_particlenet",
+        condition_names=("mHc", "mA"),
+        options={**TINY_PN, "shared_trunk": True},
+    )
+    model = build_model(cfg, point_dims=2, feature_dims=15).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in model.condition_parameter_names() or "out_proj" in name:
+                p.normal_(0, 0.5)
+    out = tmp_path_factory.mktemp("tagger_hyp_model")
+    export_model(model, "jet", out, class_names=["signal", "background"], hypotheses_axis=True)
+    return out, model
+
+
+def test_hypotheses_graph_scores_equal_per_hypothesis_path(hypotheses_dir, model_dir, pf_events):
+    out, model = hypotheses_dir
+    auto = Tagger(out / "model.onnx", HYPS)
+    assert auto.strategy == "hypotheses" and auto.hypotheses_path.endswith("model_hypotheses.onnx")
+    got = auto.score_events(pf_events)[2]
+    assert np.abs(got[:, 0] - got[:, 1]).max() > 1e-3  # the hypotheses really differ
+    for kwargs in ({"strategy": "loop"}, {"strategy": "replicate"}):
+        ref = Tagger(out / "model.onnx", HYPS, **kwargs).score_events(pf_events)[2]
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+    for kwargs in ({"batch_size": 1}, {"batch_size": 7}, {"memory_mb": 1e-3}):
+        t = Tagger(out / "model.onnx", HYPS, strategy="hypotheses", **kwargs)
+        np.testing.assert_allclose(t.score_events(pf_events)[2], got, atol=1e-6)
+    # the memory budget counts every hypothesis' attention on top of the trunk
+    assert auto.bytes_per_hypothesis > 0
+    per_graph = auto.bytes_per_graph + len(HYPS) * auto.bytes_per_hypothesis
+    budget = 10.5 * per_graph / 2**20
+    assert Tagger(out / "model.onnx", HYPS, memory_mb=budget).rows_per_call() == 10
+    # against PyTorch directly
+    pf = build_inputs(pf_events, "jet").clouds["pf"]
+    conds = model.normalise_condition(torch.tensor([[h["mHc"], h["mA"]] for h in HYPS]))
+    with torch.no_grad():
+        ref = torch.softmax(
+            model.forward_hypotheses(
+                *(torch.from_numpy(a) for a in (pf.points, pf.features, pf.mask)), conds
+            ),
+            -1,
+        )
+    np.testing.assert_allclose(got, ref[:, :, 0].numpy(), atol=1e-5)
+    # pickled taggers score the same; exports without the graph fall back to "loop"
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(auto)).score_events(pf_events)[2], got)
+    assert Tagger(model_dir[0] / "model.onnx", HYPS).strategy == "loop"
+    with pytest.raises(ConfigError, match="hypotheses_axis=True"):
+        Tagger(model_dir[0] / "model.onnx", HYPS, strategy="hypotheses")

@@ -80,11 +80,15 @@ def export(
     check: Annotated[bool, typer.Option(help="compare PyTorch and onnxruntime; fail above --tolerance")] = False,
     events: Annotated[Path | None, typer.Option(help="NanoAOD/PFNano file for --check (default: synthetic inputs)")] = None,
     tolerance: Annotated[float, typer.Option(help="largest allowed |torch - onnx| for --check")] = 1e-4,
+    hypotheses_axis: Annotated[
+        bool, typer.Option(help="also write model_hypotheses.onnx: condition (H, K) -> (N, H, C), one pass for all hypotheses")
+    ] = False,
 ) -> None:
     """Export a trained model to model.onnx + preprocess.json (CMSSW/weaver layout)."""
     from paratag.export import export_run
 
-    res = export_run(run_dir, out, check=check, check_events=events, tolerance=tolerance)
+    res = export_run(run_dir, out, check=check, check_events=events, tolerance=tolerance,
+                     hypotheses_axis=hypotheses_axis)
     typer.echo(f"wrote {res.onnx_path} and {res.preprocess_path}")
     if res.parity is not None:
         typer.echo(f"parity: {res.parity}")

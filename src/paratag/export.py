@@ -9,6 +9,14 @@ does the same for a training run directory. :func:`check_parity` compares
 PyTorch and onnxruntime on real events at several batch sizes and particle
 counts.
 
+With ``hypotheses_axis=True`` a second graph, ``model_hypotheses.onnx``, is
+written next to ``model.onnx`` for models with ``forward_hypotheses`` (e.g.
+ParametricParticleNet): input ``condition`` has shape ``(H, K)`` with a
+dynamic ``H`` axis and output ``softmax`` has shape ``(N, H, C)``. Its file
+name is recorded as ``hypotheses_model`` in preprocess.json's ``paratag``
+block, where :class:`paratag.processors.Tagger` finds it. ``model.onnx`` is
+unchanged (CMSSW keeps using it).
+
 Example:
     >>> from paratag.export import export_model
     >>> result = export_model(model, "jet", "exported/", class_names=["Hbb", "QCD"])
@@ -41,6 +49,7 @@ from paratag.presets import Preset, load_preset
 __all__ = [
     "ExportResult",
     "ParityReport",
+    "check_hypotheses_parity",
     "check_parity",
     "estimate_graph_bytes",
     "export_model",
@@ -50,6 +59,7 @@ __all__ = [
 ]
 
 MODEL_FILE = "model.onnx"
+MODEL_HYPOTHESES_FILE = "model_hypotheses.onnx"
 PREPROCESS_FILE = "preprocess.json"
 OPSET = 17
 
@@ -126,6 +136,19 @@ def estimate_graph_bytes(model: Any, lengths: Sequence[int]) -> int:
     return 4 * floats
 
 
+def _hypothesis_bytes(model: Any, p: int) -> int:
+    """Conservative extra working memory per graph and hypothesis of ``model_hypotheses.onnx``.
+
+    The condition-dependent part is attention: ``(heads, P, P)`` scores plus
+    ``(P, 3 dim)`` modulated queries/keys/values, kept four times over.
+    """
+    floats = 0
+    for m in model.modules():
+        if hasattr(m, "n_heads") and hasattr(m, "qkv"):
+            floats = max(floats, 3 * int(m.n_heads) * p * p + 4 * p * 3 * int(m.dim))
+    return 4 * max(floats, 1)
+
+
 class _Exported:  # built lazily so importing this module does not import torch
     @staticmethod
     def wrap(model: Any) -> Any:
@@ -143,6 +166,23 @@ class _Exported:  # built lazily so importing this module does not import torch
                 return torch.softmax(self.inner(*inputs), dim=1)
 
         return SoftmaxModel(model).eval()
+
+    @staticmethod
+    def wrap_hypotheses(model: Any) -> Any:
+        torch = _torch()
+
+        class HypothesesModel(torch.nn.Module):  # type: ignore[name-defined]
+            """``(points, features, mask, condition (H, K))`` -> softmax ``(N, H, C)``."""
+
+            def __init__(self, inner: Any) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, points: Any, features: Any, mask: Any, condition: Any) -> Any:
+                logits = self.inner.forward_hypotheses(points, features, mask, condition)
+                return torch.softmax(logits, dim=-1)
+
+        return HypothesesModel(model).eval()
 
 
 def _check_dims(model: Any, preset: Preset, names: Sequence[str]) -> None:
@@ -182,6 +222,7 @@ def export_model(
     check: bool = False,
     check_events: str | Path | Any = None,
     tolerance: float = 1e-4,
+    hypotheses_axis: bool = False,
 ) -> ExportResult:
     """Export ``model`` to ``out_dir/model.onnx`` with ``out_dir/preprocess.json``.
 
@@ -198,6 +239,9 @@ def export_model(
             ``tolerance`` (on ``check_events`` if given, else on synthetic inputs).
         check_events: a NanoAOD/PFNano file (or NanoEvents) for the parity check (implies ``check``).
         tolerance: the parity threshold.
+        hypotheses_axis: also write ``model_hypotheses.onnx`` (condition ``(H, K)``,
+            softmax ``(N, H, C)``) for models with ``forward_hypotheses``; the check
+            then covers it too.
     """
     torch = _torch()
     from paratag.models import example_inputs, input_names
@@ -207,6 +251,14 @@ def export_model(
     p = load_preset(preset if not isinstance(preset, Mapping) else dict(preset))
     names = input_names(model)
     _check_dims(model, p, names)
+    if hypotheses_axis and (
+        not callable(getattr(model, "forward_hypotheses", None))
+        or list(names) != ["points", "features", "mask", "condition"]
+    ):
+        raise ConfigError(
+            f"hypotheses_axis=True needs a conditioned model with forward_hypotheses and inputs "
+            f"points, features, mask, condition; {type(model).__name__} has {list(names)}"
+        )
     lengths = _lengths(p, names)
     cloud_lengths = [lengths[c.name] for c in p.clouds if c.name in lengths]
     if cloud_lengths[0] < min_particles(model):
@@ -245,6 +297,14 @@ def export_model(
             "min_particles": min_particles(model),
             "bytes_per_graph": estimate_graph_bytes(model, cloud_lengths),
             "opset": opset,
+            **(
+                {
+                    "hypotheses_model": MODEL_HYPOTHESES_FILE,
+                    "bytes_per_hypothesis": _hypothesis_bytes(model, cloud_lengths[0]),
+                }
+                if hypotheses_axis
+                else {}
+            ),
         },
     )
     out = Path(out_dir)
@@ -283,8 +343,17 @@ def export_model(
     finally:
         model.train(was_training)
     _stamp(onnx_path, pp)
+    hyp_path = out / MODEL_HYPOTHESES_FILE
+    if hypotheses_axis:
+        hyp_dynamic = {**dynamic, "condition": {0: "H"}, "softmax": {0: "N", 1: "H"}}
+        _export_hypotheses(model, examples, hyp_dynamic, hyp_path, opset)
+        _stamp(hyp_path, pp)
+    elif hyp_path.exists():
+        hyp_path.unlink()  # a stale graph from an earlier export must not be picked up
     write_preprocess(pp, pp_path)
     check_model(load_preprocess(pp_path), onnx_path)
+    if hypotheses_axis:
+        check_model(load_preprocess(pp_path), hyp_path)
     parity = None
     if check or check_events is not None:
         if check_events is not None:
@@ -297,7 +366,93 @@ def export_model(
         parity = check_parity(model, onnx_path, feed, tolerance=tolerance)
         if not parity.ok:
             raise ModelMismatchError(f"{onnx_path}: ONNX export disagrees with PyTorch: {parity}")
+        if hypotheses_axis:
+            hyp = check_hypotheses_parity(model, hyp_path, feed, tolerance=tolerance)
+            if not hyp.ok:
+                raise ModelMismatchError(f"{hyp_path}: ONNX export disagrees with PyTorch: {hyp}")
+            parity = ParityReport(parity.cases + hyp.cases, tolerance)
     return ExportResult(onnx_path, pp_path, parity)
+
+
+def _export_hypotheses(
+    model: Any,
+    examples: Mapping[str, Any],
+    dynamic: Mapping[str, Mapping[int, str]],
+    path: Path,
+    opset: int,
+) -> None:
+    """Trace ``model.forward_hypotheses`` into ``path`` (dynamic N, P and H axes)."""
+    torch = _torch()
+    inputs = dict(examples)
+    inputs["condition"] = inputs["condition"][:2]  # H != N so the trace keeps the axes apart
+    was_training = model.training
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            torch.onnx.export(
+                _Exported.wrap_hypotheses(model),
+                tuple(inputs.values()),
+                str(path),
+                input_names=list(inputs),
+                output_names=["softmax"],
+                dynamic_axes={k: dict(v) for k, v in dynamic.items()},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    finally:
+        model.train(was_training)
+
+
+def check_hypotheses_parity(
+    model: Any,
+    onnx_path: str | Path,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    n_hypotheses: Sequence[int] = (1, 4),
+    batch_sizes: Sequence[int] = (1, 5),
+    tolerance: float = 1e-4,
+) -> ParityReport:
+    """Compare a ``model_hypotheses.onnx`` with PyTorch ``forward`` called once per hypothesis.
+
+    Cases are reported as ``(batch size, particles, max |Δ|)`` like
+    :func:`check_parity`; every batch size is tried with each hypothesis count.
+    """
+    import onnxruntime as ort
+
+    torch = _torch()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    n_rows = len(inputs["mask"])
+    k = inputs["condition"].shape[1]
+    rng = np.random.default_rng(1)
+    was_training = model.training
+    model.eval()
+    cases = []
+    try:
+        for h in n_hypotheses:
+            conds = rng.standard_normal((h, k)).astype(np.float32)
+            for batch in batch_sizes:
+                rows = np.resize(np.arange(n_rows), batch)
+                feed = {
+                    n: np.ascontiguousarray(inputs[n][rows]) for n in ("points", "features", "mask")
+                }
+                got = session.run(["softmax"], {**feed, "condition": conds})[0]
+                with torch.no_grad():
+                    t = {n: torch.from_numpy(v) for n, v in feed.items()}
+                    per_hypothesis = [
+                        torch.softmax(model(**t, condition=torch.from_numpy(c).expand(batch, k)), 1)
+                        for c in conds
+                    ]
+                    ref = torch.stack(per_hypothesis, dim=1).numpy()
+                diff = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
+                cases.append((int(batch), int(feed["mask"].shape[2]), diff))
+    finally:
+        model.train(was_training)
+    return ParityReport(tuple(cases), tolerance)
 
 
 def _stamp(onnx_path: Path, pp: Preprocess) -> None:
@@ -423,7 +578,8 @@ def _find_checkpoint(run_dir: Path) -> Path:
         if (run_dir / rel).is_file():
             return run_dir / rel
     raise InputFileError(
-        str(run_dir), "no stage3/model.pt, stage2/model.pt or model.pt found",
+        str(run_dir),
+        "no stage3/model.pt, stage2/model.pt or model.pt found",
         "pass a training run directory (paratag train --run-dir DIR) or a .pt checkpoint",
     )
 
@@ -436,6 +592,7 @@ def export_run(
     check_events: str | Path | None = None,
     tolerance: float = 1e-4,
     opset: int = OPSET,
+    hypotheses_axis: bool = False,
 ) -> ExportResult:
     """Export the checkpoint of a training run (default output: ``RUN_DIR/export``)."""
     run = Path(run_dir)
@@ -470,4 +627,5 @@ def export_run(
         check=check,
         check_events=check_events,
         tolerance=tolerance,
+        hypotheses_axis=hypotheses_axis,
     )

@@ -11,6 +11,13 @@ The condition vector (normalised masses, e.g. ``(mHc, mA)``) enters four times:
    ``Linear(K, width)``, equivalent to concatenating it to the head input as
    in the classic parametric network of Baldi et al., arXiv:1601.07913).
 
+With ``shared_trunk=True`` the EdgeConv blocks (and the fusion layer) do not
+see the condition: a single mass-aware attention block acts on the trunk's
+output, followed by the pooled FiLM and the head's condition input. The trunk
+is then computed once for any number of hypotheses
+(:meth:`ParametricParticleNet.forward_hypotheses`), which makes scoring many
+mass hypotheses nearly as cheap as scoring one.
+
 Stage-1 per-mass models and the stage-3 joint model are the same class, so
 their state dicts align. :meth:`ParametricParticleNet.reset_condition_modules_to_identity`
 makes every condition pathway exactly inert (the stage-2 initialisation), and
@@ -21,6 +28,7 @@ that belong to those pathways.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, cast
 
 import torch
@@ -78,6 +86,9 @@ class ParametricOptions:
         encoder_dims: hidden widths of the mass encoder MLP.
         embed_dim: width of the mass embedding.
         attention_heads: heads of every mass-aware attention block (must divide its width).
+        shared_trunk: keep the EdgeConv blocks (and fusion) condition-independent and
+            apply one mass-aware attention block to the trunk's output only; the trunk
+            is then shared by all hypotheses in :meth:`ParametricParticleNet.forward_hypotheses`.
     """
 
     conv_params: tuple[tuple[int, tuple[int, ...]], ...] = ((7, (32, 32, 32)), (7, (64, 64, 64)))
@@ -87,6 +98,7 @@ class ParametricOptions:
     encoder_dims: tuple[int, ...] = (64,)
     embed_dim: int = 64
     attention_heads: int = 4
+    shared_trunk: bool = False
 
     def __post_init__(self) -> None:
         if not self.conv_params or not self.fc_params:
@@ -99,7 +111,11 @@ class ParametricOptions:
                 f"ParametricOptions: embed_dim={self.embed_dim}, attention_heads="
                 f"{self.attention_heads} and encoder_dims={list(self.encoder_dims)} must be positive"
             )
-        for _, widths in self.conv_params:
+        attended = self.conv_params if not self.shared_trunk else self.conv_params[-1:]
+        if self.shared_trunk and self.use_fusion:
+            cat_dim = sum(w[-1] for _, w in self.conv_params)
+            attended = ((0, (fusion_width(cat_dim),)),)
+        for _, widths in attended:
             if widths[-1] % self.attention_heads:
                 raise ConfigError(
                     f"ParametricOptions: EdgeConv width {widths[-1]} is not divisible by "
@@ -117,7 +133,11 @@ class ParametricParticleNet(ConditionedModel):
     """Mass-conditioned ParticleNet with mass-aware attention and FiLM.
 
     ``forward`` takes the *normalised* condition; use
-    :meth:`normalise_condition` on physical masses (GeV) first.
+    :meth:`normalise_condition` on physical masses (GeV) first. With
+    ``options.shared_trunk`` the condition enters only after the EdgeConv
+    trunk (one attention block on the trunk output, pooled FiLM, head input),
+    and :meth:`forward_hypotheses` scores H hypotheses for the price of one
+    trunk.
 
     Shapes:
         points: (N, point_dims, P)
@@ -152,10 +172,12 @@ class ParametricParticleNet(ConditionedModel):
         blocks, attention, in_dim = [], [], feature_dims
         for k, widths in opts.conv_params:
             blocks.append(EdgeConvBlock(k, in_dim, widths))
-            attention.append(MassAwareAttention(widths[-1], opts.embed_dim, opts.attention_heads))
+            if not opts.shared_trunk:
+                attention.append(
+                    MassAwareAttention(widths[-1], opts.embed_dim, opts.attention_heads)
+                )
             in_dim = widths[-1]
         self.edge_convs = nn.ModuleList(blocks)
-        self.attention = nn.ModuleList(attention)
         self.fusion: nn.Module = nn.Identity()
         if opts.use_fusion:
             cat_dim = sum(w[-1] for _, w in opts.conv_params)
@@ -163,6 +185,9 @@ class ParametricParticleNet(ConditionedModel):
             self.fusion = nn.Sequential(
                 nn.Linear(cat_dim, in_dim, bias=False), nn.BatchNorm1d(in_dim), nn.ReLU()
             )
+        if opts.shared_trunk:  # one attention block on the trunk output
+            attention.append(MassAwareAttention(in_dim, opts.embed_dim, opts.attention_heads))
+        self.attention = nn.ModuleList(attention)
         self.pooled_film = FiLM(opts.embed_dim, in_dim)
         width0, drop0 = opts.fc_params[0]
         self.head_input = nn.Linear(in_dim, width0)
@@ -228,22 +253,82 @@ class ParametricParticleNet(ConditionedModel):
         self.pooled_film.reset_to_identity()
         nn.init.zeros_(self.head_condition.weight)
 
-    def embed(self, points: Tensor, features: Tensor, mask: Tensor, condition: Tensor) -> Tensor:
-        """Pooled, condition-modulated jet representation ``(N, C)`` before the head."""
-        emb = self.mass_encoder(condition)
+    def _inputs(self, points: Tensor, features: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
+        """Particles-last inputs ``(pts, x, m)``, masked and feature-normalised."""
         m = mask.transpose(1, 2)  # (N, P, 1)
         pts = points.transpose(1, 2) * m
         x = features.transpose(1, 2) * m
         if isinstance(self.bn_fts, nn.BatchNorm1d):
             x = batch_norm_last(self.bn_fts, x) * m
+        return pts, x, m
+
+    def _fuse(self, outputs: list[Tensor], x: Tensor, m: Tensor) -> Tensor:
+        if isinstance(self.fusion, nn.Sequential):
+            lin, bn, act = self.fusion
+            return act(batch_norm_last(bn, lin(torch.cat(outputs, dim=-1)))) * m  # type: ignore[no-any-return]
+        return x
+
+    def trunk(self, points: Tensor, features: Tensor, mask: Tensor) -> Tensor:
+        """Condition-independent per-particle features ``(N, P, C)`` (``shared_trunk`` only)."""
+        if not self.options.shared_trunk:
+            raise ConfigError(
+                "ParametricParticleNet.trunk needs options.shared_trunk=True: without it every "
+                "EdgeConv block depends on the condition"
+            )
+        pts, x, m = self._inputs(points, features, mask)
+        outputs = []
+        for i, conv in enumerate(self.edge_convs):
+            x = conv(pts if i == 0 else x, x, m)
+            outputs.append(x)
+        return self._fuse(outputs, x, m)
+
+    def _shared(self, points: Tensor, features: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
+        """Condition-independent part: pooled trunk ``(N, C)``, attention ``qkv (N, P, 3, C)``, mask.
+
+        The attention's output projection is linear and the pooling a masked
+        mean, so ``pool((x + W_o a) * m) = pool(x) + W_o pool(a) + b_o * any(m)``:
+        only the attention itself (``a``) depends on the condition.
+        """
+        x = self.trunk(points, features, mask)
+        m = mask.transpose(1, 2)
+        block = cast(MassAwareAttention, self.attention[0])
+        qkv = block.qkv(block.norm(x)).view(x.shape[0], x.shape[1], 3, block.dim)
+        return masked_mean(x, m), qkv, m
+
+    def _conditioned(
+        self, pooled: Tensor, qkv: Tensor, m: Tensor, condition: Tensor, emb: Tensor
+    ) -> Tensor:
+        """Pooled representation ``(B, C)`` from the shared parts and per-row condition/embedding."""
+        block = cast(MassAwareAttention, self.attention[0])
+        b, p = qkv.shape[0], qkv.shape[1]
+        d, h = block.dim, block.n_heads
+        hd = d // h
+        scale, shift = block.modulation.parameters_for(emb)  # (B, 3, d) each
+        qkv = qkv * scale.unsqueeze(1) + shift.unsqueeze(1)
+        q, k, v = (qkv[:, :, i].reshape(b, p, h, hd).transpose(1, 2) for i in range(3))
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(hd))
+        key_bias = (m.transpose(1, 2).unsqueeze(1) - 1.0) * 1e9
+        attn = torch.softmax(scores + key_bias, dim=-1)
+        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, p, d)
+        count = m.sum(dim=1)
+        frac = count / count.clamp(min=1.0)  # 1 for graphs with particles, 0 for empty ones
+        w, bias = block.out_proj.weight, block.out_proj.bias
+        pooled = pooled + masked_mean(out, m) @ w.t() + frac * bias
+        return self.pooled_film(pooled, emb)  # type: ignore[no-any-return]
+
+    def embed(self, points: Tensor, features: Tensor, mask: Tensor, condition: Tensor) -> Tensor:
+        """Pooled, condition-modulated jet representation ``(N, C)`` before the head."""
+        emb = self.mass_encoder(condition)
+        if self.options.shared_trunk:
+            pooled, qkv, m = self._shared(points, features, mask)
+            return self._conditioned(pooled, qkv, m, condition, emb)
+        pts, x, m = self._inputs(points, features, mask)
         outputs = []
         for i, (conv, attn) in enumerate(zip(self.edge_convs, self.attention, strict=True)):
             x = conv(pts if i == 0 else x, x, m)
             x = attn(x, m, emb)
             outputs.append(x)
-        if isinstance(self.fusion, nn.Sequential):
-            lin, bn, act = self.fusion
-            x = act(batch_norm_last(bn, lin(torch.cat(outputs, dim=-1)))) * m
+        x = self._fuse(outputs, x, m)
         return self.pooled_film(masked_mean(x, m), emb)  # type: ignore[no-any-return]
 
     def forward(
@@ -258,3 +343,39 @@ class ParametricParticleNet(ConditionedModel):
         pooled = self.embed(points, features, mask, condition)
         h = self.head_input(pooled) + self.head_condition(condition)
         return self.head(h)  # type: ignore[no-any-return]
+
+    def forward_hypotheses(
+        self, points: Tensor, features: Tensor, mask: Tensor, conditions: Tensor
+    ) -> Tensor:
+        """Logits ``(N, H, n_classes)`` of every graph for each of H normalised conditions.
+
+        Equals calling :meth:`forward` once per row of ``conditions``. With
+        ``options.shared_trunk`` the EdgeConv trunk runs once and only the
+        attention, pooling and head run N·H times; otherwise the inputs are
+        repeated H times.
+
+        Shapes:
+            points, features, mask: as in :meth:`forward`
+            conditions: (H, K) normalised condition parameters
+            output: (N, H, n_classes) logits
+        """
+        n, h = points.shape[0], conditions.shape[0]
+        cond = conditions.unsqueeze(0).expand(n, h, conditions.shape[1]).reshape(n * h, -1)
+        if not self.options.shared_trunk:
+
+            def rep(t: Tensor) -> Tensor:
+                return t.unsqueeze(1).expand(n, h, *t.shape[1:]).reshape(n * h, *t.shape[1:])
+
+            return self.forward(rep(points), rep(features), rep(mask), cond).view(
+                n, h, self.n_classes
+            )
+        pooled, qkv, m = self._shared(points, features, mask)
+
+        def rep_rows(t: Tensor) -> Tensor:
+            return t.unsqueeze(1).expand(n, h, *t.shape[1:]).reshape(n * h, *t.shape[1:])
+
+        emb = self.mass_encoder(conditions)  # (H, E): once per hypothesis
+        emb = emb.unsqueeze(0).expand(n, h, emb.shape[1]).reshape(n * h, -1)
+        rep_pooled = self._conditioned(rep_rows(pooled), rep_rows(qkv), rep_rows(m), cond, emb)
+        logits = self.head(self.head_input(rep_pooled) + self.head_condition(cond))
+        return logits.view(n, h, self.n_classes)  # type: ignore[no-any-return]
