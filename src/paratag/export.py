@@ -321,27 +321,8 @@ def export_model(
             cloud, _ = split_input_name(n, first)
             dynamic[n] = {0: "N", 2: f"P_{cloud}"}
     dynamic["softmax"] = {0: "N"}
-    was_training = model.training
-    try:
-        with warnings.catch_warnings():
-            # The trace keeps k constant (documented on EdgeConvBlock); the legacy
-            # exporter is the one that works without onnxscript.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            torch.onnx.export(
-                _Exported.wrap(model),
-                tuple(examples.values()),
-                str(onnx_path),
-                input_names=list(names),
-                output_names=["softmax"],
-                dynamic_axes=dynamic,
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-    finally:
-        model.train(was_training)
+    _trace_to_onnx(model, _Exported.wrap, tuple(examples.values()), onnx_path,
+                   list(names), dynamic, opset)
     _stamp(onnx_path, pp)
     hyp_path = out / MODEL_HYPOTHESES_FILE
     if hypotheses_axis:
@@ -382,20 +363,37 @@ def _export_hypotheses(
     opset: int,
 ) -> None:
     """Trace ``model.forward_hypotheses`` into ``path`` (dynamic N, P and H axes)."""
-    torch = _torch()
     inputs = dict(examples)
     inputs["condition"] = inputs["condition"][:2]  # H != N so the trace keeps the axes apart
+    _trace_to_onnx(model, _Exported.wrap_hypotheses, tuple(inputs.values()), path,
+                   list(inputs), dynamic, opset)
+
+
+def _trace_to_onnx(
+    model: Any,
+    wrap: Any,
+    args: tuple[Any, ...],
+    path: Path,
+    input_names: list[str],
+    dynamic: Mapping[str, Mapping[int, str]],
+    opset: int,
+) -> None:
+    """Trace ``wrap(model)`` (an eval-mode positional wrapper) to ONNX; ``model``'s mode is kept."""
+    torch = _torch()
     was_training = model.training
     try:
+        wrapped = wrap(model)
         with warnings.catch_warnings():
+            # The trace keeps k constant (documented on EdgeConvBlock); the legacy
+            # exporter is the one that works without onnxscript.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", UserWarning)
             torch.onnx.export(
-                _Exported.wrap_hypotheses(model),
-                tuple(inputs.values()),
+                wrapped,
+                args,
                 str(path),
-                input_names=list(inputs),
+                input_names=input_names,
                 output_names=["softmax"],
                 dynamic_axes={k: dict(v) for k, v in dynamic.items()},
                 opset_version=opset,
