@@ -73,10 +73,8 @@ def paratag_pad(jagged: dict[str, ak.Array]) -> np.ndarray:
     """paratag: one flatten per feature and a single vectorised scatter into (N, 7, P)."""
     first = next(iter(jagged.values()))
     counts = np.asarray(ak.num(first, axis=1), dtype=np.int64)
-    flat = np.empty((len(jagged), int(counts.sum())), dtype=np.float32)
-    for i, x in enumerate(jagged.values()):
-        flat[i] = ak.to_numpy(ak.flatten(x))
-    return pad_cloud(flat, flat[:0], counts, P).points
+    flat = [np.asarray(ak.to_numpy(ak.flatten(x)), dtype=np.float32) for x in jagged.values()]
+    return pad_cloud(flat, [], counts, P).points
 
 
 def best_of(fn, repeat: int) -> tuple[float, object]:

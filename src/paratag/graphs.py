@@ -14,6 +14,7 @@ exactly zero in ``points``, ``features`` and ``mask``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,9 +53,18 @@ def local_index(counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - starts
 
 
+def _channels(x: np.ndarray | Sequence[np.ndarray], total: int, what: str) -> list[np.ndarray]:
+    """Rows of a (C, M) array, or a sequence of (M,) arrays, as float32 views where possible."""
+    rows = [np.asarray(r, dtype=np.float32) for r in x]
+    for r in rows:
+        if r.shape != (total,):
+            raise ValueError(f"{what}: every channel must have shape ({total},), got {r.shape}")
+    return rows
+
+
 def pad_cloud(
-    points: np.ndarray,
-    features: np.ndarray,
+    points: np.ndarray | Sequence[np.ndarray],
+    features: np.ndarray | Sequence[np.ndarray],
     counts: np.ndarray,
     max_particles: int,
     sort_key: np.ndarray | None = None,
@@ -63,8 +73,9 @@ def pad_cloud(
     """Sort, clip and pad flat constituents into the padded model inputs.
 
     Args:
-        points: (Cp, M) flat coordinates, M = counts.sum(), grouped by graph.
-        features: (Cf, M) flat, already preprocessed features.
+        points: (Cp, M) flat coordinates, M = counts.sum(), grouped by graph
+            (or a sequence of Cp arrays of shape (M,), which avoids stacking them).
+        features: (Cf, M) flat, already preprocessed features (or a sequence).
         counts: (N,) number of constituents of each graph.
         max_particles: P; graphs with more constituents keep the P with the
             largest ``sort_key``.
@@ -79,18 +90,8 @@ def pad_cloud(
     counts = np.asarray(counts, dtype=np.int64)
     n_graphs = counts.shape[0]
     total = int(counts.sum())
-    points = np.asarray(points, dtype=np.float32)
-    features = np.asarray(features, dtype=np.float32)
-    if (
-        points.ndim != 2
-        or features.ndim != 2
-        or points.shape[1] != total
-        or features.shape[1] != total
-    ):
-        raise ValueError(
-            f"points {points.shape} and features {features.shape} must be (C, {total}) for counts summing to {total}"
-        )
-    starts = np.cumsum(counts) - counts
+    points = _channels(points, total, "points")
+    features = _channels(features, total, "features")
     if sort_key is not None:
         key = np.asarray(sort_key, dtype=np.float64)
         if key.shape != (total,):
@@ -98,33 +99,23 @@ def pad_cloud(
         graph = np.repeat(np.arange(n_graphs, dtype=np.int64), counts)
         # NaN keys sort last; graph index is the primary key so groups stay intact.
         order = np.lexsort((-np.nan_to_num(key, nan=-np.inf), graph))
-        points = points[:, order]
-        features = features[:, order]
-    # cell = graph * P + slot, the position of each entry in an (N, P) plane, from a
-    # single repeat: slot = i - start(graph).
-    cell = np.arange(total, dtype=np.int64)
-    cell += np.repeat(np.arange(n_graphs, dtype=np.int64) * max_particles - starts, counts)
+        points = [r[order] for r in points]
+        features = [r[order] for r in features]
+    # Boolean-mask assignment fills an (N, P) plane in row-major order, which is exactly
+    # the order of the (graph-grouped, sorted) constituents: no index arrays needed.
     clipped = bool(counts.max(initial=0) > max_particles)
     keep = local_index(counts) < max_particles if clipped else slice(None)
-    if clipped:
-        cell = cell[keep]
-    graph_of_cell = cell // max_particles
+    filled = np.arange(max_particles) < np.minimum(counts, max_particles)[:, None]  # (N, P)
 
-    def scatter(values: np.ndarray) -> np.ndarray:
-        # One contiguous 1-D scatter per channel into the flat (N, C, P) buffer.
-        n_ch = values.shape[0]
-        out = np.zeros((n_graphs, n_ch, max_particles), dtype=np.float32)
-        flat = out.reshape(-1)
-        dest = cell + graph_of_cell * ((n_ch - 1) * max_particles)
-        for c in range(n_ch):
-            flat[dest] = values[c, keep]
-            dest += max_particles  # in place: next channel's slots, no new index array
+    def scatter(rows: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros((n_graphs, len(rows), max_particles), dtype=np.float32)
+        for c, row in enumerate(rows):
+            out[:, c, :][filled] = row[keep]
         return out
 
     out_points = scatter(points)
     out_features = scatter(features)
-    out_mask = np.zeros((n_graphs, 1, max_particles), dtype=np.float32)
-    out_mask.reshape(-1)[cell] = 1.0
+    out_mask = filled[:, None, :].astype(np.float32)
     if pad_values is not None and np.any(pad_values):
         pad = np.asarray(pad_values, dtype=np.float32)[None, :, None]
         out_features = np.where(out_mask > 0, out_features, pad).astype(np.float32)
