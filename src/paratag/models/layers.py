@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from paratag.errors import ConfigError, InvalidValueError
 from paratag.graphs import knn
 
 __all__ = [
+    "PARTICLENET_BACKBONES",
     "DEFAULT_CONDITION_STATS",
     "ConditionedModel",
     "EdgeConvBlock",
@@ -38,6 +39,21 @@ __all__ = [
     "masked_mean",
     "mlp",
 ]
+
+#: The paper's ParticleNet backbones (arXiv:1902.08570): EdgeConv ``(k, widths)`` blocks and
+#: the fully connected head; shared by every model built on a ParticleNet trunk.
+PARTICLENET_BACKBONES: dict[str, dict[str, Any]] = {
+    "particlenet": {
+        "conv_params": [[16, [64, 64, 64]], [16, [128, 128, 128]], [16, [256, 256, 256]]],
+        "fc_params": [[256, 0.1]],
+        "use_fusion": False,
+    },
+    "particlenet_lite": {
+        "conv_params": [[7, [32, 32, 32]], [7, [64, 64, 64]]],
+        "fc_params": [[128, 0.1]],
+        "use_fusion": False,
+    },
+}
 
 #: Default normalisation (mean, std) of well-known condition parameters in GeV.
 DEFAULT_CONDITION_STATS: dict[str, tuple[float, float]] = {

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InvalidValueError
 from paratag.models.layers import (
+    PARTICLENET_BACKBONES,
     ConditionedModel,
     EdgeConvBlock,
     FiLM,
@@ -50,20 +51,8 @@ from paratag.models.registry import register, resolve_options
 
 __all__ = ["PARAMETRIC_PRESETS", "ParametricOptions", "ParametricParticleNet"]
 
-_BACKBONES: dict[str, dict[str, Any]] = {
-    "particlenet": {
-        "conv_params": [[16, [64, 64, 64]], [16, [128, 128, 128]], [16, [256, 256, 256]]],
-        "fc_params": [[256, 0.1]],
-        "use_fusion": False,
-    },
-    "particlenet_lite": {
-        "conv_params": [[7, [32, 32, 32]], [7, [64, 64, 64]]],
-        "fc_params": [[128, 0.1]],
-        "use_fusion": False,
-    },
-}
 #: Presets: the paper's ParticleNet backbones with the default conditioning blocks.
-PARAMETRIC_PRESETS: dict[str, dict[str, Any]] = _BACKBONES
+PARAMETRIC_PRESETS: dict[str, dict[str, Any]] = PARTICLENET_BACKBONES
 
 #: Name prefixes of the condition-specific submodules.
 CONDITION_MODULE_PREFIXES: tuple[str, ...] = (

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError
 from paratag.models.layers import (
+    PARTICLENET_BACKBONES,
     ConditionedModel,
     EdgeConvBlock,
     batch_norm_last,
@@ -40,18 +41,7 @@ __all__ = ["PARTICLENET_PRESETS", "ParticleNet", "ParticleNetOptions"]
 
 #: Named option presets with the paper's hyperparameters.
 PARTICLENET_PRESETS: dict[str, dict[str, Any]] = {
-    "particlenet": {
-        "conv_params": [[16, [64, 64, 64]], [16, [128, 128, 128]], [16, [256, 256, 256]]],
-        "fc_params": [[256, 0.1]],
-        "use_fusion": False,
-        "use_fts_bn": True,
-    },
-    "particlenet_lite": {
-        "conv_params": [[7, [32, 32, 32]], [7, [64, 64, 64]]],
-        "fc_params": [[128, 0.1]],
-        "use_fusion": False,
-        "use_fts_bn": True,
-    },
+    name: {**backbone, "use_fts_bn": True} for name, backbone in PARTICLENET_BACKBONES.items()
 }
 
 
