@@ -12,6 +12,15 @@ DATA = Path(__file__).parent / "data"
 PFNANO = DATA / "pfnano.root"
 NANO_DY = DATA / "nano_dy.root"
 
+#: Options of a tiny ParametricParticleNet for export and Tagger tests.
+TINY_PN = {
+    "conv_params": [[4, [8, 8]], [4, [16, 16]]],
+    "fc_params": [[16, 0.1]],
+    "attention_heads": 2,
+    "embed_dim": 8,
+    "encoder_dims": [8],
+}
+
 
 @pytest.fixture(scope="session")
 def pfnano_path() -> Path:

@@ -13,6 +13,7 @@ import pytest
 import torch
 import uproot
 
+from conftest import TINY_PN
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InputFileError, ModelMismatchError, SchemaError
 from paratag.export import export_model
@@ -24,13 +25,6 @@ from paratag.preprocess import (
 )
 from paratag.presets import build_inputs, load_preset
 
-TINY_PN = {
-    "conv_params": [[4, [8, 8]], [4, [16, 16]]],
-    "fc_params": [[16, 0.1]],
-    "attention_heads": 2,
-    "embed_dim": 8,
-    "encoder_dims": [8],
-}
 TINY_IN = {"relational_hidden": [8], "edge_dim": 4, "object_hidden": [8], "object_dim": 4}
 
 

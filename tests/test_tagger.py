@@ -18,6 +18,7 @@ from paratag.processors import Tagger
 from paratag.processors.tagger import parse_hypotheses
 from typer.testing import CliRunner
 
+from conftest import TINY_PN
 from paratag.build import make_executor
 from paratag.cli import app
 from paratag.config import ModelConfig
@@ -28,13 +29,6 @@ from paratag.presets import build_inputs, load_preset
 
 HYPS = [{"mHc": 130, "mA": 90}, {"mHc": 160, "mA": 100}, {"mHc": 100.5, "mA": 60}]
 NAMES = ["score_mHc130_mA90", "score_mHc160_mA100", "score_mHc100p5_mA60"]
-TINY_PN = {
-    "conv_params": [[4, [8, 8]], [4, [16, 16]]],
-    "fc_params": [[16, 0.1]],
-    "attention_heads": 2,
-    "embed_dim": 8,
-    "encoder_dims": [8],
-}
 
 
 def _events(path: Path, dataset: str = "test"):
