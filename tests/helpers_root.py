@@ -15,10 +15,14 @@ def write_subset(
     *,
     drop: tuple[str, ...] = (),
     prefixes: tuple[str, ...] = (),
+    branches: set[str] | None = None,
     tree: str = "Events",
     transform=None,
 ) -> Path:
     """Copy the branches of ``src`` whose collection is in ``prefixes`` (minus ``drop``) to ``dst``.
+
+    ``branches`` selects exact branch names instead of collections (e.g. a preset's
+    ``Preset.branches()``); names absent from ``src`` are ignored.
 
     Jagged collections are written the NanoAOD way (``nX`` counter + ``X_field[nX]``) with
     ``mktree``/``extend``, so coffea reads the result like a real file.
@@ -29,7 +33,11 @@ def write_subset(
         for n in events.keys()  # noqa: SIM118 - a TTree iterates over branches, not names
         if n not in drop
         and not n.startswith("n")
-        and (n.split("_")[0] in prefixes or n in prefixes)
+        and (
+            n in branches
+            if branches is not None
+            else (n.split("_")[0] in prefixes or n in prefixes)
+        )
     ]
     arrays = events.arrays(names, library="ak")
     if transform is not None:

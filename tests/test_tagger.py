@@ -19,6 +19,7 @@ from paratag.processors.tagger import parse_hypotheses
 from typer.testing import CliRunner
 
 from conftest import TINY_PN
+from helpers_root import write_subset
 from paratag.build import make_executor
 from paratag.cli import app
 from paratag.config import ModelConfig
@@ -63,29 +64,9 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def slim_pfnano(tmp_path_factory, pfnano_path):
     """The real PFNano events with only the branches the jet preset needs (opens in ms, not s)."""
-    import uproot
-
     wanted = load_preset("jet").branches() | {"run", "luminosityBlock", "event"}
-    with uproot.open(pfnano_path) as f:
-        tree = f["Events"]
-        arrays = tree.arrays(sorted(b for b in wanted if b in tree), library="ak")
-    flat, colls = {}, {}
-    for b in arrays.fields:
-        coll, _, field = b.partition("_")
-        if field and arrays[b].ndim > 1:
-            colls.setdefault(coll, {})[field] = arrays[b]
-        else:
-            flat[b] = arrays[b]
-    flat.update({c: ak.zip(d) for c, d in colls.items()})
     path = tmp_path_factory.mktemp("slim") / "pfnano_slim.root"
-    with uproot.recreate(path) as f:
-        out = f.mktree(
-            "Events",
-            {k: v.type for k, v in flat.items()},
-            counter_name=lambda c: "n" + c,
-            field_name=lambda outer, inner: inner if outer == "" else f"{outer}_{inner}",
-        )
-        out.extend(flat)
+    write_subset(pfnano_path, path, branches=wanted)
     return path
 
 
