@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +50,7 @@ from paratag.preprocess import (
     Preprocess,
     check_model,
     load_preprocess,
+    output_tensor,
     preprocess_for,
     split_input_name,
 )
@@ -183,7 +185,7 @@ class Tagger(processor.ProcessorABC):
         first = self.preset.clouds[0].name
         self.input_names = tuple(pp.input_names)
         self.input_map = {n: split_input_name(n, first) for n in pp.input_names if n != "condition"}
-        self.output_name = pp.output_names[0]
+        self.output_name = output_tensor(pp, self.model_path)
         self.bytes_per_graph = int(pp.paratag.get("bytes_per_graph", FALLBACK_BYTES_PER_GRAPH))
         self.bytes_per_hypothesis = int(pp.paratag.get("bytes_per_hypothesis", 0))
         self.min_particles = int(pp.paratag.get("min_particles", 1))
@@ -262,12 +264,20 @@ class Tagger(processor.ProcessorABC):
                 f"{self.model_path} is parametric in {list(names)}: give hypotheses, "
                 f"e.g. [{{{', '.join(f'{n!r}: ...' for n in names)}}}]"
             )
+        if isinstance(hypotheses, Mapping) or not all(isinstance(h, Mapping) for h in hypotheses):
+            raise ConfigError(
+                f"hypotheses must be a list of mappings, e.g. [{{{', '.join(f'{n!r}: ...' for n in names)}}}], "
+                f"got {hypotheses!r}"
+            )
         rows = []
         for h in hypotheses:
             if set(h) != set(names):
                 raise ConfigError(
                     f"hypothesis {dict(h)} must give exactly the model's condition names {list(names)}"
                 )
+            bad = {n: h[n] for n in names if isinstance(h[n], bool) or not isinstance(h[n], (int, float, np.number))}
+            if bad:
+                raise ConfigError(f"hypothesis {dict(h)}: values {bad} are not numbers (GeV)")
             raw = np.array([float(h[n]) for n in names])
             if not np.all(np.isfinite(raw)):
                 raise InvalidValueError(f"hypothesis {dict(h)} has NaN or inf values")
@@ -277,6 +287,7 @@ class Tagger(processor.ProcessorABC):
         labels = tuple("score_" + hypothesis_name({n: h[n] for n in names}) for h in hypotheses)
         if len(set(labels)) != len(labels):
             raise ConfigError(f"duplicate hypotheses: {list(labels)}")
+        _warn_outside_grid(pp, hypotheses, names, self.model_path)
         return labels, np.asarray(rows, dtype=np.float32)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -382,8 +393,16 @@ class Tagger(processor.ProcessorABC):
             storage=hist.storage.Weight(),
         )
 
-    def _fill(self, h: Any, dataset: str, inputs: GraphInputs, scores: np.ndarray) -> None:
-        ok = np.isfinite(scores[:, 0])
+    def _fill(
+        self,
+        h: Any,
+        dataset: str,
+        inputs: GraphInputs,
+        selected: np.ndarray,
+        scores: np.ndarray,
+    ) -> None:
+        """Fill the selected, scored objects; ``selected`` and ``scores`` span every object."""
+        ok = selected & np.isfinite(scores[:, 0])
         extra = {ax.name: inputs.spectators[ax.name][ok] for ax in self.axes}
         weight = inputs.weight[ok]
         for j, name in enumerate(self.names):
@@ -425,7 +444,7 @@ class Tagger(processor.ProcessorABC):
             out[dataset]["chunks"] = {key: self._columns(events, inputs, selected, scores)}
         if self.output in ("hist", "both"):
             h = self.new_hist()
-            self._fill(h, dataset, inputs, scores[selected])
+            self._fill(h, dataset, inputs, selected, scores)
             out["hist"] = h
         return out
 
@@ -507,6 +526,29 @@ class Tagger(processor.ProcessorABC):
         )
 
 
+def _warn_outside_grid(
+    pp: Preprocess, hypotheses: Sequence[Mapping[str, float]], names: Sequence[str], model: str
+) -> None:
+    """Warn for hypotheses far outside the trained grid (more than its half-width beyond it)."""
+    grid = pp.paratag.get("grid") or {}
+    points = [p for role in grid.values() for p in role] if isinstance(grid, Mapping) else []
+    if not points:
+        return
+    arr = np.asarray(points, float)
+    lo, hi = arr.min(axis=0), arr.max(axis=0)
+    margin = np.maximum((hi - lo) / 2, 1e-9)
+    for h in hypotheses:
+        x = np.array([float(h[n]) for n in names])
+        if np.any(x < lo - margin) or np.any(x > hi + margin):
+            rng = ", ".join(f"{n} {a:g}-{b:g}" for n, a, b in zip(names, lo, hi, strict=True))
+            warnings.warn(
+                f"{model}: hypothesis {dict(h)} is far outside the grid the model was trained "
+                f"and validated on ({rng}); its scores are an extrapolation",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
 def parse_hypotheses(text: str | Path) -> list[dict[str, float]]:
     """Hypotheses from ``"mHc=130,mA=90;mHc=160,mA=90"`` or a YAML/JSON file holding a list."""
     from paratag.config import read_mapping
@@ -516,20 +558,30 @@ def parse_hypotheses(text: str | Path) -> list[dict[str, float]]:
         data = read_mapping(p).get("hypotheses")
         if not isinstance(data, list) or not all(isinstance(h, Mapping) for h in data):
             raise ConfigError(f"{p}: expected `hypotheses: [{{mHc: 130, mA: 90}}, ...]`")
-        return [{str(k): float(v) for k, v in h.items()} for h in data]
+        out = []
+        for h in data:
+            bad = {k: v for k, v in h.items() if isinstance(v, bool) or not isinstance(v, int | float)}
+            if bad:
+                raise ConfigError(f"{p}: hypothesis {dict(h)} has non-numeric values {bad}")
+            out.append({str(k): float(v) for k, v in h.items()})
+        return out
     out = []
     for part in filter(None, (s.strip() for s in str(text).split(";"))):
-        hyp = {}
+        hyp: dict[str, float] = {}
         for item in part.split(","):
             key, sep, value = item.partition("=")
+            key = key.strip()
             try:
-                hyp[key.strip()] = float(value)
+                number = float(value)
             except ValueError:
                 sep = ""
-            if not sep or not key.strip():
+            if not sep or not key:
                 raise ConfigError(
-                    f"hypothesis {part!r}: write name=value pairs, e.g. mHc=130,mA=90"
+                    f"hypothesis {part!r}: write name=value pairs with numbers, e.g. mHc=130,mA=90"
                 )
+            if key in hyp:
+                raise ConfigError(f"hypothesis {part!r}: {key!r} is given twice")
+            hyp[key] = number
         out.append(hyp)
     return out
 

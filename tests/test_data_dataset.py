@@ -219,3 +219,52 @@ def test_binary_merges_background_classes(tmp_path):
     ds = binary.single_point((130.0, 90.0), "train")
     assert sorted(np.unique(ds.labels).tolist()) == [0, 1]
     assert ds[(0, np.arange(len(ds)))]["label"].max() == 1
+
+
+def _tiny_arrays(n: int) -> dict[str, np.ndarray]:
+    return {
+        "points": np.zeros((n, 2, 4), np.float32),
+        "features": np.zeros((n, 3, 4), np.float32),
+        "mask": np.ones((n, 1, 4), np.float32),
+        "label": np.zeros(n, np.int64),
+        "condition": np.tile(np.float32([130, 90]), (n, 1)),
+        "weight": np.ones(n, np.float32),
+        "spec_event": np.arange(n, dtype=np.float64),
+    }
+
+
+def test_shard_shorter_than_its_manifest_is_named(tmp_path):
+    """Issue 16: a shard with 40 of 100 rows trained silently."""
+    import pyarrow.parquet as pq
+
+    from paratag.presets import load_preset
+    from paratag.shards import write_shards
+
+    write_shards(
+        {"Sig": {"arrays": _tiny_arrays(100)}},
+        tmp_path,
+        preset=load_preset("event").to_dict(),
+        condition_names=("mHc", "mA"),
+    )
+    path = tmp_path / "Sig.0000.parquet"
+    pq.write_table(pq.read_table(path).slice(0, 40), path)
+    with pytest.raises(InputFileError, match=r"Sig\.0000\.parquet.*40 rows.*lists 100"):
+        ShardStore(tmp_path)
+
+
+def test_zero_row_shard_reads_as_empty_arrays(tmp_path):
+    from paratag.presets import load_preset
+    from paratag.shards import write_shards
+
+    write_shards(
+        {"Sig": {"arrays": _tiny_arrays(0)}, "Bkg": {"arrays": _tiny_arrays(5)}},
+        tmp_path,
+        preset=load_preset("event").to_dict(),
+        condition_names=("mHc", "mA"),
+    )
+    manifest = read_manifest(tmp_path)
+    for ds in manifest["datasets"]:
+        for f in ds["files"]:
+            arrays = read_shard(tmp_path / f["path"], manifest["shapes"])
+            assert arrays["features"].shape[1:] == (3, 4)
+    assert len(ShardStore(tmp_path)) == 5

@@ -73,6 +73,33 @@ def full_inputs(tmp_path_factory):
         "pileup": {"0": test, "60": _scored(1500, 3, sep=1.0)},
         "metrics_csv": _metrics_csv(tmp / "metrics.csv"),
         "n_boot": 20,
+        "hypotheses": _hypotheses(),
+    }
+
+
+def _hypotheses() -> dict:
+    """A hand-made mass-awareness study: two points, a mass-aware and a blind scorer."""
+    from paratag.evaluate.mass_awareness import mass_awareness, process_aucs
+
+    rng = np.random.default_rng(5)
+    pts = [(130.0, 85.0), (130.0, 95.0)]
+    w = [np.ones(300), np.ones(300)]
+    aware = [[rng.normal(1, 1, 300), rng.normal(0, 1, 300)], [rng.normal(0, 1, 300), rng.normal(1, 1, 300)]]
+    blind = [[aware[0][0], aware[0][0]], [aware[1][1], aware[1][1]]]
+    proc = np.array(["DY"] * 200 + ["TTbar"] * 100)
+    aucs = process_aucs(aware[0][0], w[0], rng.normal(-1, 1, 300), np.ones(300), proc,
+                        {"resonant": ["DY"]}, n_boot=5)
+    entry = {k: {"auc": v[0], "sigma": v[1]} for k, v in aucs.items()}
+    return {
+        "distance": "mA",
+        "resonant": ["DY"],
+        "processes": ["DY", "TTbar"],
+        "per_point": {"mHc130_mA85": {"parametric": entry}},
+        "awareness": {
+            "parametric": mass_awareness("parametric", ("mHc", "mA"), pts, aware, w, "mA").to_dict(),
+            "inclusive-like": mass_awareness("blind", ("mHc", "mA"), pts, blind, w, "mA").to_dict(),
+        },
+        "sensitivity": {"d score / d mA [1/GeV]": 0.02},
     }
 
 
@@ -159,7 +186,8 @@ def test_partial_inputs(tmp_path):
     assert "decorrelation" not in res.skipped  # default sculpting sample is the test set
     md = write_report(res, tmp_path).read_text()
     assert "KS train vs test: no scored training sample was given" in md
-    assert md.count("**not run:**") == 8  # 7 sections (all but metrics, decorrelation) + KS
+    # 9 sections (all but metrics, decorrelation) + KS
+    assert md.count("**not run:**") == 10
 
 
 def test_binary_scores_and_bad_inputs(tmp_path):

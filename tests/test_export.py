@@ -89,7 +89,9 @@ def test_preprocess_fields(exported):
     _, res = exported
     data = json.loads(res.preprocess_path.read_text())
     assert data["input_names"] == ["points", "features", "mask", "condition"]
-    assert data["output_names"] == ["softmax"]
+    # CMSSW/weaver convention: output_names are the class labels; the tensor is in the paratag block
+    assert data["output_names"] == ["signal", "background"]
+    assert data["paratag"]["onnx_output"] == "softmax"
     feats = data["features"]
     assert feats["var_length"] == 100 and len(feats["var_names"]) == 15
     info = feats["var_infos"]["pfcand_pt_log"]
@@ -430,3 +432,50 @@ def test_hypotheses_axis_needs_conditioned_model(tmp_path):
     )
     with pytest.raises(ConfigError, match="hypotheses_axis"):
         export_model(model, "jet", tmp_path, hypotheses_axis=True)
+
+
+def test_pair_feature_model_exports_with_parity(tmp_path, pf_events):
+    """ParT pair features, resonance windows and edge/input conditioning trace to ONNX exactly."""
+    preset = load_preset("jet")
+    cfg = ModelConfig(
+        name="parametric_particlenet",
+        condition_names=("mHc", "mA"),
+        condition_mean=(130.0, 90.0),
+        condition_std=(20.0, 10.0),
+        options={
+            **TINY_PN,
+            "pair_features": True,
+            "pair_kinematics": preset.pair_kinematics(),
+            "resonance": "mA",
+            "masked_edges": True,
+            "condition_edges": True,
+            "condition_input": True,
+        },
+    )
+    model = build_model(cfg, point_dims=2, feature_dims=15)
+    res = export_model(
+        model, "jet", tmp_path, class_names=["signal", "background"], check_events=pf_events
+    )
+    assert res.parity is not None and res.parity.ok
+    assert res.parity.max_abs_diff < 1e-4
+
+
+def test_paratag_export_is_checked_without_its_paratag_block(exported, tmp_path):
+    """Issue 16: dropping the paratag block must not bypass the metadata check."""
+    from paratag.preprocess import write_preprocess
+
+    _, res = exported
+    pp = load_preprocess(res.preprocess_path)
+    # the CMSSW flavour of the export keeps the exported inputs: accepted, labels as outputs
+    cmssw = write_preprocess(pp, tmp_path / "cmssw" / "preprocess.json", cmssw=True)
+    data = json.loads(cmssw.read_text())
+    assert "paratag" not in data and data["output_names"] == ["signal", "background"]
+    assert data["features"]["min_length"] == pp.paratag["min_particles"]
+    assert data["features"]["max_length"] == 100 and data["condition"]["min_length"] == 1
+    check_model(load_preprocess(cmssw), res.onnx_path)
+    # an edited condition median in a file without the paratag block is refused
+    data["condition"]["var_infos"]["mHc"]["median"] = 150.0
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(data))
+    with pytest.raises(ModelMismatchError, match="no paratag block"):
+        check_model(load_preprocess(edited), res.onnx_path)

@@ -452,3 +452,19 @@ def test_batches_do_not_change_the_event_stream():
         np.testing.assert_array_equal(x.gen["pdgId"], y.gen["pdgId"])
     assert len(a[0].gen["pdgId"]) > 0  # the hard-process record was matched to its event
     assert not np.array_equal(a[0].p4[:5], a[1].p4[:5])  # alternating instances differ
+
+
+def test_many_chunks_extend_past_the_basket_capacity(tmp_path):
+    """uproot relocates the Events header after ~10 extends; 14 chunks must all be written."""
+    cfg = dataclasses.replace(
+        _config(ProcessConfig("DY", "dy", "nonprompt")), chunk_size=4
+    )
+    job = cfg.jobs(56, seed=5)[0]
+    out = run_job(job, cfg, tmp_path)
+    path = next(iter(out["files"]))
+    with uproot.open(path) as f:
+        assert f["Events"].num_entries == 56
+        assert f["Runs"]["genEventCount"].array()[0] == 56
+        events = f["Events"].arrays(["event", "nMuon", "Muon_pt"])
+    assert np.array_equal(np.diff(events["event"].to_numpy()), np.ones(55))
+    assert ak.all(ak.num(events["Muon_pt"]) == events["nMuon"])

@@ -232,3 +232,19 @@ def test_cli_build_reports_errors_without_traceback(tmp_path, nano_dy_path):
     assert proc.returncode == 2
     assert "paratag: error:" in proc.stderr and "PFCands" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_condition_key_typo_is_an_error(tmp_path, pfnano_path):
+    """Issue 16: `condition: [mH]` wrote an all-NaN condition column with exit 0."""
+    from paratag.build import check_condition_metadata
+
+    fs = {
+        "sig": {"files": {str(pfnano_path): "Events"}, "metadata": {"label": 0, "mHc": 130, "mA": 90}},
+        "bkg": {"files": {str(pfnano_path): "Events"}, "metadata": {"label": 1}},
+    }
+    check_condition_metadata(fs, ("mHc", "mA"))  # backgrounds carry no condition: fine
+    with pytest.raises(ConfigError, match="no dataset of the fileset has these metadata keys"):
+        build_shards(fs, tmp_path / "shards", BuildConfig("event", condition=("mH",)))
+    with pytest.raises(ConfigError, match="but not \\['mX'\\]"):
+        check_condition_metadata(fs, ("mHc", "mX"))
+    assert not (tmp_path / "shards").exists()

@@ -41,6 +41,23 @@ CASES = {
         ),
         {},
     ),
+    "parametric_pairs": (
+        ModelConfig(
+            "parametric_particlenet",
+            n_classes=2,
+            condition_names=COND,
+            options={
+                **TINY_PARAM,
+                "pair_features": True,
+                "pair_kinematics": {"log_pt_index": 0, "log_pt_median": 3.0},
+                "resonance": "mA",
+                "masked_edges": True,
+                "condition_edges": True,
+                "condition_input": True,
+            },
+        ),
+        {},
+    ),
     "interaction_net": (ModelConfig("interaction_net", options=TINY_IN), {"sv_dims": 3}),
     "interaction_net_cond": (
         ModelConfig(
@@ -310,7 +327,7 @@ def test_non_parametric_models_ignore_the_condition() -> None:
     assert torch.equal(run(model, inputs), with_cond)
 
 
-@pytest.mark.parametrize("case", ["parametric", "interaction_net_cond"])
+@pytest.mark.parametrize("case", ["parametric", "parametric_pairs", "interaction_net_cond"])
 def test_condition_changes_output_and_has_gradient(case: str) -> None:
     model = make(case)
     inputs = example_inputs(model, n=3, p=20, seed=7)

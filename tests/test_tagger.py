@@ -320,3 +320,69 @@ def test_hypotheses_graph_scores_equal_per_hypothesis_path(hypotheses_dir, model
     assert Tagger(model_dir[0] / "model.onnx", HYPS).strategy == "loop"
     with pytest.raises(ConfigError, match="hypotheses_axis=True"):
         Tagger(model_dir[0] / "model.onnx", HYPS, strategy="hypotheses")
+
+
+def test_hist_output_when_some_jets_fail_the_selection(model_dir, slim_pfnano, pf_events):
+    """Issue 16: weights/spectators of all jets were indexed with a mask over the selected ones."""
+    pt = ak.to_numpy(ak.flatten(pf_events.FatJet.pt))
+    cut = float(np.median(pt))
+    n_pass = int((pt > cut).sum())
+    assert 0 < n_pass < len(pt)
+    model = model_dir[0] / "model.onnx"
+    kw = {"selection": f"gt(jet.pt, {cut})", "axes": [hist.axis.Regular(5, 0, 300, name="jet_sdmass")]}
+    h = Tagger(model, HYPS, output="hist", **kw)(pf_events)
+    assert h[{"dataset": "test", "hypothesis": NAMES[0]}].sum(flow=True).value == n_pass
+    both = Tagger(model, HYPS, output="both", **kw).process(pf_events)
+    assert both["hist"].sum(flow=True).value == n_pass * len(HYPS)
+    cols = both["test"]["chunks"]
+    assert sum(len(c["weight"]) for c in cols.values()) == n_pass
+    fileset = {"sig": {"files": {str(slim_pfnano): "Events"}}}
+    for ex in (processor.IterativeExecutor(status=False), processor.FuturesExecutor(workers=2, status=False)):
+        out = processor.Runner(ex, schema=NanoAODSchema, metadata_cache={})(
+            fileset, processor_instance=Tagger(model, HYPS, output="both", **kw), treename="Events"
+        )
+        assert out["hist"].sum(flow=True).value == n_pass * len(HYPS)
+        assert out["sig"]["cutflow"]["selected"] == n_pass
+
+
+def test_cms_hbb_interaction_network_gives_a_schema_error_naming_the_file():
+    """CMS's published IN: class labels as output_names are accepted; its inputs are listed."""
+    cms = Path(__file__).resolve().parents[2] / "shared" / "data" / "cms"
+    if not cms.is_dir():
+        pytest.skip("../shared/data/cms is not beside this checkout")
+    with pytest.raises(SchemaError, match="higgs_interactionnet_preprocess.json") as err:
+        Tagger(
+            cms / "higgs_interactionnet_model.onnx",
+            preprocess=cms / "higgs_interactionnet_preprocess.json",
+            score_class="Hbb",
+        )
+    assert "input_cpf" in str(err.value) and "pfcand_btagSip3dSig" in str(err.value)
+
+
+def test_hypothesis_inputs_are_validated():
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_hypotheses("mHc=130,mHc=140")
+    with pytest.raises(ConfigError, match="name=value"):
+        parse_hypotheses("mHc=heavy,mA=90")
+
+
+def test_tagger_rejects_bad_hypothesis_values_and_warns_far_outside_the_grid(tmp_path):
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA"), options=TINY_PN)
+    model = build_model(cfg, point_dims=2, feature_dims=15).eval()
+    grid = {"train": [[100, 85], [160, 95]], "validation": [], "interpolation": [], "extrapolation": []}
+    export_model(model, "jet", tmp_path, class_names=["signal", "background"], grid=grid)
+    onnx_path = tmp_path / "model.onnx"
+    with pytest.raises(ConfigError, match="not numbers"):
+        Tagger(onnx_path, [{"mHc": "130", "mA": 90}])
+    with pytest.raises(ConfigError, match="list of mappings"):
+        Tagger(onnx_path, {"mHc": 130, "mA": 90})  # type: ignore[arg-type]
+    with pytest.warns(UserWarning, match="far outside the grid"):
+        Tagger(onnx_path, [{"mHc": 1000, "mA": 90}])
+    Tagger(onnx_path, [{"mHc": 130, "mA": 90}])  # inside: no warning (warnings are errors)
+
+
+@pytest.mark.parametrize("kind", ["futures", "dask"])
+def test_zero_workers_is_a_clear_error_not_a_hang(kind):
+    with pytest.raises(ConfigError, match="at least 1 worker"), make_executor(kind, 0):
+        pass

@@ -25,6 +25,7 @@ _LAZY = {
     "TrainConfig": "paratag.training.run",
     "load_train_config": "paratag.training.run",
     "train": "paratag.training.run",
+    "train_inclusive": "paratag.training.run",
     "TuneConfig": "paratag.training.tune",
     "tune": "paratag.training.tune",
 }

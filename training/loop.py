@@ -435,7 +435,10 @@ def fit(
             metric = train_loss
         if sched is not None:
             sched.step()
-        improved = _better(metric, state["best"], config.monitor, config.min_delta)
+        # only epochs that train on every point may become the delivered model (curricula)
+        improved = epoch >= early_stopping_from and _better(
+            metric, state["best"], config.monitor, config.min_delta
+        )
         if improved:
             state.update(best=metric, best_epoch=epoch, best_group_auc=groups)
             if ckpt is None:

@@ -10,12 +10,15 @@ rank writes. Progress bars are off when stderr is not a TTY or ``CI=true``.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+_LOG = logging.getLogger("paratag.training")
 
 __all__ = ["CSV_COLUMNS", "MetricsLogger", "progress", "progress_enabled"]
 
@@ -44,6 +47,31 @@ def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def epoch_line(
+    stage: str,
+    point: str,
+    epoch: int,
+    values: Mapping[str, Any],
+    groups: Mapping[str, float] | None = None,
+) -> str:
+    """One log line per epoch: stage, point, losses, validation AUC (worst point), time."""
+
+    def num(key: str, fmt: str) -> str:
+        v = values.get(key)
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    line = (
+        f"{stage} {point} epoch {epoch}: train_loss {num('train_loss', '.4f')} "
+        f"val_loss {num('val_loss', '.4f')} val_auc {num('val_auc', '.4f')} "
+        f"lr {num('lr', '.2g')} ({num('time_s', '.1f')} s)"
+    )
+    finite = {k: v for k, v in (groups or {}).items() if not math.isnan(v)}
+    if finite:
+        worst = min(finite, key=finite.__getitem__)
+        line += f"; lowest point AUC {finite[worst]:.4f} at {worst}"
+    return line
 
 
 class MetricsLogger:
@@ -104,6 +132,7 @@ class MetricsLogger:
         """Write one epoch's metrics (and per-point validation AUCs)."""
         if not self.enabled:
             return
+        _LOG.info(epoch_line(stage, point, epoch, values, groups))
         rows = [{"stage": stage, "point": point, "epoch": epoch, **values}]
         for name, auc in (groups or {}).items():
             rows.append({"stage": stage, "point": name, "epoch": epoch, "val_auc": auc})

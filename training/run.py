@@ -23,7 +23,7 @@ import json
 import random
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +58,7 @@ __all__ = [
     "resolve_config",
     "seed_everything",
     "train",
+    "train_inclusive",
 ]
 
 
@@ -140,8 +141,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_config(cfg: TrainConfig, grid: MassGrid) -> TrainConfig:
-    """Fill the model's condition names and normalisation from the grid."""
+def resolve_config(
+    cfg: TrainConfig, grid: MassGrid, preset: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """Fill the model's condition names and normalisation from the grid.
+
+    ``pair_kinematics: auto`` in the model options is resolved from ``preset``
+    (the shards' preset) into channel indices, so the saved config is complete.
+    """
     from paratag.models.layers import DEFAULT_CONDITION_STATS
 
     m = cfg.model
@@ -157,8 +164,21 @@ def resolve_config(cfg: TrainConfig, grid: MassGrid) -> TrainConfig:
             std = tuple(DEFAULT_CONDITION_STATS[n][1] for n in names)
         else:
             mean, std = grid.normalisation()
+    options = dict(m.options)
+    if options.get("pair_kinematics") == "auto":
+        if preset is None:
+            raise ConfigError(
+                "model.options.pair_kinematics: auto needs the shards' preset; pass the shards"
+            )
+        from paratag.presets import load_preset
+
+        options["pair_kinematics"] = load_preset(preset).pair_kinematics()
     model = dataclasses.replace(
-        m, condition_names=tuple(names), condition_mean=tuple(mean), condition_std=tuple(std)
+        m,
+        condition_names=tuple(names),
+        condition_mean=tuple(mean),
+        condition_std=tuple(std),
+        options=options,
     )
     return dataclasses.replace(cfg, model=model)
 
@@ -176,7 +196,7 @@ class _Run:
         self.grid = MassGrid.from_config(cfg.grid)
         specs = [s for s in (cfg.data.weight_column, cfg.loss.disco_spectator) if s]
         self.store = ShardStore(cfg.data.shards, cfg.data.cache_size, spectators=specs)
-        self.cfg = resolve_config(cfg, self.grid)
+        self.cfg = resolve_config(cfg, self.grid, self.store.manifest.get("preset") or None)
         self.run_dir = Path(cfg.run_dir)
         self.resume, self.callbacks = resume, callbacks
         m = self.cfg.model
@@ -395,6 +415,36 @@ class _Run:
             "reset_parameters": len(reset),
         }
 
+    def inclusive(self) -> dict[str, Any]:
+        """Train the inclusive baseline into ``run_dir/inclusive`` (stage-1 settings)."""
+        t0 = time.perf_counter()
+        points = list(self.grid.train)
+        self.builder.require(points, "train")
+        condition = tuple(float(v) for v in self.cfg.model.condition_mean)
+        # the hypothesis must not reach the inclusive network: no resonance windows
+        options = {k: v for k, v in self.cfg.model.options.items() if k != "resonance"}
+        model_cfg = dataclasses.replace(self.cfg.model, options=options)
+        seed_everything(derive_seed(self.cfg.seed, "stage1"))
+        from paratag.models import build_model
+
+        model = build_model(model_cfg, **self.dims)
+        loaders = self.loaders(
+            self.builder.inclusive(points, "train", condition),
+            self.builder.inclusive(points, "validation", condition),
+            self.cfg.stage1.batch_size,
+            "inclusive",
+        )
+        res = self.fit(
+            model,
+            "inclusive",
+            "all",
+            self.cfg.stage1,
+            *loaders,
+            extra_info={"inclusive_condition": list(condition), "model_config": to_dict(model_cfg)},
+        )
+        return {**_result_summary(res), "condition": list(condition),
+                "time_s": time.perf_counter() - t0}
+
     def stage3(self) -> dict[str, Any]:
         t0 = time.perf_counter()
         cfg3 = self.cfg.stage3
@@ -450,6 +500,32 @@ def _result_summary(res: FitResult) -> dict[str, Any]:
         "stopped_early": res.stopped_early,
         "time_s": res.time_s,
     }
+
+
+def train_inclusive(cfg: TrainConfig, *, resume: bool = False) -> Path:
+    """Train the inclusive baseline of ``cfg``'s run; returns ``run_dir/inclusive/model.pt``.
+
+    Same model, epochs and data as stage 1, but the signal of every training
+    point together and one constant condition (the normalisation mean): the
+    reference a parametric model must beat. Cached: an existing model is reused.
+    """
+    path = Path(cfg.run_dir) / "inclusive" / "model.pt"
+    if path.is_file() and not resume:
+        return path
+    threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(max(1, cfg.threads))
+    run = _Run(cfg, resume, ())
+    try:
+        run.summary["inclusive"] = run.inclusive()
+        if run.main:
+            (run.run_dir / "summary.json").write_text(
+                json.dumps(run.summary, indent=2, default=float) + "\n"
+            )
+    finally:
+        run.logger.close()
+        torch.set_num_threads(threads)
+    return path
 
 
 def train(

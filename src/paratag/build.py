@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -151,6 +151,10 @@ def make_executor(kind: str, workers: int = 2, retries: int = 0) -> Iterator[Any
     """
     from coffea import processor
 
+    if kind not in ("iterative", "futures", "dask"):
+        raise ConfigError(f"executor {kind!r}: use iterative, futures or dask")
+    if kind != "iterative" and workers < 1:
+        raise ConfigError(f"--workers {workers}: the {kind} executor needs at least 1 worker")
     if kind == "iterative":
         yield processor.IterativeExecutor(retries=retries)
     elif kind == "futures":
@@ -174,6 +178,37 @@ def make_executor(kind: str, workers: int = 2, retries: int = 0) -> Iterator[Any
             cluster.close()
     else:
         raise ConfigError(f"unknown executor {kind!r}; use iterative, futures or dask")
+
+
+def check_condition_metadata(
+    fileset: Mapping[str, Mapping[str, Any]], condition: Sequence[str]
+) -> None:
+    """Every condition key must be in the metadata of some dataset, and all or none per dataset.
+
+    A typo (``condition: [mH]``) would otherwise write shards whose condition column
+    is NaN everywhere.
+    """
+    if not condition:
+        return
+    full, seen_keys = [], set()
+    for ds, entry in fileset.items():
+        meta = dict(entry.get("metadata") or {})
+        seen_keys |= set(meta)
+        have = [c for c in condition if c in meta]
+        if have and len(have) != len(condition):
+            missing = [c for c in condition if c not in meta]
+            raise ConfigError(
+                f"dataset {ds!r}: metadata has condition keys {have} but not {missing}; "
+                f"give every signal dataset all of {list(condition)}"
+            )
+        if have:
+            full.append(ds)
+    if not full:
+        raise ConfigError(
+            f"condition {list(condition)}: no dataset of the fileset has these metadata keys "
+            f"(keys present: {sorted(seen_keys)}); fix the names in `condition: [...]` or the "
+            "signal datasets' metadata"
+        )
 
 
 def unwrap_error(exc: BaseException) -> BaseException:
@@ -273,6 +308,7 @@ def build_shards(
     from paratag.presets import load_preset
     from paratag.shards import write_shards
 
+    check_condition_metadata(load_fileset(fileset), config.condition)
     out, skipped = run_builder(
         fileset,
         config,

@@ -174,6 +174,13 @@ def evaluate(
     train_dedicated: Annotated[
         bool, typer.Option(help="train dedicated models at untrained points")
     ] = False,
+    inclusive: Annotated[
+        bool,
+        typer.Option(
+            help="train (once, cached in RUN_DIR/inclusive) the inclusive model: same network "
+            "and epochs, all training points' signal, no hypothesis"
+        ),
+    ] = False,
     n_boot: Annotated[int, typer.Option(help="bootstrap replicas (0 disables)")] = 100,
     batch_size: Annotated[int, typer.Option(help="inference batch size")] = 2048,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
@@ -182,6 +189,16 @@ def evaluate(
     """Score a trained run on test shards and write report.md, report.html and results.json."""
     from paratag.evaluate.run import evaluate_run, parse_pileup
 
+    inclusive_model = None
+    if inclusive:
+        import dataclasses
+
+        from paratag.training import load_train_config, train_inclusive
+
+        cfg = load_train_config(run_dir / "config.yaml")
+        inclusive_model = train_inclusive(
+            dataclasses.replace(cfg, run_dir=str(run_dir), progress=progress, tensorboard=False)
+        )
     md = evaluate_run(
         run_dir,
         test,
@@ -190,6 +207,7 @@ def evaluate(
         seeds_runs=seed_run or (),
         pileup_shards=parse_pileup(pileup or ()),
         train_dedicated=train_dedicated,
+        inclusive_model=inclusive_model,
         batch_size=batch_size,
         device=device,
         progress=progress,
@@ -234,14 +252,23 @@ def validate(
     stage1_epochs: Annotated[int | None, typer.Option(help="override stage-1 epochs")] = None,
     stage3_epochs: Annotated[int | None, typer.Option(help="override stage-3 epochs")] = None,
     force: Annotated[bool, typer.Option("--force", help="redo every step, ignoring the cache")] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="run only this chain: higgs, pileup or xbb (repeat)"),
+    ] = None,
+    generate_config: Annotated[
+        str, typer.Option(help="charged-Higgs generate preset or YAML")
+    ] = "validate",
+    train_config: Annotated[str, typer.Option(help="charged-Higgs train config or YAML")] = "validate",
 ) -> None:
-    """Larger validation run: AUC ratios, seed spread, sculpting, pileup, wall times."""
+    """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""
     from paratag.validate import ValidateConfig, run_validate
 
     cfg = ValidateConfig(out=str(out), events=events, xbb_events=xbb_events,
                          pileup_events=pileup_events, seeds=tuple(seeds or (0, 1, 2)),
                          workers=workers, pileup_mu=pileup_mu, stage1_epochs=stage1_epochs,
-                         stage3_epochs=stage3_epochs)
+                         stage3_epochs=stage3_epochs, only=tuple(only or ()),
+                         generate_config=generate_config, train_config=train_config)
     run_validate(cfg, force=force, command="paratag " + " ".join(sys.argv[1:]), log=typer.echo)
     typer.echo((out / "validation.md").read_text())
 
@@ -259,6 +286,14 @@ def main() -> None:
     # coffea's NanoAODSchema warns for every cross-reference a file lacks (e.g. the
     # generator's Electron_genPartIdx); paratag never follows those references.
     warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
+    import logging
+
+    # one line per training epoch (paratag.training) and other progress messages, on stderr
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("paratag")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
     try:
         app()
     except ParatagError as exc:

@@ -107,7 +107,9 @@ def plot_score_hists(h: Any, out_dir: str | Path, groups: Mapping[str, str] | No
             ax.set_xlabel(f"paratag score at {hyp.removeprefix('score_')}")
             ax.set_ylabel("normalised events")
             ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-            mplhep.cms.label(ax=ax, data=False, text="Private work", rlabel="paratag demo")
+            # generated samples (and one real CMS file): the generic label, not an experiment's
+            mplhep.label.exp_label(exp="paratag", text="Simulation", data=False, ax=ax,
+                                   rlabel="demo, 13.6 TeV (generated) + CMS open NanoAOD")
             for suffix in ("png", "pdf"):
                 path = out / f"{hyp}.{suffix}"
                 fig.savefig(path, dpi=90, bbox_inches="tight")

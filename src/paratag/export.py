@@ -39,6 +39,7 @@ from paratag.preprocess import (
     FORMAT_VERSION,
     Preprocess,
     check_model,
+    inputs_fingerprint,
     load_preprocess,
     preprocess_for,
     split_input_name,
@@ -223,6 +224,7 @@ def export_model(
     check_events: str | Path | Any = None,
     tolerance: float = 1e-4,
     hypotheses_axis: bool = False,
+    grid: Mapping[str, Sequence[Sequence[float]]] | None = None,
 ) -> ExportResult:
     """Export ``model`` to ``out_dir/model.onnx`` with ``out_dir/preprocess.json``.
 
@@ -242,6 +244,8 @@ def export_model(
         hypotheses_axis: also write ``model_hypotheses.onnx`` (condition ``(H, K)``,
             softmax ``(N, H, C)``) for models with ``forward_hypotheses``; the check
             then covers it too.
+        grid: the training grid ``{role: [[mHc, mA], ...]}``; recorded so the Tagger warns
+            for hypotheses far outside it.
     """
     torch = _torch()
     from paratag.models import example_inputs, input_names
@@ -297,6 +301,7 @@ def export_model(
             "min_particles": min_particles(model),
             "bytes_per_graph": estimate_graph_bytes(model, cloud_lengths),
             "opset": opset,
+            **({"grid": {k: [list(map(float, q)) for q in v] for k, v in grid.items()}} if grid else {}),
             **(
                 {
                     "hypotheses_model": MODEL_HYPOTHESES_FILE,
@@ -462,6 +467,7 @@ def _stamp(onnx_path: Path, pp: Preprocess) -> None:
         "paratag_version": __version__,
         "paratag_format_version": str(FORMAT_VERSION),
         "paratag_preprocess_fingerprint": pp.fingerprint,
+        "paratag_inputs_fingerprint": inputs_fingerprint(pp),
         "paratag_condition_names": ",".join(pp.condition_names),
     }
     del m.metadata_props[:]
@@ -626,4 +632,5 @@ def export_run(
         check_events=check_events,
         tolerance=tolerance,
         hypotheses_axis=hypotheses_axis,
+        grid=info.get("grid"),
     )

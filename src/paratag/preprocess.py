@@ -4,7 +4,7 @@ The layout is the one weaver writes and CMSSW's ``ParticleNetConstructor`` /
 ``ParticleNetFeatureEvaluator`` read::
 
     {"input_names": ["points", "features", "mask", "condition"],
-     "output_names": ["softmax"],
+     "output_names": ["signal", "ttX", "diboson", "nonprompt"],
      "features": {"var_names": [...], "var_length": 100,
                   "var_infos": {"pfcand_pt_log": {"median": 1.0, "norm_factor": 0.5,
                                 "replace_inf_value": 0, "lower_bound": -5,
@@ -12,7 +12,13 @@ The layout is the one weaver writes and CMSSW's ``ParticleNetConstructor`` /
      ...,
      "paratag": {"format_version": 1, "version": "0.1.0", "preset_name": "jet",
                  "preset": {...}, "condition_names": [...], "condition_mean": [...],
-                 "condition_std": [...], "class_names": [...], "fingerprint": "..."}}
+                 "condition_std": [...], "class_names": [...], "onnx_output": "softmax",
+                 "fingerprint": "..."}}
+
+``output_names`` are the class labels, as CMSSW's ONNX jet-tag producers and
+weaver's ``export_json`` use them (one JetTag per label); the ONNX output tensor
+(``softmax``) is named in the ``paratag`` block. Files written before this
+convention (``output_names: ["softmax"]``) still load.
 
 Each input ``x`` of the network is ``clip((raw - median) * norm_factor, lower,
 upper)`` after NaN/inf are replaced, padded with ``pad`` up to its length. The
@@ -43,6 +49,9 @@ from paratag.features import FeatureSpec
 from paratag.presets import Preset, load_preset
 
 __all__ = [
+    "LEGACY_OUTPUT",
+    "inputs_fingerprint",
+    "output_tensor",
     "FORMAT_VERSION",
     "InputBlock",
     "Preprocess",
@@ -57,6 +66,8 @@ __all__ = [
 
 #: Version of the ``paratag`` block layout; bumped on incompatible changes.
 FORMAT_VERSION = 1
+#: ONNX output tensor of paratag exports (and the ``output_names`` of files written before 0.2).
+LEGACY_OUTPUT = "softmax"
 
 _KINDS = ("points", "features", "mask")
 _VAR_INFO_KEYS = ("median", "norm_factor", "replace_inf_value", "lower_bound", "upper_bound", "pad")
@@ -107,7 +118,8 @@ class Preprocess:
 
     Attributes:
         input_names: ONNX input names in call order.
-        output_names: ONNX output names.
+        output_names: the output's class labels, as CMSSW's ONNX jet-tag producers and
+            weaver's ``export_json`` read them (one JetTag per name).
         inputs: input name → :class:`InputBlock`.
         paratag: the ``paratag`` block; empty for a CMSSW file.
         path: file it was read from ("" when built in memory).
@@ -133,8 +145,18 @@ class Preprocess:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        """Output class names (signal first); generic names for CMSSW files."""
-        return tuple(self.paratag.get("class_names", ()))
+        """Output class names (signal first for paratag exports): the ``output_names``."""
+        if self.is_paratag and tuple(self.output_names) == (LEGACY_OUTPUT,):
+            return tuple(self.paratag.get("class_names", ()))  # files written before 0.2
+        return tuple(self.output_names)
+
+    @property
+    def onnx_output(self) -> str | None:
+        """ONNX output tensor to read: the ``paratag`` block's ``onnx_output``, ``softmax`` for
+        older paratag files, None for CMSSW files (their model's only output is read)."""
+        if not self.is_paratag:
+            return None
+        return str(self.paratag.get("onnx_output", LEGACY_OUTPUT))
 
     @property
     def fingerprint(self) -> str:
@@ -153,11 +175,26 @@ class Preprocess:
             "input_names": list(self.input_names),
             "output_names": list(self.output_names),
         }
+        shortest = int(self.paratag.get("min_particles", 0))
+        first = load_preset(self.paratag["preset"]).clouds[0].name if shortest and cmssw else ""
         for name in self.input_names:
-            out[name] = self.inputs[name].to_json(cmssw)
+            block = self.inputs[name]
+            if cmssw and shortest and name != "condition":
+                # CMSSW feeds clamp(n, min_length, max_length) slots: the first cloud needs the
+                # graph's minimum (largest kNN k + 1), the others at least one slot
+                lo = shortest if split_input_name(name, first)[0] == first else 1
+                block = dataclasses.replace(block, min_length=min(lo, block.max_length))
+            out[name] = block.to_json(cmssw)
         if self.paratag and not cmssw:
             out["paratag"] = {**self.paratag, "fingerprint": self.fingerprint}
         return out
+
+
+def output_tensor(pp: Preprocess, onnx_path: str | Path) -> str:
+    """The ONNX output to read for ``pp`` (the model's only output for CMSSW files)."""
+    if pp.onnx_output is not None:
+        return pp.onnx_output
+    return onnx_signature(onnx_path)[1][0]
 
 
 def split_input_name(name: str, first_cloud: str) -> tuple[str, str]:
@@ -182,6 +219,14 @@ def fingerprint(pp: Preprocess) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def inputs_fingerprint(pp: Preprocess) -> str:
+    """SHA-256 (16 hex digits) of the input blocks alone: equal for both JSON flavours."""
+    doc: dict[str, Any] = {name: pp.inputs[name].to_json() for name in pp.input_names}
+    doc["_names"] = [list(pp.input_names), list(pp.output_names)]
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _block(name: str, specs: Sequence[FeatureSpec], length: int) -> InputBlock:
     return InputBlock(
         name, tuple(s.name for s in specs), {s.name: s.var_info() for s in specs}, length, length
@@ -196,7 +241,7 @@ def preprocess_for(
     condition_mean: Sequence[float] = (),
     condition_std: Sequence[float] = (),
     class_names: Sequence[str] = (),
-    output_names: Sequence[str] = ("softmax",),
+    onnx_output: str = LEGACY_OUTPUT,
     extra: Mapping[str, Any] | None = None,
 ) -> Preprocess:
     """Describe the inputs ``input_names`` of a model trained on ``preset``.
@@ -207,8 +252,8 @@ def preprocess_for(
         condition_names: condition parameter names.
         condition_mean: their normalisation means (physical units).
         condition_std: their normalisation standard deviations.
-        class_names: output class names, signal first.
-        output_names: ONNX output names.
+        class_names: output class names, signal first (written as ``output_names``).
+        onnx_output: the ONNX output tensor name (kept in the ``paratag`` block).
         extra: further entries of the ``paratag`` block (model name, memory estimate...).
     """
     p = load_preset(preset)
@@ -251,9 +296,11 @@ def preprocess_for(
         "condition_mean": [float(v) for v in condition_mean],
         "condition_std": [float(v) for v in condition_std],
         "class_names": list(class_names),
+        "onnx_output": onnx_output,
         **dict(extra or {}),
     }
-    return Preprocess(tuple(input_names), tuple(output_names), blocks, info)
+    labels = tuple(class_names) or (onnx_output,)
+    return Preprocess(tuple(input_names), labels, blocks, info)
 
 
 def write_preprocess(pp: Preprocess, path: str | Path, cmssw: bool = False) -> Path:
@@ -398,9 +445,17 @@ def check_model(pp: Preprocess, onnx_path: str | Path) -> None:
             f"{where}: the model's inputs {list(shapes)} differ from the preprocess file's "
             f"input_names {list(pp.input_names)}; use the preprocess.json exported with this model"
         )
-    missing_out = [o for o in pp.output_names if o not in outputs]
-    if missing_out:
-        raise ModelMismatchError(f"{where}: outputs {missing_out} not in the model's {outputs}")
+    wanted = pp.onnx_output
+    if wanted is None and len(outputs) != 1:
+        raise ModelMismatchError(
+            f"{where}: the model has outputs {outputs}; a CMSSW preprocess file names classes "
+            f"{list(pp.output_names)}, not the output tensor, so the model needs exactly one output"
+        )
+    if wanted is not None and wanted not in outputs:
+        raise ModelMismatchError(
+            f"{where}: output {wanted!r} is not among the model's outputs {outputs}; use the "
+            "preprocess.json exported with this model"
+        )
     for name in pp.input_names:
         dims, block = shapes[name], pp.inputs[name]
         if len(dims) < 2 or (isinstance(dims[1], int) and dims[1] != len(block.var_names)):
@@ -424,6 +479,17 @@ def check_model(pp: Preprocess, onnx_path: str | Path) -> None:
             f"{where}: the model was exported with a different preprocess.json (fingerprint "
             f"{stored} != {pp.fingerprint}); keep model.onnx and its own preprocess.json together"
         )
+    if stored is not None and not pp.is_paratag:
+        # a paratag export read with a JSON that lacks the paratag block (the CMSSW variant,
+        # or an edited file): the inputs themselves must still be the exported ones
+        inputs = meta.get("paratag_inputs_fingerprint")
+        if inputs is None or inputs != inputs_fingerprint(pp):
+            raise ModelMismatchError(
+                f"{where}: {onnx_path} is a paratag export, but this preprocess file has no "
+                f"paratag block and its inputs (scaling, lengths, condition normalisation) "
+                f"{'differ from' if inputs else 'cannot be checked against'} the exported ones; "
+                "use the preprocess.json written by `paratag export` next to the model"
+            )
 
 
 def preset_from_preprocess(pp: Preprocess, base: str | Preset = "jet") -> Preset:
@@ -442,10 +508,16 @@ def preset_from_preprocess(pp: Preprocess, base: str | Preset = "jet") -> Preset
     per_cloud: dict[str, dict[str, tuple[FeatureSpec, ...]]] = {}
     lengths: dict[str, int] = {}
     unknown: list[str] = []
+    unmapped: list[str] = []
     for name in pp.input_names:
         if name == "condition":
             continue
-        cloud_name, kind = split_input_name(name, first)
+        try:
+            cloud_name, kind = split_input_name(name, first)
+        except ConfigError:  # e.g. CMS's `input_cpf`: not a <cloud>_<kind> name
+            unmapped.append(name)
+            unknown += [v for v in pp.inputs[name].var_names if v not in catalog]
+            continue
         if cloud_name not in {c.name for c in b.clouds}:
             raise SchemaError(
                 f"{pp.path or 'preprocess'}: input {name!r} needs a cloud {cloud_name!r}, preset "
@@ -463,10 +535,21 @@ def preset_from_preprocess(pp: Preprocess, base: str | Preset = "jet") -> Preset
             info = block.var_infos[var]
             specs.append(dataclasses.replace(catalog[var], **info))  # type: ignore[arg-type]
         per_cloud.setdefault(cloud_name, {})[kind] = tuple(specs)
-    if unknown:
+    if unmapped or unknown:
+        where = pp.path or "preprocess"
+        parts = []
+        if unmapped:
+            parts.append(
+                f"input(s) {unmapped} are not paratag input names (points, features, mask, "
+                "condition or <cloud>_points|features|mask) and cannot be built"
+            )
+        if unknown:
+            parts.append(
+                f"{len(unknown)} variable(s) have no expression in preset {b.name!r}: {unknown}"
+            )
         raise SchemaError(
-            f"{pp.path or 'preprocess'}: no expression for variable(s) {unknown} in preset "
-            f"{b.name!r}; add features with these names (and their expressions) to a preset YAML"
+            f"{where}: " + "; ".join(parts) + "; write a preset YAML with clouds and features "
+            "of these names (their expressions over NanoAOD branches) and rename the inputs"
         )
     clouds = []
     for c in b.clouds:

@@ -89,7 +89,13 @@ class CloudSpec:
 
 @dataclass(frozen=True)
 class Preset:
-    """A named set of clouds built per object (``jet``) or per event (``event``)."""
+    """A named set of clouds built per object (``jet``) or per event (``event``).
+
+    ``reference`` names a physics reference scorer with no ML for the evaluation
+    (:mod:`paratag.evaluate.reference`), e.g. ``{kind: pair_mass, select:
+    obj_isMuon, charge: obj_charge, condition: mA}``: ``-min |m(pair) - mA|``
+    over opposite-sign pairs of the selected objects.
+    """
 
     name: str
     kind: Literal["jet", "event"]
@@ -98,6 +104,7 @@ class Preset:
     selection: str = ""
     spectators: dict[str, str] = field(default_factory=dict)
     weight: str = "event.genWeight"
+    reference: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind == "jet" and not self.object:
@@ -120,6 +127,31 @@ class Preset:
             for c in self.clouds
         )
         return dataclasses.replace(self, clouds=clouds)
+
+    def pair_kinematics(self) -> dict[str, Any]:
+        """Where the first cloud's (pT, η, φ) are, for models with pairwise features.
+
+        pT comes from the feature whose expression is ``log(pt)`` (with its
+        preprocessing); η and φ are the first two point channels (absolute, or
+        relative to the jet axis: only differences enter pair features). The
+        result is the ``pair_kinematics`` option of the graph models.
+        """
+        cloud = self.clouds[0]
+        index = next((i for i, f in enumerate(cloud.features) if f.expr == "log(pt)"), None)
+        if index is None or len(cloud.points) < 2:
+            raise ConfigError(
+                f"preset {self.name!r}: pair features need a `log(pt)` feature and (eta, phi) "
+                f"as the first two points of cloud {cloud.name!r}; add them or set "
+                f"model.options.pair_kinematics explicitly"
+            )
+        spec = cloud.features[index]
+        return {
+            "log_pt_index": index,
+            "log_pt_median": float(spec.median),
+            "log_pt_norm_factor": float(spec.norm_factor),
+            "eta_index": 0,
+            "phi_index": 1,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-serialisable form (round-trips through :func:`load_preset`)."""

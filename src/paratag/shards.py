@@ -153,6 +153,9 @@ def read_shard(
     for name in table.column_names:
         col = table.column(name).combine_chunks()
         if pa.types.is_fixed_size_list(col.type):
+            if len(col) == 0:  # an empty fixed-size-list column flattens to nothing typed
+                out[name] = np.zeros((0, *shapes[name]), np.float32)
+                continue
             values = col.flatten().to_numpy(zero_copy_only=False)
             out[name] = values.reshape(len(col), *shapes[name])
         else:

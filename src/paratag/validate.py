@@ -38,7 +38,14 @@ from paratag.errors import ConfigError
 __all__ = ["TARGETS", "ValidateConfig", "render_markdown", "run_validate", "summarize"]
 
 #: Issue-9 targets: parametric/dedicated AUC ratio per split and the seed spread of the AUC.
-TARGETS = {"train": 0.99, "interp": 0.98, "extrap": 0.95, "seed_std": 0.003}
+TARGETS = {
+    "train": 0.99,
+    "interp": 0.98,
+    "extrap": 0.95,
+    "seed_std": 0.003,
+    # issue 13: mass-awareness index (pairs with ΔmA >= 5 GeV) / the m(μμ) reference's
+    "ma_vs_reference": 0.9,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +69,8 @@ class ValidateConfig:
         train_config: charged-Higgs train config name or YAML.
         xbb_train_config: X→bb train config name or YAML.
         n_boot: bootstrap replicas of the evaluation metrics.
+        only: chains to run, among ``higgs`` (generate, build, train, evaluate), ``pileup``
+            (the charged-Higgs pileup samples, needs ``higgs``) and ``xbb``; empty: all.
     """
 
     out: str = "validation_output"
@@ -80,8 +89,14 @@ class ValidateConfig:
     train_config: str = "validate"
     xbb_train_config: str = "validate_xbb"
     n_boot: int = 50
+    only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.only) - {"higgs", "pileup", "xbb"})
+        if unknown:
+            raise ConfigError(
+                f"validate: unknown chain(s) {unknown} in --only; choose among higgs, pileup, xbb"
+            )
         if self.events <= 0 or (self.xbb_events is not None and self.xbb_events <= 0):
             raise ConfigError(f"validate: events must be > 0, got {self.events}/{self.xbb_events}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -161,7 +176,7 @@ def run_validate(
         The summary written to ``validation.json``.
     """
     from paratag.build import BuildConfig, build_shards
-    from paratag.generate import GenerateConfig, PileupConfig, generate
+    from paratag.generate import GenerateConfig, generate
     from paratag.training import load_train_config
 
     out = Path(cfg.out).resolve()
@@ -208,87 +223,12 @@ def run_validate(
         )
         return {"manifest": str(manifest)}
 
-    # -- chain 1: charged Higgs ----------------------------------------------------------
-    ch = GenerateConfig.from_file(cfg.generate_config)
-    gin = {"config": cfg.generate_config, "events": cfg.events, "seed": cfg.seed}
-    g = step("higgs", "generate", lambda: gen(ch, "generated", cfg.events, cfg.seed), gin)
-    step("higgs", "build", lambda: build(g["fileset"], "shards", "event", ("mHc", "mA")), gin)
-    base = _scaled_schedule(
-        load_train_config(cfg.train_config, shards=str(out / "shards")),
-        cfg.stage1_epochs,
-        cfg.stage3_epochs,
-    )
-    runs = [out / "runs" / f"seed{s}" for s in cfg.seeds]
-
-    def do_train() -> dict[str, Any]:
-        cfgs = [
-            dataclasses.replace(base, seed=s, run_dir=str(r), progress=False)
-            for s, r in zip(cfg.seeds, runs, strict=True)
-        ]
-        return {
-            "runs": _train_parallel(cfgs, cfg.workers),
-            "stage1_epochs": base.stage1.epochs,
-            "stage3_epochs": base.stage3.epochs,
-        }
-
-    tin = {
-        "config": cfg.train_config,
-        "seeds": list(cfg.seeds),
-        "stage1_epochs": base.stage1.epochs,
-        "stage3_epochs": base.stage3.epochs,
-    }
-    step("higgs", "train", do_train, tin)
-
-    pileup: dict[str, str] = {}
-    if cfg.pileup_mu > 0:
-        n_pu = cfg.pileup_events or max(1, cfg.events // 4)
-        pu_base = GenerateConfig.from_file(cfg.pileup_config)
-        levels = {
-            "mu0": PileupConfig(enabled=False, mu=0.0),
-            f"mu{cfg.pileup_mu:g}": PileupConfig(enabled=True, mu=cfg.pileup_mu),
-        }
-        for level, pu in levels.items():
-            pcfg = dataclasses.replace(pu_base, pileup=pu)
-            where = f"pileup/{level}"
-            pin = {
-                "config": cfg.pileup_config,
-                "events": n_pu,
-                "mu": pu.mu,
-                "seed": cfg.seed + 1000,
-            }
-            gp = step(
-                "pileup",
-                f"generate_pileup_{level}",
-                functools.partial(gen, pcfg, f"{where}/generated", n_pu, cfg.seed + 1000),
-                pin,
-            )
-            step(
-                "pileup",
-                f"build_pileup_{level}",
-                functools.partial(build, gp["fileset"], f"{where}/shards", "event", ("mHc", "mA")),
-                pin,
-            )
-            pileup[level] = str(out / "pileup" / level / "shards")
-
-    def do_evaluate() -> dict[str, Any]:
-        from paratag.evaluate.run import evaluate_run
-
-        report = evaluate_run(
-            runs[0],
-            out / "shards",
-            out / "evaluation",
-            n_boot=cfg.n_boot,
-            seeds_runs=runs[1:],
-            pileup_shards=pileup or None,
-            train_dedicated=True,
-            progress=False,
-        )
-        return {"report": str(report), "results": str(Path(report).parent / "results.json")}
-
-    step(("higgs", "pileup"), "evaluate", do_evaluate, {"pileup": pileup, "n_boot": cfg.n_boot})
+    chains = set(cfg.only or ("higgs", "pileup", "xbb"))
+    if "higgs" in chains:
+        _higgs_chain(cfg, out, step, gen, build, chains)
 
     # -- chain 2: X -> bb jets, Interaction Network with and without DisCo ------------------
-    if cfg.xbb_generate_config:
+    if cfg.xbb_generate_config and "xbb" in chains:
         xcfg = GenerateConfig.from_file(cfg.xbb_generate_config)
         n_x = cfg.xbb_events or cfg.events
         xin = {"config": cfg.xbb_generate_config, "events": n_x, "seed": cfg.seed}
@@ -355,6 +295,106 @@ def run_validate(
     return summary
 
 
+def _higgs_chain(
+    cfg: ValidateConfig,
+    out: Path,
+    step: Callable[..., dict[str, Any]],
+    gen: Callable[..., dict[str, Any]],
+    build: Callable[..., dict[str, Any]],
+    chains: set[str],
+) -> None:
+    """Charged Higgs: generate, build, train (one run per seed), pileup samples, inclusive, evaluate."""
+    from paratag.generate import GenerateConfig, PileupConfig
+    from paratag.training import load_train_config
+
+    ch = GenerateConfig.from_file(cfg.generate_config)
+    gin = {"config": cfg.generate_config, "events": cfg.events, "seed": cfg.seed}
+    g = step("higgs", "generate", lambda: gen(ch, "generated", cfg.events, cfg.seed), gin)
+    step("higgs", "build", lambda: build(g["fileset"], "shards", "event", ("mHc", "mA")), gin)
+    base = _scaled_schedule(
+        load_train_config(cfg.train_config, shards=str(out / "shards")),
+        cfg.stage1_epochs,
+        cfg.stage3_epochs,
+    )
+    runs = [out / "runs" / f"seed{s}" for s in cfg.seeds]
+
+    def do_train() -> dict[str, Any]:
+        cfgs = [
+            dataclasses.replace(base, seed=s, run_dir=str(r), progress=False)
+            for s, r in zip(cfg.seeds, runs, strict=True)
+        ]
+        return {
+            "runs": _train_parallel(cfgs, cfg.workers),
+            "stage1_epochs": base.stage1.epochs,
+            "stage3_epochs": base.stage3.epochs,
+        }
+
+    tin = {
+        "config": cfg.train_config,
+        "seeds": list(cfg.seeds),
+        "stage1_epochs": base.stage1.epochs,
+        "stage3_epochs": base.stage3.epochs,
+    }
+    step("higgs", "train", do_train, tin)
+
+    pileup: dict[str, str] = {}
+    if cfg.pileup_mu > 0 and "pileup" in chains:
+        n_pu = cfg.pileup_events or max(1, cfg.events // 4)
+        pu_base = GenerateConfig.from_file(cfg.pileup_config)
+        levels = {
+            "mu0": PileupConfig(enabled=False, mu=0.0),
+            f"mu{cfg.pileup_mu:g}": PileupConfig(enabled=True, mu=cfg.pileup_mu),
+        }
+        for level, pu in levels.items():
+            pcfg = dataclasses.replace(pu_base, pileup=pu)
+            where = f"pileup/{level}"
+            pin = {
+                "config": cfg.pileup_config,
+                "events": n_pu,
+                "mu": pu.mu,
+                "seed": cfg.seed + 1000,
+            }
+            gp = step(
+                "pileup",
+                f"generate_pileup_{level}",
+                functools.partial(gen, pcfg, f"{where}/generated", n_pu, cfg.seed + 1000),
+                pin,
+            )
+            step(
+                "pileup",
+                f"build_pileup_{level}",
+                functools.partial(build, gp["fileset"], f"{where}/shards", "event", ("mHc", "mA")),
+                pin,
+            )
+            pileup[level] = str(out / "pileup" / level / "shards")
+
+    def do_inclusive() -> dict[str, Any]:
+        from paratag.training import train_inclusive
+
+        run0 = dataclasses.replace(base, seed=cfg.seeds[0], run_dir=str(runs[0]), progress=False)
+        return {"model": str(train_inclusive(run0))}
+
+    inc = step("higgs", "inclusive", do_inclusive, tin)
+
+    def do_evaluate() -> dict[str, Any]:
+        from paratag.evaluate.run import evaluate_run
+
+        report = evaluate_run(
+            runs[0],
+            out / "shards",
+            out / "evaluation",
+            n_boot=cfg.n_boot,
+            seeds_runs=runs[1:],
+            pileup_shards=pileup or None,
+            train_dedicated=True,
+            inclusive_model=inc["model"],
+            progress=False,
+        )
+        return {"report": str(report), "results": str(Path(report).parent / "results.json")}
+
+    step(("higgs", "pileup"), "evaluate", do_evaluate, {"pileup": pileup, "n_boot": cfg.n_boot})
+
+
 def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -416,8 +456,69 @@ def summarize(
         for k, v in res.get("skipped", {}).items()
         if not (k == "decorrelation" and any(s["xbb"].values()))
     }
+    s["mass_awareness"] = _awareness_summary(res.get("hypotheses") or {})
     s["verdict"] = _verdict(s)
     return s
+
+
+def _awareness_summary(hy: Mapping[str, Any]) -> dict[str, Any]:
+    """Mass-awareness index, peak fraction and per-background AUCs of the evaluation's study."""
+    aware = {
+        k: {"mean_at": a["mean_at"], "bins": a["bins"], "peak_fraction": a["peak_fraction"]}
+        for k, a in (hy.get("awareness") or {}).items()
+    }
+    keys = ["all", "all (equal weight)", "resonant", *hy.get("processes", [])]
+    per_point = {
+        point: {
+            scorer: {k: aucs[k]["auc"] for k in keys if k in aucs}
+            | {f"σ {k}": aucs[k]["sigma"] for k in keys if k in aucs}
+            for scorer, aucs in entry.items()
+        }
+        for point, entry in (hy.get("per_point") or {}).items()
+    }
+    return {
+        "distance": hy.get("distance"),
+        "processes": hy.get("processes", []),
+        "awareness": aware,
+        "per_point": per_point,
+        "sensitivity": hy.get("sensitivity", {}),
+    }
+
+
+def _awareness_verdict(ma: Mapping[str, Any]) -> dict[str, Any]:
+    """Issue-13 targets: MA vs the reference, peaks, per-background AUC vs reference/dedicated."""
+    out: dict[str, Any] = {}
+    aw = ma.get("awareness") or {}
+    par, ref = aw.get("parametric"), aw.get("reference")
+    if par and ref:
+        p5, r5 = par["mean_at"].get("5"), ref["mean_at"].get("5")
+        if p5 is not None and r5:
+            t = TARGETS["ma_vs_reference"]
+            out["ma_vs_reference"] = {
+                "parametric": p5, "reference": r5, "value": p5 / r5, "target": t,
+                "required": f"≥ {t}", "met": p5 / r5 >= t, "margin": p5 / r5 - t,
+            }
+    if par:
+        f = par["peak_fraction"]
+        out["peaks"] = {"value": f, "target": 1.0, "required": "= 1", "met": f >= 1.0,
+                        "margin": f - 1.0}
+    misses = []
+    for point, entry in (ma.get("per_point") or {}).items():
+        p = entry.get("parametric", {})
+        for proc in ma.get("processes", []):
+            if proc not in p:
+                continue
+            for other, slack in (("reference", 0.0), ("dedicated", 0.005)):
+                o = entry.get(other, {}).get(proc)
+                if o is not None and p[proc] < o - slack:
+                    misses.append(f"{point} vs {proc}: {p[proc]:.4f} < {other} {o:.4f}")
+    if ma.get("per_point"):
+        out["per_background"] = {
+            "misses": misses, "value": float(len(misses)), "target": 0.0,
+            "required": "0 misses (≥ reference, ≥ dedicated − 0.005)", "met": not misses,
+            "margin": -float(len(misses)),
+        }
+    return out
 
 
 def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
@@ -433,6 +534,7 @@ def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
                 "met": v >= TARGETS[split],
                 "margin": v - TARGETS[split],
             }
+    out.update(_awareness_verdict(s.get("mass_awareness") or {}))
     sd = s["seeds"].get("max_point_std")
     if sd is not None:
         out["seed_std"] = {
@@ -446,6 +548,50 @@ def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
 
 def _f(v: Any, fmt: str = ".4f") -> str:
     return "n/a" if v is None or isinstance(v, str) else format(v, fmt)
+
+
+def _awareness_markdown(ma: Mapping[str, Any]) -> list[str]:
+    aw = ma.get("awareness") or {}
+    if not aw:
+        return ["", "## Mass awareness", "", "not run"]
+    d = ma.get("distance") or "mA"
+    first = next(iter(aw.values()))
+    heads = [f"Δ{d} ∈ [{float(b['lo']):g}, {float(b['hi']):g})" for b in first["bins"]]
+    lines = [
+        "",
+        "## Mass awareness (hypothesis discrimination)",
+        "",
+        "MA(i, j) = AUC_i(sig i vs sig j) + AUC_j(sig j vs sig i) − 1 at the first point's "
+        "hypothesis; 0 for a scorer that ignores it. Mean over pairs (pairs) per bin; "
+        "`peaks`: fraction of points whose mean score peaks at their own hypothesis. "
+        "The inclusive model has MA = 0 by construction.",
+        "",
+        "| scorer | " + " | ".join(heads) + f" | Δ{d} ≥ 5 | peaks |",
+        "|---|" + "---|" * (len(heads) + 2),
+    ]
+    for name, a in aw.items():
+        cells = [f"{_f(b['mean'], '.3f')} ({b['pairs']})" for b in a["bins"]]
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {_f(a['mean_at'].get('5'), '.3f')} | "
+            f"{_f(a['peak_fraction'], '.2f')} |"
+        )
+    procs = ["all", "all (equal weight)", "resonant", *ma.get("processes", [])]
+    lines += [
+        "",
+        "### AUC per background process (equal-weight and cross-section-weighted combinations)",
+        "",
+        "| point | scorer | " + " | ".join(procs) + " |",
+        "|---|---|" + "---|" * len(procs),
+    ]
+    for point, entry in ma.get("per_point", {}).items():
+        for scorer, aucs in entry.items():
+            cells = [
+                f"{_f(aucs.get(k), '.4f')} ± {_f(aucs.get(f'σ {k}'), '.4f')}" for k in procs
+            ]
+            lines.append(f"| {point} | {scorer} | " + " | ".join(cells) + " |")
+    sens = ", ".join(f"{k} = {_f(v, '.4f')}" for k, v in ma.get("sensitivity", {}).items())
+    lines += ["", f"Sensitivity of the parametric score: {sens}."]
+    return lines
 
 
 def render_markdown(s: Mapping[str, Any]) -> str:
@@ -489,6 +635,7 @@ def render_markdown(s: Mapping[str, Any]) -> str:
             f"| {split} | {v['n']} | {_f(v['mean_ratio'])} | {_f(v['min_ratio'])} | "
             f"{_f(t, '.2f')} | {_f(margin, '+.4f')} |"
         )
+    lines += _awareness_markdown(s.get("mass_awareness") or {})
     sd = s["seeds"]
     lines += [
         "",
@@ -539,8 +686,10 @@ def render_markdown(s: Mapping[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for k, v in s["verdict"].items():
-        val = v.get("min_ratio", v.get("max_point_std"))
-        req = f"≥ {v['target']}" if k.startswith("ratio") else f"< {v['target']}"
+        val = v.get("min_ratio", v.get("max_point_std", v.get("value")))
+        req = v.get("required") or (
+            f"≥ {v['target']}" if k.startswith("ratio") else f"< {v['target']}"
+        )
         lines.append(
             f"| {k} | {_f(val)} | {req} | {'yes' if v['met'] else 'NO'} | "
             f"{_f(v['margin'], '+.4f')} |"

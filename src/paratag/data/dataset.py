@@ -68,6 +68,7 @@ class ShardStore:
         self.files: list[tuple[Path, int]] = [
             (self.path / f["path"], i) for i, d in enumerate(self.datasets) for f in d["files"]
         ]
+        expected = [f.get("rows") for d in self.datasets for f in d["files"]]
         if not self.files:
             raise InputFileError(
                 str(self.path / "manifest.json"),
@@ -88,6 +89,13 @@ class ShardStore:
         for fi, (fpath, di) in enumerate(self.files):
             arrays = read_shard(fpath, self.shapes, columns=columns)
             n = len(arrays["label"])
+            if expected[fi] is not None and n != int(expected[fi]):
+                raise InputFileError(
+                    str(fpath),
+                    f"has {n} rows but {self.path / 'manifest.json'} lists {expected[fi]} "
+                    "(truncated or replaced shard?)",
+                    "rebuild the shards with `paratag build`",
+                )
             for c in columns:
                 parts[c].append(arrays[c])
             parts["file"].append(np.full(n, fi, np.int64))

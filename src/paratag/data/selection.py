@@ -264,6 +264,27 @@ class SampleBuilder:
         )
         return self._dataset(rows, cond, w)
 
+    def inclusive(self, points: Sequence[Point], fold: str, condition: Point) -> GraphDataset:
+        """The inclusive baseline: signal of all ``points`` vs every background, one condition.
+
+        Every row gets the same ``condition``, so a conditioned model trained on it
+        cannot use the hypothesis (the third network of Baldi et al., arXiv:1601.07913).
+        """
+        sig = [self.point_rows(p, fold) for p in points]
+        bkg = self.background_rows(fold)
+        rows = np.concatenate([*sig, bkg])
+        group = np.concatenate(
+            [np.full(len(r), i) for i, r in enumerate(sig)] + [np.full(len(bkg), -1)]
+        )
+        cond = np.tile(np.asarray(condition, np.float32), (len(rows), 1))
+        w = balance_weights(
+            self.base_weight[rows],
+            self.label[rows],
+            group if self.config.balance_points else None,
+            balance_classes=self.config.balance_classes,
+        )
+        return self._dataset(rows, cond, w)
+
     def joint(
         self,
         points: Sequence[Point],

@@ -11,6 +11,8 @@ decays and boosts, and objects get resolution smearing and acceptance cuts.
   W* lepton is softer the closer mA is to mHc, so features depend on (mHc, mA).
 - ``WZ`` (label 1): Z -> mu mu (Breit-Wigner at 91.19 GeV), W -> l nu, light ISR jets.
 - ``TTbar`` (label 1): dileptonic tt with a non-prompt muon from a b decay.
+- ``FlatMass`` (label 1, on request): the signal topology at mHc = 130 GeV with mA flat in
+  [70, 110] GeV — only a model that uses its mass hypothesis can reject it.
 
 Background metadata carries ``xsec_pb`` (:data:`XSEC_PB`) like ``paratag generate``
 output, for ``data.xsec_key``. Spectators: ``event`` (unique per dataset), ``met_pt`` and ``mll`` (the
@@ -30,7 +32,7 @@ __all__ = ["make_synthetic_shards", "simulate_events"]
 
 M_TOP, M_W, M_Z, M_B, M_MU = 172.5, 80.38, 91.19, 4.8, 0.1057
 #: Cross sections x BR (pb, 13.6 TeV, rounded) stored as ``xsec_pb`` in the background metadata.
-XSEC_PB = {"WZ": 4.4, "TTbar": 88.3}
+XSEC_PB = {"WZ": 4.4, "TTbar": 88.3, "FlatMass": 1.0}
 
 
 def _p4(pt, eta, phi, m):
@@ -97,8 +99,12 @@ def simulate_events(
         objs.append((v, np.broadcast_to(np.asarray(charge, float), (n,)), typ, is_b))
 
     sign = rng.choice([-1.0, 1.0], n)
-    if process == "signal":
-        m_hc, m_a = float(masses[0]), float(masses[1])
+    if process in ("signal", "FlatMass"):
+        # FlatMass: the signal topology with mA drawn flat in [70, 110] GeV at mHc = 130: a
+        # background that only the dimuon mass (i.e. the hypothesis) can reject
+        m_hc, m_a = (130.0, rng.uniform(70.0, 110.0, n)) if process == "FlatMass" else (
+            float(masses[0]), float(masses[1])
+        )
         t1, t2 = _resonance(n, 80, M_TOP, rng), _resonance(n, 80, M_TOP, rng)
         b1, hc = _two_body(t1, M_B, m_hc, rng)
         m_star = (m_hc - m_a) * rng.beta(3.0, 1.5, n)
@@ -137,7 +143,9 @@ def simulate_events(
         add(b1 * (1 - frac), 0, 2, True), add(b2, 0, 2, True)
         met = nu1 + nu2
     else:
-        raise ValueError(f"unknown synthetic process {process!r}; use signal, WZ or TTbar")
+        raise ValueError(
+            f"unknown synthetic process {process!r}; use signal, WZ, TTbar or FlatMass"
+        )
     cols: dict[str, list] = {k: [] for k in ("pt", "eta", "phi", "mass", "charge", "type", "btag")}
     for v, charge, typ, is_b in objs:
         pt, eta, phi, m = _kin(v)
@@ -260,6 +268,7 @@ def make_synthetic_shards(
     seed: int = 0,
     max_rows: int = 50_000,
     labels: Mapping[str, int] | None = None,
+    backgrounds: Sequence[str] = ("WZ", "TTbar"),
 ) -> Path:
     """Write signal shards for every ``(mHc, mA)`` and WZ + TTbar backgrounds; return the manifest.
 
@@ -272,6 +281,7 @@ def make_synthetic_shards(
         max_rows: rows per parquet file.
         labels: class label per background (default 1 for both; e.g. ``{"WZ": 2, "TTbar": 1}``
             for a multi-class layout like ``paratag generate``'s).
+        backgrounds: background processes among ``WZ``, ``TTbar`` and ``FlatMass``.
     """
     from paratag.presets import load_preset
     from paratag.shards import write_shards
@@ -283,7 +293,7 @@ def make_synthetic_shards(
         (f"HplusToWA_{point_name(p, ('mHc', 'mA'))}", "signal", tuple(p), n_signal)
         for p in signal_points
     ]
-    jobs += [("WZ", "WZ", (), n_background), ("TTbar", "TTbar", (), n_background)]
+    jobs += [(b, b, (), n_background) for b in backgrounds]
     for name, process, masses, n in jobs:
         arrays = _to_arrays(simulate_events(process, n, rng, masses), preset, first_event=1)
         label = 0 if process == "signal" else int((labels or {}).get(name, 1))

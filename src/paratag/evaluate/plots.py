@@ -62,9 +62,16 @@ def _figure(nrows: int = 1, ncols: int = 1, **kw) -> tuple[Figure, np.ndarray]:
     return fig, fig.subplots(nrows, ncols, squeeze=False, **kw).ravel()
 
 
+#: Right-hand label: the generator's centre-of-mass energy (no experiment label on
+#: generated samples; pass your experiment's own label when plotting its data).
+RLABEL = "generated, 13.6 TeV"
+
+
 def _label(ax) -> None:
-    """CMS Simulation / Private work label."""
-    mplhep.cms.label(text=LABEL, data=False, ax=ax, fontsize=16)
+    """Generic ``paratag`` simulation label (not an experiment's)."""
+    mplhep.label.exp_label(
+        exp="paratag", text=f"Simulation {LABEL}", data=False, rlabel=RLABEL, ax=ax, fontsize=16
+    )
 
 
 def save_figure(fig: Figure, out_dir: str | Path, name: str) -> Path:
@@ -330,16 +337,21 @@ def plot_jsd_vs_rejection(
 ) -> Path:
     """1/JSD vs 1/εB at fixed signal efficiency per model (DisCo figure of merit)."""
     fig, (ax,) = _figure()
+    drawn = 0
     for lbl, p in points.items():
         x, y = p["inv_bkg_eff"], p["inv_jsd"]
         if np.isfinite(x) and np.isfinite(y):
             ax.plot([x], [y], "o", ms=12, label=lbl)
+            drawn += 1
     ax.set_xscale("log")
     ax.set_yscale("log")
     e = next(iter(points.values()))["sig_eff"] if points else 0.5
     ax.set_xlabel(rf"Background rejection $1/\varepsilon_B$ at $\varepsilon_S$ = {e:.0%}")
     ax.set_ylabel("1 / JSD")
-    ax.legend(fontsize=14)
+    if drawn:
+        ax.legend(fontsize=14)
+    else:  # e.g. JSD = 0 (1/JSD infinite) on a tiny sample
+        ax.text(0.5, 0.5, "no finite (1/εB, 1/JSD) point", transform=ax.transAxes, ha="center")
     _label(ax)
     return save_figure(fig, out_dir, name)
 

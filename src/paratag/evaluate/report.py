@@ -32,6 +32,8 @@ _TITLES = {
     "parametric_vs_dedicated": "Parametric vs dedicated",
     "interp_extrap": "Interpolation/extrapolation",
     "wrong_hypothesis": "Wrong hypothesis",
+    "mass_awareness": "Mass awareness (hypothesis discrimination)",
+    "background_aucs": "AUC per background process",
     "auc_grid": "AUC heatmap",
     "seed_stability": "Seed stability",
     "decorrelation": "Decorrelation (sculpting/JSD)",
@@ -224,6 +226,75 @@ def _wrong(r: EvaluationResults, fig: Path) -> list[Block]:
     ]
 
 
+def _awareness(r: EvaluationResults) -> list[Block]:
+    hy = r.hypotheses
+    if not hy or not hy.get("awareness"):
+        return [_not_run(r.skipped.get("mass_awareness", "fewer than two signal points"))]
+    dist = hy["distance"]
+    first = next(iter(hy["awareness"].values()))
+    labels = [f"Δ{dist} ∈ [{float(b['lo']):g}, {float(b['hi']):g})" for b in first["bins"]]
+    rows = []
+    for name, a in hy["awareness"].items():
+        rows.append(
+            [
+                name,
+                *[f"{_fmt(b['mean'], 3)} ({b['pairs']})" for b in a["bins"]],
+                *[_fmt(a["mean_at"].get(k), 3) for k in ("5", "9")],
+                _fmt(a["peak_fraction"], 3),
+            ]
+        )
+    sens = ", ".join(f"{k} = {_fmt(v, 3)}" for k, v in hy.get("sensitivity", {}).items())
+    return [
+        (
+            "p",
+            "MA(i, j) = AUC_i(signal i vs signal j) + AUC_j(signal j vs signal i) − 1, each "
+            "scored at the first point's hypothesis (by its dedicated model for `dedicated`): "
+            "0 for a scorer that ignores the hypothesis, 1 for perfect separation. Mean over "
+            f"pairs (number of pairs) per bin of Δ{dist}; `peaks` is the fraction of points "
+            "whose mean score is largest at their own hypothesis. The inclusive model has "
+            "MA = 0 by construction.",
+        ),
+        (
+            "table",
+            ["scorer", *labels, f"Δ{dist} ≥ 5", f"Δ{dist} ≥ 9", "peaks"],
+            rows,
+        ),
+        ("p", f"Sensitivity of the parametric score (signal at its own hypothesis): {sens}."),
+    ]
+
+
+def _background_aucs(r: EvaluationResults) -> list[Block]:
+    hy = r.hypotheses
+    if not hy or not hy.get("per_point"):
+        return [_not_run(r.skipped.get("background_aucs", "no signal points"))]
+    cols = ["all", "all (equal weight)", *(["resonant"] if hy.get("resonant") else [])]
+    cols += list(hy.get("processes", []))
+    rows = []
+    for point, entry in hy["per_point"].items():
+        for scorer, aucs in entry.items():
+            rows.append(
+                [
+                    point,
+                    scorer,
+                    *[
+                        f"{_fmt(aucs[c]['auc'], 4)} ± {_fmt(aucs[c]['sigma'], 1)}"
+                        if c in aucs
+                        else "n/a"
+                        for c in cols
+                    ],
+                ]
+            )
+    return [
+        (
+            "p",
+            "Signal of each point vs each background process at that hypothesis (AUC ± "
+            "bootstrap σ). `all` is cross-section weighted, `all (equal weight)` gives every "
+            f"process the same weight; `resonant` = {', '.join(hy.get('resonant', [])) or 'none'}.",
+        ),
+        ("table", ["point", "scorer", *cols], rows),
+    ]
+
+
 def _grid(r: EvaluationResults, fig: Path) -> list[Block]:
     g = r.auc_grid
     if g is None:
@@ -371,6 +442,8 @@ def _blocks(r: EvaluationResults, fig: Path) -> list[Block]:
         "parametric_vs_dedicated": lambda: _comparison(r, fig, ("train",)),
         "interp_extrap": lambda: _comparison(r, fig, ("interp", "extrap")),
         "wrong_hypothesis": lambda: _wrong(r, fig),
+        "mass_awareness": lambda: _awareness(r),
+        "background_aucs": lambda: _background_aucs(r),
         "auc_grid": lambda: _grid(r, fig),
         "seed_stability": lambda: _seeds(r, fig),
         "decorrelation": lambda: _decorrelation(r, fig),

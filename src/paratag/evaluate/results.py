@@ -49,6 +49,8 @@ SECTIONS = (
     "parametric_vs_dedicated",
     "interp_extrap",
     "wrong_hypothesis",
+    "mass_awareness",
+    "background_aucs",
     "auc_grid",
     "seed_stability",
     "decorrelation",
@@ -117,6 +119,7 @@ class EvaluationResults:
     decorrelation_sig_eff: float = 0.5
     pileup: PileupRobustness | None = None
     training: TrainingCurves | None = None
+    hypotheses: dict[str, Any] | None = None
     skipped: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -137,6 +140,7 @@ class EvaluationResults:
             d["sculpting"] = {k: v.to_dict() for k, v in self.sculpting.items()}
             d["decorrelation"] = decorrelation_points(self.sculpting, self.decorrelation_sig_eff)
         d["training"] = None if self.training is None else self.training.summary()
+        d["hypotheses"] = self.hypotheses
         return jsonable(d)
 
 
@@ -186,6 +190,7 @@ def compute_results(
     seed: int = 0,
     sig_effs: Sequence[float] = DEFAULT_SIG_EFFS,
     bkg_effs: Sequence[float] = DEFAULT_BKG_EFFS,
+    hypotheses: Mapping[str, Any] | None = None,
 ) -> EvaluationResults:
     """Run every study whose inputs are given; record why the others were skipped.
 
@@ -213,6 +218,7 @@ def compute_results(
         seed: bootstrap seed.
         sig_effs: signal efficiencies of the rejection working points.
         bkg_effs: background efficiencies of the signal-efficiency working points.
+        hypotheses: the mass-awareness study (:func:`paratag.evaluate.hypotheses.hypothesis_study`).
     """
     skipped: dict[str, str] = {}
     kw: dict[str, Any] = {}
@@ -293,6 +299,12 @@ def compute_results(
     else:
         skipped["training_curves"] = "no training metrics.csv was given"
 
+    if hypotheses:
+        kw["hypotheses"] = dict(hypotheses)
+    else:
+        skipped["mass_awareness"] = skipped["background_aucs"] = (
+            "no mass-awareness study was given (paratag.evaluate.hypotheses.hypothesis_study)"
+        )
     return EvaluationResults(
         class_names=tuple(class_names),
         condition_names=tuple(condition_names),

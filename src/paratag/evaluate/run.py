@@ -40,7 +40,9 @@ from paratag.conditions import GridConfig, MassGrid, draw_background_conditions
 from paratag.data.dataset import ShardStore
 from paratag.data.selection import SampleBuilder, balance_weights
 from paratag.errors import ConfigError, InputFileError, ParatagError
+from paratag.evaluate.hypotheses import hypothesis_study
 from paratag.evaluate.metrics import roc_auc
+from paratag.evaluate.reference import reference_from_preset
 from paratag.evaluate.report import write_report
 from paratag.evaluate.results import ScoredSample, compute_results
 from paratag.evaluate.studies import point_label, wrong_hypothesis_from_matrix
@@ -261,8 +263,11 @@ class _Scorer:
 
 def _per_point(
     scorer: _Scorer, model: _Model, sample: _Sample, hyps: list[Point], tag: str
-) -> tuple[dict[Point, float], np.ndarray]:
-    """Parametric AUC per point (signal vs all backgrounds at it) and the wrong-hypothesis matrix."""
+) -> tuple[dict[Point, float], np.ndarray, np.ndarray]:
+    """Parametric AUC per point, the wrong-hypothesis matrix and the discriminant ``(rows, H)``.
+
+    Rows are every point's signal (in ``hyps`` order) followed by the backgrounds.
+    """
     rows = np.concatenate([*(sample.points[p] for p in hyps), sample.background])
     probs = scorer.probs(
         model, sample, rows, [np.asarray(h) for h in hyps], f"{tag}: {len(hyps)} hypotheses"
@@ -281,7 +286,7 @@ def _per_point(
             np.average(disc[sl, j], weights=w[sl]) if w[sl].sum() > 0 else np.mean(disc[sl, j])
             for j in range(len(hyps))
         ]
-    return aucs, matrix
+    return aucs, matrix, disc
 
 
 def _overall(run: _Run, scorer: _Scorer, sample: _Sample, tag: str) -> ScoredSample | None:
@@ -313,6 +318,19 @@ def _overall(run: _Run, scorer: _Scorer, sample: _Sample, tag: str) -> ScoredSam
     probs = scorer.probs(run.model, sample, rows, [cond], f"{tag}: scoring")[:, 0]
     mass = None if sample.mass is None else sample.mass[rows]
     return ScoredSample(probs, sample.label[rows], w, mass)
+
+
+def _reference(sample: _Sample, names: Sequence[str]) -> Any:
+    """The shards' preset reference scorer (None when the preset declares none)."""
+    from paratag.presets import builtin_presets, load_preset
+
+    preset = sample.store.manifest.get("preset")
+    if not preset:
+        return None
+    if "reference" not in preset and preset.get("name") in builtin_presets():
+        # shards built before presets declared references: take the packaged preset's
+        preset = {**preset, "reference": dict(load_preset(preset["name"]).reference)}
+    return reference_from_preset(load_preset(preset), names)
 
 
 def _train_dedicated(run: _Run, point: Point, out: Path, progress: bool) -> Path | str:
@@ -353,6 +371,7 @@ def evaluate_run(
     seeds_runs: Sequence[str | Path] = (),
     pileup_shards: Mapping[str, str | Path] | None = None,
     train_dedicated: bool = False,
+    inclusive_model: str | Path | None = None,
     selection: Selection = "auto",
     mass_spectator: str | None = None,
     background_weights: Mapping[int, float] | Sequence[float] | None = None,
@@ -373,6 +392,8 @@ def evaluate_run(
         pileup_shards: ``{level: shard_dir}`` scored for the pileup study.
         train_dedicated: train dedicated models on demand at validation/interpolation/
             extrapolation points (run's stage-1 settings, training shards; into ``out_dir/dedicated``).
+        inclusive_model: checkpoint of the inclusive (unconditioned) model
+            (:func:`paratag.training.train_inclusive`) for the mass-awareness study.
         selection: ``auto``, ``test_fold`` (force the run's held-out fold) or ``all``.
         mass_spectator: spectator for sculpting (default: the DisCo spectator or the first
             of :data:`MASS_SPECTATORS` in the shards).
@@ -404,7 +425,7 @@ def evaluate_run(
     hyps = [p for p in grid.points() if p in test.points]
     skipped: dict[str, str] = {}
 
-    par_aucs, matrix = _per_point(scorer, run.model, test, hyps, "parametric")
+    par_aucs, matrix, par_disc = _per_point(scorer, run.model, test, hyps, "parametric")
     test_sample = _overall(run, scorer, test, "test")
 
     ded_src, why = _dedicated_models(run, hyps, out / "dedicated", train_dedicated, progress)
@@ -414,6 +435,25 @@ def evaluate_run(
         probs = scorer.probs(_load_model(path, dev), test, rows, [np.asarray(p)], f"dedicated {p}")
         d, n = scorer.disc(probs[:, 0], test.label[rows]), len(test.points[p])
         ded_aucs[p] = scorer.auc(d[:n], d[n:], test.weight[rows[:n]], test.weight[rows[n:]])
+
+    inclusive = None
+    if inclusive_model is not None:
+        inc = _load_model(Path(inclusive_model), dev)
+        inclusive = (Path(inclusive_model), tuple(inc.info.get("inclusive_condition", hyps[0])))
+    study = hypothesis_study(
+        hyps=hyps,
+        names=names,
+        test=test,
+        scorer=scorer,
+        parametric=run.model,
+        parametric_disc=par_disc,
+        dedicated=ded_src,
+        inclusive=inclusive,
+        reference=_reference(test, names),
+        load=lambda path: _load_model(Path(path), dev),
+        n_boot=n_boot,
+        seed=seed,
+    )
 
     splits = {p: _SPLIT[grid.role_of(p)] for p in hyps}
     wrong = wrong_hypothesis_from_matrix(hyps, hyps, matrix, names) if len(hyps) > 1 else None
@@ -477,6 +517,7 @@ def evaluate_run(
         metrics_csv=csv_path if csv_path.is_file() else None,
         n_boot=n_boot,
         seed=seed,
+        hypotheses=study,
     )
     skipped.update({f"dedicated {grid.name(p)}": v for p, v in why.items()})
     skipped.update(_reasons(res.skipped, run, test.selection, why))

@@ -193,7 +193,14 @@ def _mktree(file: Any, name: str, branch_types: dict[str, Any]) -> Any:
         if datum["kind"] == "counter":
             datum["dtype"] = np.dtype(">u4")
             datum["fTitle"] = datum["fTitle"][:-1] + "i"
+    oldloc = cascading._key.seek_location
     cascading.write_anew(file._file.sink)
+    # write_anew may place the header elsewhere; uproot keys its open trees by location and
+    # looks the tree up there again whenever a later extend() outgrows the basket capacity
+    # (the 10th chunk): without the re-keying that lookup raised KeyError (issue 13).
+    newloc = cascading._key.seek_location
+    if newloc != oldloc:
+        file._file._move_tree(oldloc, newloc)
     return tree
 
 

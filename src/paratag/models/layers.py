@@ -15,6 +15,7 @@ which is what makes EdgeConv cheap on CPU. Models transpose the contract's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, cast
@@ -33,6 +34,9 @@ __all__ = [
     "ConditionedModel",
     "EdgeConvBlock",
     "FiLM",
+    "PAIR_FEATURES",
+    "PairKinematics",
+    "pair_features",
     "MassAwareAttention",
     "fc_head",
     "fusion_width",
@@ -200,6 +204,91 @@ def _folded(linear: nn.Linear, bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
     return weight, bias
 
 
+#: Pairwise features of Particle Transformer (arXiv:2202.03772), in this order.
+PAIR_FEATURES: tuple[str, ...] = ("log_delta", "log_kt", "log_z", "log_m2")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairKinematics:
+    """Where a model finds each object's (pT, η, φ) for pairwise features.
+
+    pT is recovered from a preprocessed ``log(pt)`` feature channel
+    (``(log pT - median) * norm_factor``, as in the preset); η and φ are point
+    channels, absolute or relative to a common axis (only differences enter).
+    ``paratag train`` fills it from the preset when the config says
+    ``pair_kinematics: auto``.
+
+    Attributes:
+        log_pt_index: feature channel of the preprocessed ``log(pt)``.
+        log_pt_median: its preprocessing median.
+        log_pt_norm_factor: its preprocessing scale.
+        eta_index: point channel of η.
+        phi_index: point channel of φ.
+    """
+
+    log_pt_index: int
+    log_pt_median: float = 0.0
+    log_pt_norm_factor: float = 1.0
+    eta_index: int = 0
+    phi_index: int = 1
+
+    def __post_init__(self) -> None:
+        if self.log_pt_norm_factor == 0 or min(self.log_pt_index, self.eta_index, self.phi_index) < 0:
+            raise ConfigError(
+                f"pair_kinematics: channel indices must be >= 0 and norm_factor != 0, got {self}"
+            )
+
+    def kinematics(self, points: Tensor, features: Tensor) -> Tensor:
+        """Per-object ``(pT, η, φ)`` ``(N, P, 3)`` from channels-last ``points`` and ``features``."""
+        log_pt = features[..., self.log_pt_index] / self.log_pt_norm_factor + self.log_pt_median
+        return torch.stack(
+            [torch.exp(log_pt), points[..., self.eta_index], points[..., self.phi_index]], dim=-1
+        )
+
+
+def pair_features(
+    centre: Tensor,
+    neighbours: Tensor,
+    resonance: Tensor | None = None,
+    widths: Sequence[float] = (),
+    generic: bool = True,
+) -> Tensor:
+    """Pair features of objects and their neighbours (massless four-vectors).
+
+    With ``generic``, ParT's :data:`PAIR_FEATURES`: ``ln ΔR``, ``ln kT = ln(min(pT) ΔR)``,
+    ``ln z = ln(min(pT) / (pT_i + pT_j))`` and ``ln m² = ln(2 pT_i pT_j (cosh Δη - cos Δφ))``
+    (arguments floored at 1e-8). With a ``resonance`` mass per graph (GeV), one
+    Gaussian window ``exp(-(m_ij - m_res)² / 2w²)`` per width ``w``: how well the pair
+    matches the hypothesis, at the detector's resolution rather than at the scale of
+    ``ln m²`` over all pairs (a 1 GeV window at 90 GeV is 0.02 in ``ln m²``).
+
+    Shapes:
+        centre: (N, P, 1, 3) ``(pT, η, φ)``; neighbours: (N, P, k, 3); resonance: (N,)
+        output: (N, P, k, 4 * generic + len(widths))
+    """
+    pt_i, pt_j = centre[..., 0], neighbours[..., 0]
+    deta = centre[..., 1] - neighbours[..., 1]
+    cos_dphi = torch.cos(centre[..., 2] - neighbours[..., 2])
+    dphi = torch.acos(cos_dphi.clamp(-1.0 + 1e-6, 1.0 - 1e-6))
+    delta = torch.sqrt(deta * deta + dphi * dphi + 1e-12)
+    pt_min = torch.minimum(pt_i, pt_j)
+    cosh_deta = 0.5 * (torch.exp(deta) + torch.exp(-deta))  # torch.cosh has no ONNX export
+    m2 = 2.0 * pt_i * pt_j * (cosh_deta - cos_dphi)
+    floor = 1e-8
+    out = []
+    if generic:
+        out += [
+            torch.log(delta.clamp(min=floor)),
+            torch.log((pt_min * delta).clamp(min=floor)),
+            torch.log((pt_min / (pt_i + pt_j).clamp(min=floor)).clamp(min=floor)),
+            torch.log(m2.clamp(min=floor)),
+        ]
+    if resonance is not None and widths:
+        diff = torch.sqrt(m2.clamp(min=0.0) + 1e-12) - resonance.view(-1, 1, 1)
+        out += [torch.exp(-0.5 * (diff / w) ** 2) for w in widths]
+    return torch.stack(out, dim=-1)
+
+
 class EdgeConvBlock(nn.Module):
     """EdgeConv block of ParticleNet (arXiv:1902.08570) over a dense kNN graph.
 
@@ -215,19 +304,49 @@ class EdgeConvBlock(nn.Module):
     ``k`` is clamped to ``P - 1`` at call time so clouds with few slots work;
     an ONNX graph traced at ``P > k`` keeps the full ``k`` and needs ``P > k``.
 
+    Optional extra inputs of the first edge layer (concatenated to
+    ``[x_i, x_j - x_i]``, evaluated as separate linear terms): ``pair_dim``
+    pairwise features ``u_ij`` (:func:`pair_features` of the objects'
+    kinematics) and a ``condition_dim`` condition vector of the graph. With
+    ``masked=True`` edges to padded neighbours are dropped from the mean (a
+    graph with fewer than ``k + 1`` real points averages over the real ones);
+    weaver's block averages over all ``k``.
+
     Shapes:
         coords: (N, P, D) channels-last coordinates used for the kNN
         x: (N, P, C_in) channels-last features (zero at padded slots)
         mask: (N, P, 1) float, 1 for real particles
+        kinematics: (N, P, 3) ``(pT, η, φ)`` per point (``pair_dim > 0`` only)
+        condition: (N, condition_dim) (``condition_dim > 0`` only)
+        resonance: (N,) hypothesised pair mass in GeV (``resonance_widths`` only)
         output: (N, P, out_dims[-1]), zero at padded slots
     """
 
-    def __init__(self, k: int, in_dim: int, out_dims: Sequence[int]) -> None:
+    def __init__(
+        self,
+        k: int,
+        in_dim: int,
+        out_dims: Sequence[int],
+        *,
+        pair_dim: int = 0,
+        condition_dim: int = 0,
+        masked: bool = False,
+        generic_pairs: bool = True,
+        resonance_widths: Sequence[float] = (),
+    ) -> None:
         super().__init__()
         if k < 1 or not out_dims:
             raise ConfigError(f"EdgeConv needs k >= 1 and at least one layer, got {k}, {out_dims}")
         self.k = int(k)
         self.in_dim = int(in_dim)
+        self.masked = bool(masked)
+        self.generic_pairs = bool(generic_pairs)
+        self.resonance_widths = tuple(float(w) for w in resonance_widths)
+        # extra inputs of the first edge layer: pair features u_ij and the graph's condition c
+        self.pair_proj = nn.Linear(pair_dim, out_dims[0], bias=False) if pair_dim else None
+        self.condition_proj = (
+            nn.Linear(condition_dim, out_dims[0], bias=False) if condition_dim else None
+        )
         dims = [2 * in_dim, *out_dims]
         self.linears = nn.ModuleList(
             nn.Linear(d_in, d_out, bias=False)
@@ -248,7 +367,59 @@ class EdgeConvBlock(nn.Module):
         w, b = _folded(lin, bn)
         return F.relu(F.linear(h, w, b), inplace=True)
 
-    def forward(self, coords: Tensor, x: Tensor, mask: Tensor) -> Tensor:
+    @staticmethod
+    def _gather(t: Tensor, flat: Tensor) -> Tensor:
+        """Rows ``flat`` of ``t (M, C)``."""
+        if t.requires_grad and not torch.jit.is_tracing():
+            # gather's backward (scatter_add) is ~10x faster on CPU than index_select's
+            # (index_add); index_select stays for inference and ONNX (a plain Gather).
+            return torch.gather(t, 0, flat.view(-1, 1).expand(-1, t.shape[1]))
+        return t.index_select(0, flat)
+
+    def _extra_terms(
+        self,
+        kinematics: Tensor | None,
+        condition: Tensor | None,
+        resonance: Tensor | None,
+        flat: Tensor,
+        k: int,
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """First-layer terms of the pair features ``(N, P, k, C1)`` and condition ``(N, 1, 1, C1)``."""
+        pair = cond = None
+        if self.pair_proj is not None:
+            if kinematics is None:
+                raise InvalidValueError("EdgeConvBlock with pair_dim > 0 needs kinematics")
+            n, p, _ = kinematics.shape
+            nbr_kin = kinematics.reshape(n * p, -1).index_select(0, flat).view(n, p, k, -1)
+            feats = pair_features(
+                kinematics.unsqueeze(2),
+                nbr_kin,
+                resonance,
+                self.resonance_widths if resonance is not None else (),
+                self.generic_pairs,
+            )
+            pair = self.pair_proj(feats)
+        if self.condition_proj is not None:
+            if condition is None:
+                raise InvalidValueError("EdgeConvBlock with condition_dim > 0 needs a condition")
+            cond = self.condition_proj(condition)[:, None, None, :]
+        if not self.training and (pair is not None or cond is not None):
+            bn0 = cast(nn.BatchNorm1d, self.norms[0])
+            assert bn0.running_var is not None
+            scale = bn0.weight * torch.rsqrt(bn0.running_var + bn0.eps)
+            pair = None if pair is None else pair * scale
+            cond = None if cond is None else cond * scale
+        return pair, cond
+
+    def forward(
+        self,
+        coords: Tensor,
+        x: Tensor,
+        mask: Tensor,
+        kinematics: Tensor | None = None,
+        condition: Tensor | None = None,
+        resonance: Tensor | None = None,
+    ) -> Tensor:
         """Apply the block; see the class docstring for shapes."""
         n, p, c = x.shape
         # Shape-dependent clamp in eager mode only: a traced graph keeps the full k.
@@ -264,20 +435,25 @@ class EdgeConvBlock(nn.Module):
             w, bias = _folded(lin0, bn0)
         w_self, w_nbr = w[:, :c], w[:, c:]
         centre = F.linear(x, w_self - w_nbr, bias)  # (N, P, C1)
-        nbr = F.linear(x, w_nbr).reshape(n * p, -1)  # (N*P, C1)
-        if nbr.requires_grad and not torch.jit.is_tracing():
-            # gather's backward (scatter_add) is ~10x faster on CPU than index_select's
-            # (index_add); index_select stays for inference and ONNX (a plain Gather).
-            nbr = torch.gather(nbr, 0, flat.view(-1, 1).expand(-1, nbr.shape[1]))
-        else:
-            nbr = nbr.index_select(0, flat)
+        nbr = self._gather(F.linear(x, w_nbr).reshape(n * p, -1), flat)  # (N*P*k, C1)
         # in place on the fresh gather output: one (N*P*k, C1) allocation fewer
-        h = nbr.view(n, p, k, -1).add_(centre.unsqueeze(2)).view(n * p * k, -1)
+        h4 = nbr.view(n, p, k, -1).add_(centre.unsqueeze(2))
+        pair, cond = self._extra_terms(kinematics, condition, resonance, flat, k)
+        if pair is not None:
+            h4 = h4 + pair
+        if cond is not None:
+            h4 = h4 + cond
+        h = h4.reshape(n * p * k, -1)
         h = F.relu(bn0(h), inplace=True) if self.training else F.relu(h, inplace=True)
         for i in range(1, len(self.linears)):
             h = self._layer(i, h)
-        # sum * (1/k) rather than mean: its backward is a free expand, not a (N, P, k, C) divide
-        h = h.view(n, p, k, -1).sum(dim=2) * (1.0 / k)
+        if self.masked:
+            nbr_mask = mask.reshape(n * p, 1).index_select(0, flat).view(n, p, k, 1)
+            count = nbr_mask.sum(dim=2).clamp(min=1.0)
+            h = (h.view(n, p, k, -1) * nbr_mask).sum(dim=2) / count
+        else:
+            # sum * (1/k) rather than mean: its backward is a free expand, not a (N, P, k, C) divide
+            h = h.view(n, p, k, -1).sum(dim=2) * (1.0 / k)
         if isinstance(self.shortcut, nn.Sequential):
             proj, norm = self.shortcut
             sc = batch_norm_last(norm, proj(x))

@@ -37,11 +37,13 @@ from torch import Tensor, nn
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InvalidValueError
 from paratag.models.layers import (
+    PAIR_FEATURES,
     PARTICLENET_BACKBONES,
     ConditionedModel,
     EdgeConvBlock,
     FiLM,
     MassAwareAttention,
+    PairKinematics,
     batch_norm_last,
     fusion_width,
     masked_mean,
@@ -60,6 +62,7 @@ CONDITION_MODULE_PREFIXES: tuple[str, ...] = (
     "attention.",
     "pooled_film.",
     "head_condition.",
+    "input_condition.",
 )
 
 
@@ -78,6 +81,21 @@ class ParametricOptions:
         shared_trunk: keep the EdgeConv blocks (and fusion) condition-independent and
             apply one mass-aware attention block to the trunk's output only; the trunk
             is then shared by all hypotheses in :meth:`ParametricParticleNet.forward_hypotheses`.
+        condition_input: add the condition to every object's input features (a linear
+            term, as concatenating it in the parametrised network of Baldi et al.).
+        condition_edges: add the condition to the first edge layer of every EdgeConv
+            block, so each edge ``(i, j)`` is judged against the hypothesis.
+        pair_features: feed ParT's pairwise features (``ln ΔR, ln kT, ln z, ln m²``) of
+            every edge into its EdgeConv edge layer, so pair masses are seen directly.
+        pair_kinematics: where the objects' (pT, η, φ) are (needed by ``pair_features``;
+            ``paratag train`` resolves ``pair_kinematics: auto`` from the preset).
+        masked_edges: average edges over real neighbours only (for small clouds whose
+            graphs have fewer than ``k + 1`` objects, e.g. fully connected event graphs).
+        resonance: condition parameter that is the mass of a pair of objects (e.g. ``mA``
+            for A → μμ): every edge gets Gaussian windows of ``m_ij - m_res`` (needs
+            ``pair_kinematics``; ``pair_features`` adds the generic ParT features beside).
+        resonance_widths: widths of those windows in GeV (about the pair-mass resolution
+            and a few times it).
     """
 
     conv_params: tuple[tuple[int, tuple[int, ...]], ...] = ((7, (32, 32, 32)), (7, (64, 64, 64)))
@@ -88,8 +106,33 @@ class ParametricOptions:
     embed_dim: int = 64
     attention_heads: int = 4
     shared_trunk: bool = False
+    condition_input: bool = False
+    condition_edges: bool = False
+    pair_features: bool = False
+    pair_kinematics: PairKinematics | None = None
+    masked_edges: bool = False
+    resonance: str | None = None
+    resonance_widths: tuple[float, ...] = (1.0, 3.0, 10.0)
 
     def __post_init__(self) -> None:
+        if self.resonance is not None and (
+            not self.resonance_widths or min(self.resonance_widths) <= 0
+        ):
+            raise ConfigError(
+                f"ParametricOptions: resonance_widths must be positive GeV values, got "
+                f"{list(self.resonance_widths)}"
+            )
+        if (self.pair_features or self.resonance) and self.pair_kinematics is None:
+            raise ConfigError(
+                "ParametricOptions: pair_features/resonance need pair_kinematics (the log(pt) feature "
+                "and the eta/phi point channels); write `pair_kinematics: auto` in the train "
+                "config to take them from the preset"
+            )
+        if self.shared_trunk and (self.condition_input or self.condition_edges or self.resonance):
+            raise ConfigError(
+                "ParametricOptions: shared_trunk keeps the EdgeConv trunk condition-free; "
+                "it cannot be combined with condition_input, condition_edges or resonance"
+            )
         if not self.conv_params or not self.fc_params:
             raise ConfigError(
                 "ParametricOptions needs at least one EdgeConv block (conv_params) and one "
@@ -156,11 +199,37 @@ class ParametricParticleNet(ConditionedModel):
         self.options = opts
         self.point_dims, self.feature_dims, self.sv_dims = int(point_dims), int(feature_dims), 0
         k_dim = self.n_conditions
+        if opts.resonance is not None and opts.resonance not in self.condition_names:
+            raise ConfigError(
+                f"model.options.resonance {opts.resonance!r} is not a condition parameter "
+                f"{list(self.condition_names)}"
+            )
+        self.resonance_index = (
+            self.condition_names.index(opts.resonance) if opts.resonance is not None else -1
+        )
+        pair_dim = len(PAIR_FEATURES) * opts.pair_features
+        pair_dim += len(opts.resonance_widths) if opts.resonance is not None else 0
         self.mass_encoder = mlp((k_dim, *opts.encoder_dims, opts.embed_dim), final_activation=True)
         self.bn_fts: nn.Module = nn.BatchNorm1d(feature_dims) if opts.use_fts_bn else nn.Identity()
+        self.input_condition = (
+            nn.Linear(k_dim, feature_dims, bias=False) if opts.condition_input else None
+        )
+        if self.input_condition is not None:
+            nn.init.zeros_(self.input_condition.weight)
         blocks, attention, in_dim = [], [], feature_dims
         for k, widths in opts.conv_params:
-            blocks.append(EdgeConvBlock(k, in_dim, widths))
+            blocks.append(
+                EdgeConvBlock(
+                    k,
+                    in_dim,
+                    widths,
+                    pair_dim=pair_dim,
+                    condition_dim=k_dim if opts.condition_edges else 0,
+                    masked=opts.masked_edges,
+                    generic_pairs=opts.pair_features,
+                    resonance_widths=opts.resonance_widths if opts.resonance else (),
+                )
+            )
             if not opts.shared_trunk:
                 attention.append(
                     MassAwareAttention(widths[-1], opts.embed_dim, opts.attention_heads)
@@ -221,6 +290,7 @@ class ParametricParticleNet(ConditionedModel):
             if name.startswith(CONDITION_MODULE_PREFIXES[0])
             or (name.startswith(CONDITION_MODULE_PREFIXES[1]) and ".modulation." in name)
             or name.startswith(CONDITION_MODULE_PREFIXES[2:])
+            or ".condition_proj." in name
         ]
 
     @torch.no_grad()
@@ -228,8 +298,11 @@ class ParametricParticleNet(ConditionedModel):
         """Make every condition pathway exactly inert (stage-2 initialisation).
 
         Zeroes the FiLM generators (``gamma = beta = 0``: identity modulation of
-        the attention's Q/K/V and of the pooled representation) and the head's
-        condition input; afterwards the output does not depend on the condition.
+        the attention's Q/K/V and of the pooled representation), the head's,
+        the inputs' and the edges' condition terms; afterwards the output does not
+        depend on the condition, except through the ``resonance`` windows: those
+        measure each pair against the hypothesis, so every stage-1 model learned
+        the same meaning for them and their averaged weights are kept.
         The mass encoder keeps its weights (its output then feeds only zeros).
         With ``attention_output=True`` the attention output projections are
         zeroed too, so every attention block is the identity.
@@ -241,15 +314,36 @@ class ParametricParticleNet(ConditionedModel):
                 block.reset_output_to_identity()
         self.pooled_film.reset_to_identity()
         nn.init.zeros_(self.head_condition.weight)
+        if self.input_condition is not None:
+            nn.init.zeros_(self.input_condition.weight)
+        for conv in self.edge_convs:
+            proj = cast(EdgeConvBlock, conv).condition_proj
+            if proj is not None:
+                nn.init.zeros_(proj.weight)
 
-    def _inputs(self, points: Tensor, features: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
-        """Particles-last inputs ``(pts, x, m)``, masked and feature-normalised."""
+    def _inputs(
+        self, points: Tensor, features: Tensor, mask: Tensor, condition: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Particles-last ``(pts, x, m, kinematics)``, masked, normalised, condition added."""
         m = mask.transpose(1, 2)  # (N, P, 1)
         pts = points.transpose(1, 2) * m
-        x = features.transpose(1, 2) * m
+        raw = features.transpose(1, 2) * m
+        x = raw
         if isinstance(self.bn_fts, nn.BatchNorm1d):
             x = batch_norm_last(self.bn_fts, x) * m
-        return pts, x, m
+        if self.input_condition is not None and condition is not None:
+            x = (x + self.input_condition(condition).unsqueeze(1)) * m
+        kin = self.options.pair_kinematics
+        use = self.options.pair_features or self.options.resonance is not None
+        kinematics = kin.kinematics(pts, raw) * m if use and kin is not None else None
+        return pts, x, m, kinematics
+
+    def _resonance(self, condition: Tensor) -> Tensor | None:
+        """Hypothesised pair mass ``(N,)`` in GeV, or None without ``options.resonance``."""
+        if self.resonance_index < 0:
+            return None
+        i = self.resonance_index
+        return condition[:, i] * self.condition_std[i] + self.condition_mean[i]
 
     def _fuse(self, outputs: list[Tensor], x: Tensor, m: Tensor) -> Tensor:
         if isinstance(self.fusion, nn.Sequential):
@@ -264,10 +358,10 @@ class ParametricParticleNet(ConditionedModel):
                 "ParametricParticleNet.trunk needs options.shared_trunk=True: without it every "
                 "EdgeConv block depends on the condition"
             )
-        pts, x, m = self._inputs(points, features, mask)
+        pts, x, m, kin = self._inputs(points, features, mask)
         outputs = []
         for i, conv in enumerate(self.edge_convs):
-            x = conv(pts if i == 0 else x, x, m)
+            x = conv(pts if i == 0 else x, x, m, kin)
             outputs.append(x)
         return self._fuse(outputs, x, m)
 
@@ -311,10 +405,12 @@ class ParametricParticleNet(ConditionedModel):
         if self.options.shared_trunk:
             pooled, qkv, m = self._shared(points, features, mask)
             return self._conditioned(pooled, qkv, m, condition, emb)
-        pts, x, m = self._inputs(points, features, mask)
+        pts, x, m, kin = self._inputs(points, features, mask, condition)
+        edge_condition = condition if self.options.condition_edges else None
+        resonance = self._resonance(condition)
         outputs = []
         for i, (conv, attn) in enumerate(zip(self.edge_convs, self.attention, strict=True)):
-            x = conv(pts if i == 0 else x, x, m)
+            x = conv(pts if i == 0 else x, x, m, kin, edge_condition, resonance)
             x = attn(x, m, emb)
             outputs.append(x)
         x = self._fuse(outputs, x, m)

@@ -1,0 +1,93 @@
+"""Physics reference scorers with no ML, declared by the preset (``reference:``).
+
+A network that learns less than one well-chosen variable shows it next to this
+score in every table of the evaluation. The one kind today:
+
+``pair_mass``: ``-min |m(i, j) - m_h|`` over opposite-sign pairs of the selected
+objects (massless four-vectors from the preset's ``log(pt)`` feature and the
+(η, φ) points), where ``m_h`` is the hypothesis' ``condition`` parameter; events
+without such a pair score ``-1e3``. For the charged-Higgs preset this is the
+dimuon mass window around mA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from paratag.errors import ConfigError
+from paratag.presets import Preset
+
+__all__ = ["NO_PAIR_SCORE", "PairMassReference", "reference_from_preset"]
+
+#: Score of an event with no selected opposite-sign pair.
+NO_PAIR_SCORE = -1e3
+
+
+class PairMassReference:
+    """``-min |m(pair) - hypothesis|`` over opposite-sign pairs of selected objects."""
+
+    def __init__(self, preset: Preset, spec: Mapping[str, str], condition_names: Sequence[str]):
+        cloud = preset.clouds[0]
+        names = [f.name for f in cloud.features]
+        missing = [spec.get(k, "") for k in ("select", "charge") if spec.get(k) not in names]
+        if missing or spec.get("condition") not in condition_names:
+            raise ConfigError(
+                f"preset {preset.name!r}: reference {dict(spec)} needs features `select` and "
+                f"`charge` among {names} and `condition` among {list(condition_names)}"
+            )
+        self.select = cloud.features[names.index(spec["select"])]
+        self.select_index = names.index(spec["select"])
+        self.charge = cloud.features[names.index(spec["charge"])]
+        self.charge_index = names.index(spec["charge"])
+        self.kin = preset.pair_kinematics()
+        self.column = list(condition_names).index(spec["condition"])
+        self.name = f"-min|m(pair) - {spec['condition']}|"
+
+    @staticmethod
+    def _raw(x: np.ndarray, spec) -> np.ndarray:  # noqa: ANN001 - a FeatureSpec
+        return x / spec.norm_factor + spec.median
+
+    def pair_masses(self, points: np.ndarray, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Masses ``(N, P, P)`` of selected opposite-sign pairs (NaN elsewhere)."""
+        k = self.kin
+        m = mask[:, 0] > 0.5
+        log_pt = features[:, k["log_pt_index"]] / k["log_pt_norm_factor"] + k["log_pt_median"]
+        pt = np.where(m, np.exp(log_pt), 0.0)
+        eta, phi = points[:, k["eta_index"]], points[:, k["phi_index"]]
+        sel = m & (self._raw(features[:, self.select_index], self.select) > 0.5)
+        q = self._raw(features[:, self.charge_index], self.charge)
+        deta = eta[:, :, None] - eta[:, None, :]
+        cos_dphi = np.cos(phi[:, :, None] - phi[:, None, :])
+        m2 = 2.0 * pt[:, :, None] * pt[:, None, :] * (np.cosh(deta) - cos_dphi)
+        ok = sel[:, :, None] & sel[:, None, :] & (q[:, :, None] * q[:, None, :] < 0)
+        return np.where(ok, np.sqrt(np.clip(m2, 0.0, None)), np.nan)
+
+    def scores(
+        self, points: np.ndarray, features: np.ndarray, mask: np.ndarray, hypotheses: np.ndarray
+    ) -> np.ndarray:
+        """Scores ``(N, H)`` at each hypothesis ``(H, K)`` (physical units)."""
+        masses = self.pair_masses(points, features, mask).reshape(len(points), -1)
+        target = np.asarray(hypotheses, np.float64)[:, self.column]
+        out = np.full((len(points), len(target)), NO_PAIR_SCORE)
+        has = np.isfinite(masses).any(axis=1)
+        if has.any():
+            diff = np.abs(masses[has, :, None] - target[None, None, :])
+            out[has] = -np.nanmin(diff, axis=1)
+        return out
+
+
+def reference_from_preset(
+    preset: Preset, condition_names: Sequence[str]
+) -> PairMassReference | None:
+    """The preset's reference scorer, or None when it declares none."""
+    spec = dict(preset.reference)
+    if not spec:
+        return None
+    if spec.get("kind") != "pair_mass":
+        raise ConfigError(
+            f"preset {preset.name!r}: unknown reference kind {spec.get('kind')!r}; "
+            "the only kind is 'pair_mass'"
+        )
+    return PairMassReference(preset, spec, condition_names)
