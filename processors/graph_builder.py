@@ -24,6 +24,7 @@ import numpy as np
 from coffea import processor
 
 from paratag.errors import ConfigError
+from paratag.integrity import check_chunk_counts
 from paratag.presets import GraphInputs, Preset, build_inputs, load_preset
 
 __all__ = ["GraphBuilder", "graph_arrays"]
@@ -95,6 +96,7 @@ class GraphBuilder(processor.ProcessorABC):
         """Build one chunk; returns ``{dataset: {"chunks": {key: arrays}, "cutflow": {...}}}``."""
         meta = dict(events.metadata)
         dataset = str(meta.get("dataset", "unknown"))
+        check_chunk_counts(meta, self.preset.branches())
         inputs = build_inputs(events, self.preset, self.selection)
         n = len(inputs)
         arrays = graph_arrays(inputs, self.preset)

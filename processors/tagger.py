@@ -46,6 +46,7 @@ import numpy as np
 from coffea import processor
 
 from paratag.errors import ConfigError, InvalidValueError, ModelMismatchError
+from paratag.integrity import check_chunk_counts
 from paratag.preprocess import (
     Preprocess,
     check_model,
@@ -431,6 +432,7 @@ class Tagger(processor.ProcessorABC):
         """Score one chunk; accumulates columns per dataset and/or one histogram."""
         meta = dict(getattr(events, "metadata", None) or {})
         dataset = str(meta.get("dataset", "unknown"))
+        check_chunk_counts(meta, self.preset.branches())
         inputs, selected, scores = self.score_events(events)
         cutflow = {
             "events": len(events),

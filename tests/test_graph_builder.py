@@ -15,7 +15,7 @@ from paratag.processors import GraphBuilder
 from conftest import load_events
 from helpers_root import write_subset
 from paratag.build import BuildConfig, build_shards, make_executor, run_builder, unwrap_error
-from paratag.errors import ConfigError, InputFileError, SchemaError
+from paratag.errors import ConfigError, InputFileError, InvalidValueError, SchemaError
 from paratag.shards import read_manifest, read_shard
 
 JET_BRANCHES = (
@@ -248,3 +248,45 @@ def test_condition_key_typo_is_an_error(tmp_path, pfnano_path):
     with pytest.raises(ConfigError, match="but not \\['mX'\\]"):
         check_condition_metadata(fs, ("mHc", "mX"))
     assert not (tmp_path / "shards").exists()
+
+
+def _write_with_counter(src, dst, coll: str, shift: int):
+    """Copy ``src`` with the jagged contents intact but ``n<coll>`` shifted by ``shift``."""
+    import awkward as ak
+    import uproot
+
+    from paratag.presets import load_preset
+
+    events = uproot.open(src)["Events"]
+    wanted = load_preset("jet").branches() | {"run", "luminosityBlock", "event"}
+    names = [n for n in events.keys() if n in wanted and not n.startswith("n")]  # noqa: SIM118
+    arrays = events.arrays(names)
+    groups: dict = {}
+    flat = {}
+    for name in arrays.fields:
+        if "_" in name and arrays[name].ndim == 2:
+            c, field = name.split("_", 1)
+            groups.setdefault(c, {})[field] = arrays[name]
+        else:
+            flat[name] = arrays[name]
+    data = {**flat, **{c: ak.zip(f) for c, f in groups.items()}}
+    for c in groups:  # NanoAOD counters beside the contents; only n<coll> is wrong
+        true = ak.to_numpy(ak.num(data[c]))
+        data[f"n{c}"] = np.maximum(true + (shift if c == coll else 0), 0).astype(np.int32)
+    with uproot.recreate(dst) as f:
+        # contents keep their own (stored) counters; the NanoAOD counter nColl is wrong
+        f.mktree("Events", {k: v.type if hasattr(v, "type") else v.dtype for k, v in data.items()},
+                 counter_name=lambda counted: f"n{counted}_stored")
+        f["Events"].extend(data)
+    return dst
+
+
+@pytest.mark.parametrize(("coll", "shift"), [("PFCands", -5), ("FatJet", 1)])
+def test_counter_inconsistent_with_contents_is_named(tmp_path, pfnano_path, coll, shift):
+    """Issue 16: nPFCands = true - 5 misaligned 943 of 1076 slots with exit 0."""
+    good = _write_with_counter(pfnano_path, tmp_path / "good.root", coll, 0)
+    ref = run(processor.IterativeExecutor(), fileset(good), GraphBuilder("jet"))
+    assert len(ref["QCD"]["arrays"]["label"]) == 24  # the rewritten file itself is fine
+    bad = _write_with_counter(pfnano_path, tmp_path / "bad.root", coll, shift)
+    with pytest.raises(InvalidValueError, match=rf"bad\.root.*'n{coll}' disagrees"):
+        run(processor.IterativeExecutor(), fileset(bad), GraphBuilder("jet"))

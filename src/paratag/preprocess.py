@@ -152,8 +152,10 @@ class Preprocess:
 
     @property
     def onnx_output(self) -> str | None:
-        """ONNX output tensor to read: the ``paratag`` block's ``onnx_output``, ``softmax`` for
-        older paratag files, None for CMSSW files (their model's only output is read)."""
+        """ONNX output tensor to read (None for CMSSW files: their model's only output).
+
+        The ``paratag`` block's ``onnx_output``; ``softmax`` for older paratag files.
+        """
         if not self.is_paratag:
             return None
         return str(self.paratag.get("onnx_output", LEGACY_OUTPUT))
