@@ -62,6 +62,8 @@ __all__ = ["Tagger", "hypothesis_name", "parse_hypotheses", "score_fileset", "wr
 #: Rows (graphs x hypotheses) per onnxruntime call by default: larger calls were not faster
 #: for the full ParticleNet (bench_tagger.py --sweep: 8-128 rows flat, 256 rows 15% slower).
 DEFAULT_MAX_ROWS = 64
+#: Ragged micro-batches are cut to a multiple of this many slots.
+RAGGED_STEP = 8
 #: Working memory assumed per graph when the preprocess file has no estimate (CMSSW files).
 FALLBACK_BYTES_PER_GRAPH = 8 * 2**20
 _SELECTED = "_paratag_selected"
@@ -138,6 +140,9 @@ class Tagger(processor.ProcessorABC):
             ``"replicate"`` (one call for all hypotheses of a micro-batch, inputs
             repeated) or ``"hypotheses"`` (one call of ``model_hypotheses.onnx`` per
             micro-batch of ``batch_size`` graphs; needs ``hypotheses_axis=True`` at export).
+        ragged: order graphs by constituent count and cut every micro-batch to its own
+            longest graph (rounded up to 8) instead of the exported length; equal scores,
+            less work (the preset's ``max_length`` still clips, as in CMSSW).
     """
 
     def __init__(
@@ -157,6 +162,7 @@ class Tagger(processor.ProcessorABC):
         memory_mb: float = 2000.0,
         batch_size: int | None = None,
         strategy: Literal["auto", "replicate", "loop", "hypotheses"] = "auto",
+        ragged: bool = True,
     ) -> None:
         if output not in ("events", "hist", "both"):
             raise ConfigError(f"Tagger output {output!r}: use 'events', 'hist' or 'both'")
@@ -190,6 +196,7 @@ class Tagger(processor.ProcessorABC):
         self.bytes_per_graph = int(pp.paratag.get("bytes_per_graph", FALLBACK_BYTES_PER_GRAPH))
         self.bytes_per_hypothesis = int(pp.paratag.get("bytes_per_hypothesis", 0))
         self.min_particles = int(pp.paratag.get("min_particles", 1))
+        self.ragged = bool(ragged)
         self.score_index = self._score_index(pp, score_class)
         self.names, self.conditions = self._hypotheses(pp, hypotheses)
         self.selection = selection
@@ -318,8 +325,46 @@ class Tagger(processor.ProcessorABC):
         by_memory = int(self.memory_mb * 2**20 // max(per_graph, 1))
         return max(1, min(by_memory, DEFAULT_MAX_ROWS))
 
+    def _lengths(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per cloud, the slot after each graph's last real element ``(N,)`` (from its mask)."""
+        out: dict[str, np.ndarray] = {}
+        for name, (cloud, kind) in self.input_map.items():
+            if kind == "mask":
+                m = arrays[name][:, 0] > 0  # (N, P)
+                p = m.shape[1]
+                last = p - np.argmax(m[:, ::-1], axis=1)
+                out[cloud] = np.where(m.any(axis=1), last, 0)
+        return out
+
+    def _trimmed(
+        self, arrays: Mapping[str, np.ndarray], idx: np.ndarray, lengths: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Rows ``idx`` of every input, cut along P to the batch's own longest graph.
+
+        The length is rounded up to a multiple of :data:`RAGGED_STEP`, kept at least
+        the model's minimum (largest kNN k + 1) and at most the exported length, so
+        nothing real is ever dropped; padding does not change a model's output (tested).
+        """
+        first = self.preset.clouds[0].name
+        cut: dict[str, int] = {}
+        for cloud, lens in lengths.items():
+            full = int(arrays[next(n for n, (c, _) in self.input_map.items() if c == cloud)].shape[-1])
+            need = int(lens[idx].max()) if len(idx) else 1
+            need = -(-max(need, 1) // RAGGED_STEP) * RAGGED_STEP
+            low = self.min_particles if cloud == first else 1
+            cut[cloud] = min(full, max(need, low))
+        return {
+            name: np.ascontiguousarray(arrays[name][idx][..., : cut[c]] if c in cut else arrays[name][idx])
+            for name, (c, _) in self.input_map.items()
+        }
+
     def score_arrays(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Scores ``(N, n_hypotheses)`` for padded model inputs (no condition) of N graphs."""
+        """Scores ``(N, n_hypotheses)`` for padded model inputs (no condition) of N graphs.
+
+        With ``ragged`` (the default) graphs are ordered by length and every
+        micro-batch is cut to its own longest graph, so padded slots cost (almost)
+        nothing; scores come back in the input order.
+        """
         first = next(iter(arrays.values()))
         n, k = len(first), len(self.names)
         out = np.full((n, k), np.nan, dtype=np.float32)
@@ -328,10 +373,17 @@ class Tagger(processor.ProcessorABC):
         sess, rows = self.session, self.rows_per_call()
         parametric = self.conditions.shape[1] > 0
         per_call = max(1, rows // k) if parametric and self.strategy == "replicate" else rows
+        lengths = self._lengths(arrays) if self.ragged else {}
+        first_cloud = self.preset.clouds[0].name
+        order = (
+            np.argsort(lengths[first_cloud], kind="stable")
+            if first_cloud in lengths
+            else np.arange(n)
+        )
         for start in range(0, n, per_call):
-            sl = slice(start, min(start + per_call, n))
-            b = sl.stop - sl.start
-            base = {name: arrays[name][sl] for name in arrays}
+            sl = order[start : min(start + per_call, n)]
+            b = len(sl)
+            base = self._trimmed(arrays, sl, lengths)
             if not parametric:
                 out[sl, 0] = sess.run([self.output_name], base)[0][:, self.score_index]
             elif self.strategy == "hypotheses":
