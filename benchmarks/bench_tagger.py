@@ -236,7 +236,7 @@ def part3(onnx_pn, n_events: int, tmp: Path) -> None:
     from coffea.nanoevents import NanoAODSchema
     from paratag.processors import Tagger
 
-    from paratag.build import make_executor
+    from paratag.runner import make_executor
 
     path, reps = _slim(n_events, tmp / "replicated.root")
     fileset = {"bench": {"files": {str(path): "Events"}}}

@@ -62,6 +62,8 @@ __all__ = ["Tagger", "hypothesis_name", "parse_hypotheses", "score_fileset", "wr
 #: Rows (graphs x hypotheses) per onnxruntime call by default: larger calls were not faster
 #: for the full ParticleNet (bench_tagger.py --sweep: 8-128 rows flat, 256 rows 15% slower).
 DEFAULT_MAX_ROWS = 64
+#: Key of the skipped-file list in :func:`score_fileset`'s output.
+SKIPPED_KEY = "skipped_files"
 #: Ragged micro-batches are cut to a multiple of this many slots.
 RAGGED_STEP = 8
 #: Working memory assumed per graph when the preprocess file has no estimate (CMSSW files).
@@ -650,28 +652,23 @@ def score_fileset(
     skip_bad_files: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run ``tagger`` over a coffea fileset with coffea's Runner; returns the postprocessed output."""
-    from coffea.nanoevents import NanoAODSchema
+    """Run ``tagger`` over a coffea fileset (:func:`paratag.runner.run_processor`).
 
-    from paratag.build import check_file, load_fileset, make_executor
-    from paratag.errors import InputFileError
+    Returns the postprocessed output; files skipped with ``skip_bad_files`` are logged
+    and listed under ``skipped_files`` (written into ``hists.pkl`` by :func:`write_scores`).
+    """
+    from paratag.runner import run_processor
 
-    fs = load_fileset(fileset)
-    for ds in fs.values():
-        for path, tree in list(ds["files"].items()):
-            try:
-                check_file(path, tree)
-            except InputFileError:
-                if not skip_bad_files:
-                    raise
-                del ds["files"][path]
-    fs = {name: ds for name, ds in fs.items() if ds["files"]}
-    if not fs:
-        raise ConfigError("no readable files left in the fileset")
-    with make_executor(executor, workers) as ex:
-        ex = dataclasses.replace(ex, status=progress)
-        runner = processor.Runner(ex, schema=NanoAODSchema, chunksize=chunksize)
-        return runner(fs, processor_instance=tagger, treename="Events")  # type: ignore[no-any-return]
+    out, skipped = run_processor(
+        fileset,
+        tagger,
+        executor=executor,
+        workers=workers,
+        chunksize=chunksize,
+        skip_bad_files=skip_bad_files,
+        progress=progress,
+    )
+    return {**out, SKIPPED_KEY: skipped}
 
 
 def write_scores(
@@ -695,6 +692,7 @@ def write_scores(
                     "cutflow": {
                         k: v.get("cutflow") for k, v in result.items() if isinstance(v, Mapping)
                     },
+                    SKIPPED_KEY: list(result.get(SKIPPED_KEY, [])),
                 }
             )
         )

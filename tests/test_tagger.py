@@ -20,13 +20,13 @@ from typer.testing import CliRunner
 
 from conftest import TINY_PN
 from helpers_root import write_subset
-from paratag.build import make_executor
 from paratag.cli import app
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InputFileError, ModelMismatchError, SchemaError
 from paratag.export import export_model
 from paratag.models import build_model
 from paratag.presets import build_inputs, load_preset
+from paratag.runner import make_executor
 
 HYPS = [{"mHc": 130, "mA": 90}, {"mHc": 160, "mA": 100}, {"mHc": 100.5, "mA": 60}]
 NAMES = ["score_mHc130_mA90", "score_mHc160_mA100", "score_mHc100p5_mA60"]

@@ -199,8 +199,8 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, force: bool = False,
     exported = step("export", do_export)
 
     def do_score() -> dict[str, Any]:
-        from paratag.build import load_fileset
         from paratag.processors.tagger import Tagger, score_fileset, write_scores
+        from paratag.runner import load_fileset
 
         fileset = load_fileset(gen["fileset"])
         if cfg.real_fixture:
@@ -222,7 +222,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, force: bool = False,
 
 
 def _first_signal_file(fileset_path: str) -> str | None:
-    from paratag.build import load_fileset
+    from paratag.runner import load_fileset
 
     for ds in load_fileset(fileset_path).values():
         if ds["metadata"].get("label") == 0:

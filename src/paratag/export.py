@@ -490,7 +490,7 @@ def parity_inputs(
     from paratag.presets import build_inputs
 
     if isinstance(events, str | Path):  # else: NanoEvents
-        from paratag.build import check_file
+        from paratag.runner import check_file
 
         path = str(events)
         check_file(path)
