@@ -68,3 +68,19 @@ def test_to_dict_is_plain():
     )
     assert d["condition_names"] == ["mX"]
     assert isinstance(d["options"], dict)
+
+
+def test_command_line_overrides_are_typed_and_validated():
+    from paratag.config import apply_overrides
+    from paratag.training.run import load_train_config
+
+    cfg = load_train_config("demo", shards="x")
+    new = apply_overrides(cfg, ["stage3.epochs=5", "data.shards=other/", "model.options.resonance=null"])
+    assert new.stage3.epochs == 5 and new.data.shards == "other/"
+    assert new.model.options["resonance"] is None and cfg.stage3.epochs == 8
+    with pytest.raises(ConfigError, match="expected an integer"):
+        apply_overrides(cfg, ["stage3.epochs=five"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides(cfg, ["stage4.epochs=1"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        apply_overrides(cfg, ["stage3.epoch=1"])

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from paratag.errors import ParatagError
+from paratag.errors import ConfigError, ParatagError
 
 app = typer.Typer(
     name="paratag",
@@ -24,9 +24,53 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from paratag import __version__
+
+        typer.echo(f"paratag {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit"),
+    ] = False,
+) -> None:
     """Parametric graph-network taggers for coffea analyses."""
+
+
+config_app = typer.Typer(help="Show the packaged configs and presets.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """List packaged train/generate configs and presets."""
+    from importlib import resources
+
+    for folder in ("configs", "preset_files"):
+        for f in sorted(p.name for p in (resources.files("paratag") / folder).iterdir()):
+            if f.endswith(".yaml"):
+                typer.echo(f"{folder}/{f}")
+
+
+@config_app.command("show")
+def config_show(
+    name: Annotated[str, typer.Argument(help="e.g. train_demo, generate_validate, event, jet")],
+) -> None:
+    """Print a packaged config or preset YAML (copy it to start your own)."""
+    from importlib import resources
+
+    base = resources.files("paratag")
+    for cand in (f"configs/{name}.yaml", f"preset_files/{name}.yaml", f"configs/train_{name}.yaml"):
+        f = base / cand
+        if f.is_file():
+            typer.echo(f.read_text())
+            return
+    raise ConfigError(f"no packaged config or preset {name!r}; see `paratag config list`")
 
 
 @app.command()
@@ -128,12 +172,18 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue interrupted stages from last.pt")] = False,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (overrides device)")] = None,
     seed: Annotated[int | None, typer.Option(help="run seed (overrides seed)")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a config value, e.g. --set stage3.epochs=5 (repeat)"),
+    ] = None,
 ) -> None:
     """Train a parametric tagger with the three-stage schedule (works under torchrun for DDP)."""
+    from paratag.config import apply_overrides
     from paratag.training.run import load_train_config
     from paratag.training.run import train as run_train
 
     cfg = load_train_config(config, shards=shards, run_dir=run_dir, device=device, seed=seed)
+    cfg = apply_overrides(cfg, set_ or [])
     summary = run_train(cfg, stages=stage or None, resume=resume)
     typer.echo(f"run directory: {summary.get('run_dir', cfg.run_dir)}")
 

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin
 
@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 __all__ = [
     "GraphConfig",
+    "apply_overrides",
     "ModelConfig",
     "dump",
     "from_dict",
@@ -233,3 +234,32 @@ class ModelConfig:
             )
         if self.n_classes < 2:
             raise ConfigError(f"ModelConfig.n_classes must be >= 2, got {self.n_classes}")
+
+
+def apply_overrides(cfg: T, items: Sequence[str]) -> T:
+    """``cfg`` with ``key.sub=value`` overrides (values parsed as YAML, validated like the file).
+
+    Example: ``apply_overrides(cfg, ["stage3.epochs=5", "data.shards=shards/"])``.
+    """
+    import yaml
+
+    data = to_dict(cfg)
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: write key.subkey=value, e.g. stage3.epochs=5")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for i, part in enumerate(parents):
+            if not isinstance(node, dict) or part not in node:
+                where = ".".join(parents[: i + 1])
+                raise ConfigError(f"--set {item!r}: {where!r} is not a section of the config")
+            node = node[part]
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: {'.'.join(parents)!r} is not a section")
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: cannot parse the value ({exc})") from exc
+    return from_dict(type(cfg), data, where="--set")
+
