@@ -71,8 +71,9 @@ def test_to_dict_is_plain():
 
 
 def test_command_line_overrides_are_typed_and_validated():
-    from paratag.config import apply_overrides
     from paratag.training.run import load_train_config
+
+    from paratag.config import apply_overrides
 
     cfg = load_train_config("demo", shards="x")
     new = apply_overrides(cfg, ["stage3.epochs=5", "data.shards=other/", "model.options.resonance=null"])
