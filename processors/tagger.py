@@ -81,12 +81,41 @@ def hypothesis_name(values: Mapping[str, float]) -> str:
     )
 
 
-def _session(path: str, threads: int) -> Any:
-    """One onnxruntime session per (model file, threads) and process."""
+def resolve_providers(providers: str | Sequence[str] = "auto") -> tuple[str, ...]:
+    """Onnxruntime execution providers: ``auto`` (CUDA when onnxruntime-gpu can use it, else
+    CPU), ``cpu``, ``cuda`` or explicit provider names; a missing one is a clear error.
+    """
+    import onnxruntime as ort
+
+    available = list(ort.get_available_providers())
+    if isinstance(providers, str):
+        key = providers.lower()
+        if key == "auto":
+            chosen = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []
+            return (*chosen, "CPUExecutionProvider")
+        providers = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}.get(
+            key, [p.strip() for p in providers.split(",") if p.strip()]
+        )
+    missing = [p for p in providers if p not in available]
+    if missing or not providers:
+        hint = (
+            "install onnxruntime-gpu (and CUDA) for CUDAExecutionProvider"
+            if "CUDAExecutionProvider" in missing
+            else "choose among the available ones"
+        )
+        raise ConfigError(
+            f"onnxruntime execution provider(s) {missing or list(providers)} are not available in "
+            f"this installation (available: {available}); {hint}, or use providers='auto'"
+        )
+    return tuple(providers)
+
+
+def _session(path: str, threads: int, providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> Any:
+    """One onnxruntime session per (model file, threads, providers) and process."""
     import onnxruntime as ort
 
     st = Path(path).stat()
-    key = (path, st.st_mtime_ns, st.st_size, threads)
+    key = (path, st.st_mtime_ns, st.st_size, threads, providers)
     with _LOCK:
         sess = _SESSIONS.get(key)
         if sess is None:
@@ -94,7 +123,7 @@ def _session(path: str, threads: int) -> Any:
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(path, so, providers=list(providers))
             _SESSIONS[key] = sess
     return sess
 
@@ -142,6 +171,8 @@ class Tagger(processor.ProcessorABC):
             ``"replicate"`` (one call for all hypotheses of a micro-batch, inputs
             repeated) or ``"hypotheses"`` (one call of ``model_hypotheses.onnx`` per
             micro-batch of ``batch_size`` graphs; needs ``hypotheses_axis=True`` at export).
+        providers: onnxruntime execution providers (:func:`resolve_providers`): ``auto``
+            (CUDA with onnxruntime-gpu, else CPU), ``cpu``, ``cuda`` or provider names.
         ragged: order graphs by constituent count and cut every micro-batch to its own
             longest graph (rounded up to 8) instead of the exported length; equal scores,
             less work (the preset's ``max_length`` still clips, as in CMSSW).
@@ -165,6 +196,7 @@ class Tagger(processor.ProcessorABC):
         batch_size: int | None = None,
         strategy: Literal["auto", "replicate", "loop", "hypotheses"] = "auto",
         ragged: bool = True,
+        providers: str | Sequence[str] = "auto",
     ) -> None:
         if output not in ("events", "hist", "both"):
             raise ConfigError(f"Tagger output {output!r}: use 'events', 'hist' or 'both'")
@@ -199,6 +231,7 @@ class Tagger(processor.ProcessorABC):
         self.bytes_per_hypothesis = int(pp.paratag.get("bytes_per_hypothesis", 0))
         self.min_particles = int(pp.paratag.get("min_particles", 1))
         self.ragged = bool(ragged)
+        self.providers = resolve_providers(providers)
         self.score_index = self._score_index(pp, score_class)
         self.names, self.conditions = self._hypotheses(pp, hypotheses)
         self.selection = selection
@@ -313,7 +346,7 @@ class Tagger(processor.ProcessorABC):
         """The onnxruntime session of this worker (created on first use)."""
         if self._session is None:
             path = self.hypotheses_path if self.strategy == "hypotheses" else self.model_path
-            self._session = _session(path, self.threads)
+            self._session = _session(path, self.threads, self.providers)
         return self._session
 
     # --------------------------------------------------------------- scoring

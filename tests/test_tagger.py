@@ -421,3 +421,20 @@ def test_ragged_interaction_network_cuts_both_clouds(tmp_path, pf_events):
     ref = Tagger(tmp_path / "model.onnx", ragged=False, batch_size=5).score_events(pf_events)[2]
     got = Tagger(tmp_path / "model.onnx", batch_size=5).score_events(pf_events)[2]
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_execution_provider_selection(model_dir):
+    from paratag.processors.tagger import resolve_providers
+
+    auto = resolve_providers("auto")
+    assert auto[-1] == "CPUExecutionProvider"
+    assert resolve_providers("cpu") == ("CPUExecutionProvider",)
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(ConfigError, match="onnxruntime-gpu"):
+            resolve_providers("cuda")
+        with pytest.raises(ConfigError, match="not available"):
+            Tagger(model_dir[0] / "model.onnx", HYPS, providers="cuda")
+    t = Tagger(model_dir[0] / "model.onnx", HYPS, providers="cpu")
+    assert t.session.get_providers() == ["CPUExecutionProvider"]

@@ -151,12 +151,13 @@ def score(
     memory_mb: Annotated[float, typer.Option(help="working-memory budget per onnxruntime call")] = 2000.0,
     parquet: Annotated[bool, typer.Option(help="also write scores.parquet (event id + scores)")] = False,
     skip_bad_files: Annotated[bool, typer.Option(help="report and skip unreadable files")] = False,
+    providers: Annotated[str, typer.Option(help="onnxruntime providers: auto, cpu, cuda or names")] = "auto",
 ) -> None:
     """Score a fileset with an exported model; write histograms (and optionally parquet)."""
     from paratag.processors.tagger import Tagger, parse_hypotheses, score_fileset, write_scores
 
     tagger = Tagger(model, parse_hypotheses(hypotheses), output="both" if parquet else "hist",
-                    threads=threads, memory_mb=memory_mb)
+                    threads=threads, memory_mb=memory_mb, providers=providers)
     result = score_fileset(fileset, tagger, executor=executor, workers=workers,
                            chunksize=chunksize, skip_bad_files=skip_bad_files)
     for path in write_scores(result, out, parquet=parquet):
