@@ -82,8 +82,10 @@ def hypothesis_name(values: Mapping[str, float]) -> str:
 
 
 def resolve_providers(providers: str | Sequence[str] = "auto") -> tuple[str, ...]:
-    """Onnxruntime execution providers: ``auto`` (CUDA when onnxruntime-gpu can use it, else
-    CPU), ``cpu``, ``cuda`` or explicit provider names; a missing one is a clear error.
+    """The onnxruntime execution providers for a name or list; a missing one is a clear error.
+
+    ``auto``: CUDA when onnxruntime-gpu can use it, then CPU; ``cpu``; ``cuda``; or
+    explicit provider names (a list or comma-separated).
     """
     import onnxruntime as ort
 
