@@ -70,7 +70,7 @@ RAGGED_STEP = 8
 FALLBACK_BYTES_PER_GRAPH = 8 * 2**20
 _SELECTED = "_paratag_selected"
 
-_SESSIONS: dict[tuple[str, int, int, int], Any] = {}
+_SESSIONS: dict[tuple[str, int, int, int, tuple[str, ...]], Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -686,6 +686,7 @@ def score_fileset(
     chunksize: int = 100_000,
     skip_bad_files: bool = False,
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Run ``tagger`` over a coffea fileset (:func:`paratag.runner.run_processor`).
 
@@ -702,6 +703,7 @@ def score_fileset(
         chunksize=chunksize,
         skip_bad_files=skip_bad_files,
         progress=progress,
+        scheduler=scheduler,
     )
     return {**out, SKIPPED_KEY: skipped}
 

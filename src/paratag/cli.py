@@ -152,6 +152,7 @@ def score(
     parquet: Annotated[bool, typer.Option(help="also write scores.parquet (event id + scores)")] = False,
     skip_bad_files: Annotated[bool, typer.Option(help="report and skip unreadable files")] = False,
     providers: Annotated[str, typer.Option(help="onnxruntime providers: auto, cpu, cuda or names")] = "auto",
+    scheduler: Annotated[str | None, typer.Option(help="existing Dask scheduler, e.g. tcp://host:8786 (with --executor dask)")] = None,
 ) -> None:
     """Score a fileset with an exported model; write histograms (and optionally parquet)."""
     from paratag.processors.tagger import Tagger, parse_hypotheses, score_fileset, write_scores
@@ -159,7 +160,10 @@ def score(
     tagger = Tagger(model, parse_hypotheses(hypotheses), output="both" if parquet else "hist",
                     threads=threads, memory_mb=memory_mb, providers=providers)
     result = score_fileset(fileset, tagger, executor=executor, workers=workers,
-                           chunksize=chunksize, skip_bad_files=skip_bad_files)
+                           chunksize=chunksize, skip_bad_files=skip_bad_files,
+                           scheduler=scheduler)
+    for bad in result.get("skipped_files", []):
+        typer.secho(f"skipped {bad['file']}: {bad['reason']}", fg=typer.colors.YELLOW, err=True)
     for path in write_scores(result, out, parquet=parquet):
         typer.echo(f"wrote {path}")
 

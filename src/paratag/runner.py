@@ -118,17 +118,21 @@ def check_file(path: str, treename: str = "Events") -> int:
 
 
 @contextlib.contextmanager
-def make_executor(kind: str, workers: int = 2, retries: int = 0) -> Iterator[Any]:
+def make_executor(
+    kind: str, workers: int = 2, retries: int = 0, scheduler: str | None = None
+) -> Iterator[Any]:
     """Yield a coffea executor; for "dask" a LocalCluster on loopback lives as long as the block.
 
     ``retries`` defaults to 0: paratag's errors are deterministic, and coffea's
     retries only help with flaky remote reads (raise it for XRootD inputs).
+    ``scheduler`` (``tcp://host:8786``) connects to an existing Dask cluster instead
+    of starting a LocalCluster (``workers`` is then ignored).
     """
     from coffea import processor
 
     if kind not in ("iterative", "futures", "dask"):
         raise ConfigError(f"executor {kind!r}: use iterative, futures or dask")
-    if kind != "iterative" and workers < 1:
+    if kind != "iterative" and workers < 1 and not (kind == "dask" and scheduler):
         raise ConfigError(f"--workers {workers}: the {kind} executor needs at least 1 worker")
     if kind == "iterative":
         yield processor.IterativeExecutor(retries=retries)
@@ -138,6 +142,18 @@ def make_executor(kind: str, workers: int = 2, retries: int = 0) -> Iterator[Any
         from paratag.errors import require
 
         distributed = require("distributed", "dask")
+        if scheduler:
+            try:
+                client = distributed.Client(scheduler, timeout="10s")  # type: ignore[attr-defined]
+            except OSError as exc:
+                raise ConfigError(
+                    f"--scheduler {scheduler}: cannot connect ({exc}); is the scheduler running?"
+                ) from exc
+            try:
+                yield processor.DaskExecutor(client=client, status=False, retries=retries)
+            finally:
+                client.close()
+            return
         cluster = distributed.LocalCluster(  # type: ignore[attr-defined]
             n_workers=workers,
             threads_per_worker=1,
@@ -184,6 +200,7 @@ def run_processor(
     schema: Schema = "nanoaod",
     progress: bool = True,
     treename: str = "Events",
+    scheduler: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Run ``processor_instance`` over ``fileset``; return (output, skipped files with reasons).
 
@@ -197,6 +214,7 @@ def run_processor(
         schema: ``nanoaod`` or ``pfnanoaod``.
         progress: coffea's progress bars.
         treename: the events tree.
+        scheduler: address of an existing Dask scheduler (``executor="dask"``).
     """
     from coffea import processor
 
@@ -217,7 +235,7 @@ def run_processor(
         raise InputFileError("<fileset>", "no readable files left", "fix the fileset")
 
     def run(ex: Any) -> dict[str, Any]:
-        if dataclasses.is_dataclass(ex) and hasattr(ex, "status"):
+        if dataclasses.is_dataclass(ex) and not isinstance(ex, type) and hasattr(ex, "status"):
             ex = dataclasses.replace(ex, status=progress)
         runner = processor.Runner(
             ex, schema=_schema(schema), chunksize=chunksize, metadata_cache={}
@@ -233,6 +251,6 @@ def run_processor(
             raise inner from exc
 
     if isinstance(executor, str):
-        with make_executor(executor, workers) as ex:
+        with make_executor(executor, workers, scheduler=scheduler) as ex:
             return run(ex), skipped
     return run(executor), skipped
