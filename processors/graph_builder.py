@@ -17,6 +17,7 @@ order in :meth:`postprocess`, so every executor gives identical arrays.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from coffea import processor
 
 from paratag.errors import ConfigError
 from paratag.integrity import check_chunk_counts
+from paratag.labels import TRUTH_FIELD, TruthMatch, truth_matched
 from paratag.presets import GraphInputs, Preset, build_inputs, load_preset
 
 __all__ = ["GraphBuilder", "graph_arrays"]
@@ -42,6 +44,27 @@ def graph_arrays(inputs: GraphInputs, preset: Preset) -> dict[str, np.ndarray]:
     return out
 
 
+_TRUTH = "_paratag_truth"
+
+
+def _subset(inputs: GraphInputs, keep: np.ndarray) -> GraphInputs:
+    """The graphs of ``inputs`` where ``keep`` (clouds, event index, spectators, weights)."""
+    clouds = {
+        name: dataclasses.replace(
+            c, points=c.points[keep], features=c.features[keep], mask=c.mask[keep],
+            counts=c.counts[keep],
+        )
+        for name, c in inputs.clouds.items()
+    }
+    return dataclasses.replace(
+        inputs,
+        clouds=clouds,
+        event_index=inputs.event_index[keep],
+        spectators={k: v[keep] for k, v in inputs.spectators.items()},
+        weight=inputs.weight[keep],
+    )
+
+
 class GraphBuilder(processor.ProcessorABC):
     """Build padded point clouds, labels, conditions and weights per dataset.
 
@@ -55,6 +78,10 @@ class GraphBuilder(processor.ProcessorABC):
         condition: names of condition parameters read from the dataset metadata
             (e.g. ``["mHc", "mA"]``); datasets without them (backgrounds) get NaN.
         max_svs: length of a second cloud (SVs) when the preset has one.
+        truth: per-jet truth labels (:class:`~paratag.labels.TruthMatch` or its mapping);
+            ``"preset"`` (default) takes the preset's ``truth:`` block, None uses dataset
+            labels only. Unmatched jets of signal datasets are dropped and counted
+            (``truth_unmatched`` in the cutflow).
     """
 
     def __init__(
@@ -65,6 +92,7 @@ class GraphBuilder(processor.ProcessorABC):
         label: Mapping[str, int] | None = None,
         condition: Sequence[str] = (),
         max_svs: int | None = None,
+        truth: TruthMatch | Mapping[str, Any] | str | None = "preset",
     ) -> None:
         p = load_preset(preset)
         lengths = {}
@@ -76,6 +104,15 @@ class GraphBuilder(processor.ProcessorABC):
         self.selection = selection
         self.label = dict(label) if label is not None else None
         self.condition = tuple(condition)
+        if truth == "preset":
+            truth = self.preset.truth
+        if isinstance(truth, str):
+            raise ConfigError(f"GraphBuilder truth={truth!r}: use 'preset', a mapping or None")
+        self.truth = truth if isinstance(truth, TruthMatch) else TruthMatch.from_mapping(truth)
+        if self.truth is not None and self.preset.kind != "jet":
+            raise ConfigError(
+                f"preset {self.preset.name!r}: truth matching labels jets; it needs kind 'jet'"
+            )
 
     def _label(self, dataset: str, metadata: Mapping[str, Any]) -> int:
         if self.label is not None:
@@ -97,10 +134,23 @@ class GraphBuilder(processor.ProcessorABC):
         meta = dict(events.metadata)
         dataset = str(meta.get("dataset", "unknown"))
         check_chunk_counts(meta, self.preset.branches())
-        inputs = build_inputs(events, self.preset, self.selection)
+        label = self._label(dataset, meta)
+        preset, matched = self.preset, None
+        if self.truth is not None and label == self.truth.signal_label:
+            where = str(meta.get("filename", dataset))
+            events[preset.object, TRUTH_FIELD] = truth_matched(
+                events, preset.object, self.truth, where
+            )
+            preset = dataclasses.replace(
+                preset, spectators={**preset.spectators, _TRUTH: f"jet.{TRUTH_FIELD}"}
+            )
+        inputs = build_inputs(events, preset, self.selection)
+        if _TRUTH in inputs.spectators:
+            matched = inputs.spectators.pop(_TRUTH) > 0.5
+            inputs = _subset(inputs, matched)
         n = len(inputs)
         arrays = graph_arrays(inputs, self.preset)
-        arrays["label"] = np.full(n, self._label(dataset, meta), dtype=np.int64)
+        arrays["label"] = np.full(n, label, dtype=np.int64)
         cond = [float(meta.get(name, np.nan)) for name in self.condition]
         arrays["condition"] = np.tile(np.asarray(cond, dtype=np.float32), (n, 1)).reshape(
             n, len(cond)
@@ -113,7 +163,8 @@ class GraphBuilder(processor.ProcessorABC):
         cutflow = {
             "events": len(events),
             "candidates": inputs.n_candidates,
-            "selected": n,
+            "selected": n + (0 if matched is None else int((~matched).sum())),
+            **({} if matched is None else {"truth_unmatched": int((~matched).sum())}),
             "with_constituents": int((counts > 0).sum()),
         }
         user_meta = {

@@ -95,6 +95,10 @@ class Preset:
     (:mod:`paratag.evaluate.reference`), e.g. ``{kind: pair_mass, select:
     obj_isMuon, charge: obj_charge, condition: mA}``: ``-min |m(pair) - mA|``
     over opposite-sign pairs of the selected objects.
+
+    ``truth`` (jet presets) labels jets by generator matching instead of by dataset
+    (:class:`paratag.labels.TruthMatch`), e.g. ``{resonance: [25], daughters: [5],
+    min_daughters: 2, max_dr: 0.8}``: unmatched jets of signal datasets are dropped.
     """
 
     name: str
@@ -105,6 +109,7 @@ class Preset:
     spectators: dict[str, str] = field(default_factory=dict)
     weight: str = "event.genWeight"
     reference: dict[str, str] = field(default_factory=dict)
+    truth: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind == "jet" and not self.object:
@@ -194,6 +199,8 @@ class Preset:
             if not cloud.sources[0].fields:
                 for spec in (*cloud.points, *cloud.features):
                     exprs_graph.append(spec.expr)
+        if self.truth:
+            out |= {f"GenPart_{f}" for f in ("pdgId", "genPartIdxMother", "eta", "phi")}
         for e in exprs_graph:
             if not e:
                 continue
