@@ -182,15 +182,7 @@ def test_nan_inputs_are_reported_with_the_file(tmp_path):
     from paratag.shards import write_shards
 
     n = 8
-    arrays = {
-        "points": np.zeros((n, 2, 4), np.float32),
-        "features": np.zeros((n, 3, 4), np.float32),
-        "mask": np.ones((n, 1, 4), np.float32),
-        "label": np.zeros(n, np.int64),
-        "condition": np.tile(np.float32([130, 90]), (n, 1)),
-        "weight": np.ones(n, np.float32),
-        "spec_event": np.arange(n, dtype=np.float64),
-    }
+    arrays = _tiny_arrays(n)
     arrays["features"][2, 1, 3] = np.nan
     write_shards(
         {"Sig": {"arrays": arrays}},
