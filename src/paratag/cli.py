@@ -298,7 +298,7 @@ def demo(
 @app.command()
 def validate(
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("validation_output"),
-    events: Annotated[int, typer.Option(help="events per signal point / background process")] = 20_000,
+    events: Annotated[int, typer.Option(help="events per signal point / background process")] = 10_000,
     xbb_events: Annotated[int | None, typer.Option(help="X->bb events per point (default --events)")] = None,
     pileup_events: Annotated[int | None, typer.Option(help="pileup-sample events (default events/4)")] = None,
     seeds: Annotated[list[int] | None, typer.Option("--seeds", help="training seed (repeat)")] = None,

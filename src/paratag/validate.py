@@ -50,7 +50,7 @@ TARGETS = {
 
 @dataclasses.dataclass(frozen=True)
 class ValidateConfig:
-    """Sizes and inputs of ``paratag validate`` (defaults: the issue's 20k events per point).
+    """Sizes and inputs of ``paratag validate`` (defaults: 10k events per point and background).
 
     Attributes:
         out: output directory.
@@ -74,7 +74,7 @@ class ValidateConfig:
     """
 
     out: str = "validation_output"
-    events: int = 20_000
+    events: int = 10_000
     xbb_events: int | None = None
     pileup_events: int | None = None
     pileup_mu: float = 40.0
