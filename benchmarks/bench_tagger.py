@@ -4,8 +4,12 @@ All parts run in one process on the same events: the real PFNano fixture
 (tests/data/pfnano.root, 24 AK8 jets) replicated to ``--jets`` jets, scored by
 the full ParticleNet (k=16, EdgeConv 64/128/256, P=100) with random weights.
 
-1. Tagger(model.onnx) vs torch_wrapper(TorchScript of the same network) using
-   coffea's ``prepare_awkward`` pattern -> jets/s each and the ratio.
+1. Tagger(model.onnx), ragged (default) and fully padded, vs coffea's
+   ``torch_wrapper`` with coffea's ``prepare_awkward`` pattern running the peers a
+   user would run instead: coffea's own TorchScript ParticleNet test model
+   (../shared/data/peers, weaver architecture k=16, 64/128/256, 5 features) and,
+   when weaver-core is installed (``make bench`` installs it), a trace of
+   ``weaver.nn.model.ParticleNet`` at the jet preset's sizes -> jets/s and ratios.
 2. K hypotheses in one pass vs K separate passes (ParametricParticleNet) -> ratio;
    also strategy "replicate" vs "loop". Then the same for a shared-trunk
    ParametricParticleNet (options.shared_trunk, exported with hypotheses_axis=True):
@@ -15,7 +19,7 @@ the full ParticleNet (k=16, EdgeConv 64/128/256, P=100) with random weights.
 4. Peak RSS of a worker scoring a 1000-jet chunk: micro-batched (memory_mb=2000)
    vs one onnxruntime call for the whole chunk.
 
-Usage: python benchmarks/bench_tagger.py [--jets 50000] [--peer-jets 2000] [--k 12]
+Usage: python benchmarks/bench_tagger.py [--jets 5000] [--peer-jets 2000] [--k 12]
 """
 
 from __future__ import annotations
@@ -91,7 +95,14 @@ def _models(tmp: Path):
     return pn, tmp / "pn" / "model.onnx", tmp / "ppn" / "model.onnx", tmp / "pn.pt", tmp / "shared"
 
 
-def _peer(torchscript: Path):
+COFFEA_PN = ROOT.parent / "shared" / "data" / "peers" / "coffea_pn_test_model.pt"
+
+
+def _peer(torchscript: Path, n_features: int | None = None):
+    """coffea.ml_tools.torch_wrapper around a TorchScript ParticleNet (coffea's own pattern).
+
+    ``n_features`` feeds the first channels only (coffea's pn_test model takes 5).
+    """
     from coffea.ml_tools.torch_wrapper import torch_wrapper
 
     from paratag.presets import build_inputs
@@ -102,9 +113,30 @@ def _peer(torchscript: Path):
         def prepare_awkward(self, events):
             inputs = build_inputs(events, "jet")
             pf = inputs.clouds["pf"]
-            return (ak.Array(pf.points), ak.Array(pf.features), ak.Array(pf.mask)), {}
+            fts = pf.features if n_features is None else pf.features[:, :n_features]
+            return (ak.Array(pf.points), ak.Array(fts), ak.Array(pf.mask)), {}
 
     return ParticleNetWrapper(str(torchscript))
+
+
+def _weaver_trace(tmp: Path) -> Path | None:
+    """TorchScript trace of weaver-core's ParticleNet (k=16, 64/128/256) at the jet preset's sizes."""
+    try:
+        from weaver.nn.model.ParticleNet import ParticleNet
+    except ImportError:
+        return None
+    net = ParticleNet(
+        input_dims=15,
+        num_classes=2,
+        conv_params=[(16, (64, 64, 64)), (16, (128, 128, 128)), (16, (256, 256, 256))],
+        fc_params=[(256, 0.1)],
+        use_fusion=False,
+    ).eval()
+    ex = (torch.randn(2, 2, 100), torch.randn(2, 15, 100), torch.ones(2, 1, 100))
+    path = tmp / "weaver_pn.pt"
+    with torch.no_grad():
+        torch.jit.trace(net, ex, check_trace=False).save(str(path))
+    return path
 
 
 def _timeit(fn, repeat: int = 1) -> float:
@@ -136,24 +168,33 @@ def sweep(events, onnx_pn) -> None:
         print(f"[0] rows per call {rows:4d}: {n / _timeit(lambda t=t: t(events)):.1f} jets/s")
 
 
-def part1(events, n_jets, peer_events, n_peer, onnx_pn, ts_path) -> None:
+def part1(events, n_jets, peer_events, n_peer, onnx_pn, ts_path, tmp: Path) -> None:
+    """paratag's Tagger (ragged and fully padded) vs coffea's torch_wrapper running the peers."""
     from paratag.processors import Tagger
 
     torch.set_num_threads(1)
-    tagger = Tagger(onnx_pn)
-    tagger(peer_events[:10])  # session warm-up
-    t_tag = _timeit(lambda: tagger(events))
-    wrapper = _peer(ts_path)
-    wrapper(peer_events[:10])
-    t_peer = _timeit(lambda: wrapper(peer_events))
-    r_tag, r_peer = n_jets / t_tag, n_peer / t_peer
-    print(
-        f"[1] paratag Tagger (onnxruntime, 1 thread): {r_tag:8.1f} jets/s ({n_jets} jets, {t_tag:.1f} s)"
-    )
-    print(
-        f"[1] coffea torch_wrapper (TorchScript, 1 thread): {r_peer:8.1f} jets/s ({n_peer} jets, {t_peer:.1f} s)"
-    )
-    print(f"[1] ratio paratag / torch_wrapper = {r_tag / r_peer:.2f}x (target >= 5x)")
+    rates = {}
+    for name, ragged in (("paratag Tagger, ragged", True), ("paratag Tagger, padded", False)):
+        tagger = Tagger(onnx_pn, ragged=ragged)
+        tagger(peer_events[:10])  # session warm-up
+        t = _timeit(lambda tagger=tagger: tagger(events))
+        rates[name] = n_jets / t
+        print(f"[1] {name} (onnxruntime, 1 thread): {rates[name]:8.1f} jets/s ({n_jets} jets)")
+    peers = []
+    if COFFEA_PN.is_file():
+        peers.append(("coffea pn_test TorchScript (k=16, 64/128/256, 5 features)", COFFEA_PN, 5))
+    weaver = _weaver_trace(tmp)
+    if weaver is not None:
+        peers.append(("weaver-core ParticleNet trace (same config, 15 features)", weaver, None))
+    peers.append(("trace of paratag's own ParticleNet (not a real peer)", ts_path, None))
+    best = rates["paratag Tagger, ragged"]
+    for name, path, n_fts in peers:
+        wrapper = _peer(path, n_fts)
+        wrapper(peer_events[:10])
+        t = _timeit(lambda wrapper=wrapper: wrapper(peer_events))
+        r = n_peer / t
+        print(f"[1] coffea torch_wrapper + {name}: {r:8.1f} jets/s ({n_peer} jets)")
+        print(f"[1]   ratio paratag (ragged) / this peer = {best / r:.2f}x (target >= 5x)")
 
 
 def part2(events, n_jets, onnx_ppn, k: int) -> None:
@@ -296,7 +337,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--jets", type=int, default=50_000, help="jets scored by paratag in parts 1-2")
+    ap.add_argument("--jets", type=int, default=5_000, help="jets scored by paratag in parts 1-2")
     ap.add_argument("--peer-jets", type=int, default=2_000, help="jets scored by torch_wrapper")
     ap.add_argument("--k", type=int, default=12, help="hypotheses in part 2")
     ap.add_argument("--dask-events", type=int, default=2_000, help="events in part 3")
@@ -311,7 +352,7 @@ def main() -> None:
         if args.sweep:
             sweep(events[: max(10, len(events) // 10)], onnx_pn)
         if "1" not in args.skip:
-            part1(events, n_jets, peer_events, n_peer, onnx_pn, ts)
+            part1(events, n_jets, peer_events, n_peer, onnx_pn, ts, tmp)
         if "2" not in args.skip:
             small, n_small = _events(max(24, args.jets // args.k))
             part2(small, n_small, onnx_ppn, args.k)
