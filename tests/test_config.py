@@ -4,7 +4,8 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from paratag.config import GraphConfig, ModelConfig, dump, from_dict, load, to_dict
+from paratag.build import BuildConfig
+from paratag.config import ModelConfig, dump, from_dict, load, to_dict
 from paratag.errors import ConfigError, ParatagError
 
 
@@ -23,7 +24,7 @@ def test_round_trip_yaml_and_json(tmp_path):
 
 
 def test_frozen():
-    cfg = GraphConfig()
+    cfg = BuildConfig()
     with pytest.raises(FrozenInstanceError):
         cfg.max_particles = 3  # type: ignore[misc]
 
@@ -34,12 +35,13 @@ def test_frozen():
         ({"max_partcles": 10}, "unknown key.*max_partcles"),
         ({"max_particles": "many"}, "max_particles: expected an integer"),
         ({"max_particles": -1}, "max_particles must be > 0"),
+        ({"max_rows": 0}, "max_rows must be > 0"),
         ({"max_particles": True}, "expected an integer"),
     ],
 )
 def test_invalid_graph_config(data, match):
     with pytest.raises(ConfigError, match=match):
-        from_dict(GraphConfig, data)
+        from_dict(BuildConfig, data)
 
 
 def test_model_config_checks_condition_lengths():
@@ -51,15 +53,15 @@ def test_model_config_checks_condition_lengths():
 
 def test_missing_and_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        load(GraphConfig, tmp_path / "nope.yaml")
+        load(BuildConfig, tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_particles: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load(GraphConfig, bad)
+        load(BuildConfig, bad)
     lst = tmp_path / "list.yaml"
     lst.write_text("- 1\n- 2\n")
     with pytest.raises(ParatagError, match="top level must be a mapping"):
-        load(GraphConfig, lst)
+        load(BuildConfig, lst)
 
 
 def test_to_dict_is_plain():

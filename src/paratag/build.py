@@ -58,6 +58,12 @@ class BuildConfig:
     schema: Literal["nanoaod", "pfnanoaod"] = "nanoaod"
     max_rows: int = 50_000
 
+    def __post_init__(self) -> None:
+        for name in ("max_particles", "max_svs", "max_rows"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"BuildConfig.{name} must be > 0, got {value}")
+
 
 def check_condition_metadata(
     fileset: Mapping[str, Mapping[str, Any]], condition: Sequence[str]

@@ -277,11 +277,18 @@ def demo(
     workers: Annotated[int, typer.Option(help="parallel workers")] = 2,
     seed: Annotated[int, typer.Option(help="master seed")] = 1,
     force: Annotated[bool, typer.Option("--force", help="redo every step, ignoring the cache")] = False,
+    real_file: Annotated[
+        Path | None,
+        typer.Option(help="a real NanoAOD file also scored (default: the checkout's tests/data/nano_dy.root)"),
+    ] = None,
 ) -> None:
     """Run the whole chain on generated data: generate, build, train, evaluate, export, score."""
     from paratag.demo import DemoConfig, run_demo
 
-    fixture = Path(__file__).resolve().parents[2] / "tests" / "data" / "nano_dy.root"
+    fixture = real_file or Path(__file__).resolve().parents[2] / "tests" / "data" / "nano_dy.root"
+    if not fixture.is_file():
+        typer.echo(f"no real NanoAOD file at {fixture}: scoring generated samples only "
+                   "(pass --real-file PATH to add one)")
     cfg = DemoConfig(out=str(out), events=events, workers=workers, seed=seed,
                      real_fixture=str(fixture) if fixture.is_file() else "")
     summary = run_demo(cfg, force=force, log=typer.echo)

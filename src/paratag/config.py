@@ -25,7 +25,6 @@ from paratag.errors import ConfigError
 T = TypeVar("T")
 
 __all__ = [
-    "GraphConfig",
     "apply_overrides",
     "ModelConfig",
     "dump",
@@ -179,27 +178,6 @@ def dump(obj: Any, path: str | Path) -> Path:
     else:
         p.write_text(yaml.safe_dump(data, sort_keys=False))
     return p
-
-
-@dataclasses.dataclass(frozen=True)
-class GraphConfig:
-    """How a collection becomes a padded point cloud.
-
-    Attributes:
-        preset: name of a built-in preset ("jet", "event") or a path to a preset YAML.
-        max_particles: P, the number of slots per point cloud (clip and pad).
-        max_svs: number of secondary-vertex slots for presets with an SV cloud.
-    """
-
-    preset: str = "jet"
-    max_particles: int = 100
-    max_svs: int = 7
-
-    def __post_init__(self) -> None:
-        if self.max_particles <= 0:
-            raise ConfigError(f"GraphConfig.max_particles must be > 0, got {self.max_particles}")
-        if self.max_svs < 0:
-            raise ConfigError(f"GraphConfig.max_svs must be >= 0, got {self.max_svs}")
 
 
 @dataclasses.dataclass(frozen=True)
