@@ -620,14 +620,15 @@ class Tagger(processor.ProcessorABC):
 def _warn_outside_grid(
     pp: Preprocess, hypotheses: Sequence[Mapping[str, float]], names: Sequence[str], model: str
 ) -> None:
-    """Warn for hypotheses far outside the trained grid (more than its half-width beyond it)."""
+    """Warn for hypotheses far outside the trained grid (see the margin below)."""
     grid = pp.paratag.get("grid") or {}
     points = [p for role in grid.values() for p in role] if isinstance(grid, Mapping) else []
     if not points:
         return
     arr = np.asarray(points, float)
     lo, hi = arr.min(axis=0), arr.max(axis=0)
-    margin = np.maximum((hi - lo) / 2, 1e-9)
+    # far = beyond half the grid's width, and at least 25% of the value, outside it
+    margin = np.maximum((hi - lo) / 2, 0.25 * np.maximum(np.abs(lo), np.abs(hi)))
     for h in hypotheses:
         x = np.array([float(h[n]) for n in names])
         if np.any(x < lo - margin) or np.any(x > hi + margin):

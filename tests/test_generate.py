@@ -256,8 +256,13 @@ def test_graph_builder_runs_on_generated_files(fileset):
     from paratag.processors import GraphBuilder
 
     runner = processor.Runner(processor.IterativeExecutor(), schema=NanoAODSchema, chunksize=200)
+    # the jet preset matches signal jets to a generator X -> bb; charged-Higgs events have none
+    truthful = runner(fileset, processor_instance=GraphBuilder("jet"))
+    cut = truthful["HplusToWA_mHc130_mA90"]["cutflow"]
+    assert cut["truth_unmatched"] == cut["selected"] > 0
     for preset, condition in (("event", ["mHc", "mA"]), ("jet", [])):
-        out = runner(fileset, processor_instance=GraphBuilder(preset, condition=condition))
+        builder = GraphBuilder(preset, condition=condition, truth=None)
+        out = runner(fileset, processor_instance=builder)
         sig = out["HplusToWA_mHc130_mA90"]["arrays"]
         assert sig["points"].dtype == np.float32 and len(sig["label"]) > 0
         assert np.all(sig["label"] == 0)

@@ -73,7 +73,10 @@ def test_shared_trunk_is_condition_independent_and_attention_matches_block() -> 
         emb = model.mass_encoder(cond)
         block = model.attention[0](trunk, m, emb)
         expected = model.pooled_film(masked_mean(block, m), emb)
-        torch.testing.assert_close(model.embed(pts, fts, mask, cond), expected, atol=1e-5, rtol=0)
+        # values are O(30): compare relative to them as well (float32 summation order)
+        torch.testing.assert_close(
+            model.embed(pts, fts, mask, cond), expected, atol=1e-5, rtol=1e-6
+        )
     assert trunk.shape == (4, 10, 128)  # fusion width
     # no trunk parameter is a condition parameter
     names = model.condition_parameter_names()

@@ -32,7 +32,9 @@ GENERATE = {
 def _train_yaml(path: Path) -> Path:
     with resources.as_file(resources.files("paratag") / "configs" / "train_validate.yaml") as p:
         cfg = yaml.safe_load(p.read_text())
-    cfg["grid"].update(train=[[100, 85], [160, 90]], interpolation=[[130, 88]], extrapolation=[])
+    cfg["grid"].update(
+        train=[[100, 85], [160, 90]], validation=[], interpolation=[[130, 88]], extrapolation=[]
+    )
     cfg["model"]["options"] = {
         "conv_params": [[4, [8, 8]]],
         "fc_params": [[8, 0.0]],
@@ -87,13 +89,18 @@ def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
     assert on_disk["command"] == "pytest"
     assert {r["split"] for r in s["points"]} == {"train", "interp"}
     assert all(0.0 <= r["auc_parametric"] <= 1.0 for r in s["points"])
-    assert set(s["verdict"]) == {"ratio_train", "ratio_interp", "seed_std"}
+    assert set(s["verdict"]) == {
+        "ratio_train", "ratio_interp", "seed_std", "ma_vs_reference", "peaks", "per_background"
+    }
+    ma = s["verdict"]["ma_vs_reference"]
+    assert ma["value"] == pytest.approx(ma["parametric"] / ma["reference"])
+    assert {"parametric", "dedicated", "reference"} <= set(s["mass_awareness"]["awareness"])
     assert s["seeds"]["seeds"] == [0, 1]
-    assert set(s["wall_time_s"]) == {"generate", "build", "train", "evaluate"}
+    assert set(s["wall_time_s"]) == {"generate", "build", "train", "inclusive", "evaluate"}
     md = (tmp_path / "out" / "validation.md").read_text()
     assert md == render_markdown(s)
-    assert "| train |" in md and "mHc=130" in md
+    assert "| train |" in md and "mHc=130" in md and "## Mass awareness" in md
 
     logs.clear()
     run_validate(cfg, log=logs.append)
-    assert sum("cached" in line for line in logs) == 4
+    assert sum("cached" in line for line in logs) == 5
