@@ -268,12 +268,16 @@ def pair_features(
     """
     pt_i, pt_j = centre[..., 0], neighbours[..., 0]
     deta = centre[..., 1] - neighbours[..., 1]
-    cos_dphi = torch.cos(centre[..., 2] - neighbours[..., 2])
+    phi_diff = centre[..., 2] - neighbours[..., 2]
+    cos_dphi = torch.cos(phi_diff)
     dphi = torch.acos(cos_dphi.clamp(-1.0 + 1e-6, 1.0 - 1e-6))
     delta = torch.sqrt(deta * deta + dphi * dphi + 1e-12)
     pt_min = torch.minimum(pt_i, pt_j)
-    cosh_deta = 0.5 * (torch.exp(deta) + torch.exp(-deta))  # torch.cosh has no ONNX export
-    m2 = 2.0 * pt_i * pt_j * (cosh_deta - cos_dphi)
+    # cosh Δη - cos Δφ = 2 sinh²(Δη/2) + 2 sin²(Δφ/2): no cancellation for close pairs, so
+    # torch and onnxruntime agree to float32 precision (torch.cosh has no ONNX export anyway)
+    half = 0.5 * deta
+    sinh_half = 0.5 * (torch.exp(half) - torch.exp(-half))
+    m2 = 4.0 * pt_i * pt_j * (sinh_half * sinh_half + torch.sin(0.5 * phi_diff) ** 2)
     floor = 1e-8
     out = []
     if generic:
