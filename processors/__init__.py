@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 __all__ = ["GraphBuilder", "Tagger"]
+
+# coffea's NanoAODSchema warns once per missing cross-reference target (Tau, Photon, ...) of
+# every file it opens -- in each worker process of a futures/Dask run, where the CLI's own
+# filter does not reach. paratag never follows those references; the workers import this
+# package when they unpickle a processor, so the filter is set there too.
+warnings.filterwarnings(
+    "ignore",
+    message="Missing cross-reference index",
+    category=RuntimeWarning,
+    module="coffea.nanoevents.schemas.nanoaod",
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -166,7 +166,7 @@ class SampleBuilder:
                 self.selected[rows[config.max_events :]] = False
         unmatched = self.is_signal & (self.point < 0)
         if unmatched.any():
-            seen = {tuple(np.round(c, 3)) for c in t["condition"][unmatched]}
+            seen = {tuple(round(float(v), 3) for v in c) for c in t["condition"][unmatched]}
             log.info(
                 "ignoring %d signal events at mass points not in the grid: %s",
                 unmatched.sum(),
