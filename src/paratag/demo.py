@@ -97,19 +97,19 @@ def plot_score_hists(h: Any, out_dir: str | Path, groups: Mapping[str, str] | No
                 sub = h[{"dataset": ds, "hypothesis": hyp}]
                 key = groups.get(ds, ds)
                 merged[key] = sub if key not in merged else merged[key] + sub
-            for key, sub in merged.items():
+            colours = plt.get_cmap("tab10").colors  # one distinct colour per entry (10)
+            for i, (key, sub) in enumerate(merged.items()):
                 if sub.sum().value <= 0:
                     continue
                 style = "--" if "real" in key else "-"
                 mplhep.histplot(sub, ax=ax, density=True, label=key, histtype="step", yerr=False,
-                                linestyle=style, linewidth=2)
+                                linestyle=style, linewidth=2, color=colours[i % len(colours)])
             ax.set_yscale("log")
             ax.set_xlabel(f"paratag score at {hyp.removeprefix('score_')}")
             ax.set_ylabel("normalised events")
             ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
             # generated samples (and one real CMS file): the generic label, not an experiment's
-            mplhep.label.exp_label(exp="paratag", text="Simulation", data=False, ax=ax,
-                                   rlabel="demo, 13.6 TeV (generated) + CMS open NanoAOD")
+            mplhep.label.exp_label(exp="paratag", data=False, ax=ax, rlabel="13.6 TeV (generated)")
             for suffix in ("png", "pdf"):
                 path = out / f"{hyp}.{suffix}"
                 fig.savefig(path, dpi=90, bbox_inches="tight")

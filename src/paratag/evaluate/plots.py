@@ -69,9 +69,8 @@ RLABEL = "generated, 13.6 TeV"
 
 def _label(ax) -> None:
     """Generic ``paratag`` simulation label (not an experiment's)."""
-    mplhep.label.exp_label(
-        exp="paratag", text=f"Simulation {LABEL}", data=False, rlabel=RLABEL, ax=ax, fontsize=16
-    )
+    # data=False already writes "Simulation" after the experiment name
+    mplhep.label.exp_label(exp="paratag", text=LABEL, data=False, rlabel=RLABEL, ax=ax, fontsize=16)
 
 
 def save_figure(fig: Figure, out_dir: str | Path, name: str) -> Path:
