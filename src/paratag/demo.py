@@ -97,13 +97,13 @@ def plot_score_hists(h: Any, out_dir: str | Path, groups: Mapping[str, str] | No
                 sub = h[{"dataset": ds, "hypothesis": hyp}]
                 key = groups.get(ds, ds)
                 merged[key] = sub if key not in merged else merged[key] + sub
-            colours = plt.get_cmap("tab10").colors  # one distinct colour per entry (10)
+            cmap = plt.get_cmap("tab10")  # one distinct colour per entry (10)
             for i, (key, sub) in enumerate(merged.items()):
                 if sub.sum().value <= 0:
                     continue
                 style = "--" if "real" in key else "-"
                 mplhep.histplot(sub, ax=ax, density=True, label=key, histtype="step", yerr=False,
-                                linestyle=style, linewidth=2, color=colours[i % len(colours)])
+                                linestyle=style, linewidth=2, color=cmap(i % 10))
             ax.set_yscale("log")
             ax.set_xlabel(f"paratag score at {hyp.removeprefix('score_')}")
             ax.set_ylabel("normalised events")
