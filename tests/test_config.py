@@ -80,7 +80,7 @@ def test_command_line_overrides_are_typed_and_validated():
     cfg = load_train_config("demo", shards="x")
     new = apply_overrides(cfg, ["stage3.epochs=5", "data.shards=other/", "model.options.resonance=null"])
     assert new.stage3.epochs == 5 and new.data.shards == "other/"
-    assert new.model.options["resonance"] is None and cfg.stage3.epochs == 8
+    assert new.model.options["resonance"] is None and cfg.stage3.epochs != 5  # cfg unchanged
     with pytest.raises(ConfigError, match="expected an integer"):
         apply_overrides(cfg, ["stage3.epochs=five"])
     with pytest.raises(ConfigError, match="not a section"):
