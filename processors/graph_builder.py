@@ -104,6 +104,7 @@ class GraphBuilder(processor.ProcessorABC):
         self.selection = selection
         self.label = dict(label) if label is not None else None
         self.condition = tuple(condition)
+        self.branches = frozenset(self.preset.branches())  # for the per-chunk counter check
         if truth == "preset":
             truth = self.preset.truth
         if isinstance(truth, str):
@@ -133,7 +134,7 @@ class GraphBuilder(processor.ProcessorABC):
         """Build one chunk; returns ``{dataset: {"chunks": {key: arrays}, "cutflow": {...}}}``."""
         meta = dict(events.metadata)
         dataset = str(meta.get("dataset", "unknown"))
-        check_chunk_counts(meta, self.preset.branches())
+        check_chunk_counts(meta, self.branches)
         label = self._label(dataset, meta)
         preset, matched = self.preset, None
         if self.truth is not None and label == self.truth.signal_label:

@@ -225,6 +225,7 @@ class Tagger(processor.ProcessorABC):
             strategy,
         )
         self.preset = self._resolve_preset(pp, preset)
+        self.branches = frozenset(self.preset.branches())  # for the per-chunk counter check
         first = self.preset.clouds[0].name
         self.input_names = tuple(pp.input_names)
         self.input_map = {n: split_input_name(n, first) for n in pp.input_names if n != "condition"}
@@ -521,7 +522,7 @@ class Tagger(processor.ProcessorABC):
         """Score one chunk; accumulates columns per dataset and/or one histogram."""
         meta = dict(getattr(events, "metadata", None) or {})
         dataset = str(meta.get("dataset", "unknown"))
-        check_chunk_counts(meta, self.preset.branches())
+        check_chunk_counts(meta, self.branches)
         inputs, selected, scores = self.score_events(events)
         cutflow = {
             "events": len(events),

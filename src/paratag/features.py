@@ -41,12 +41,14 @@ __all__ = [
     "evaluate",
     "parse",
     "referenced_names",
+    "wrap_dphi",
 ]
 
 Resolver = Callable[[str], np.ndarray]
 
 
-def _wrap_dphi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def wrap_dphi(a: Any, b: Any) -> Any:
+    """``a - b`` wrapped into [-π, π) (numpy or awkward arrays)."""
     return (a - b + np.pi) % (2.0 * np.pi) - np.pi
 
 
@@ -82,7 +84,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., np.ndarray], int | None]] = {
     "sub": (np.subtract, 2),
     "mul": (np.multiply, 2),
     "div": (_safe_div, 2),
-    "dphi": (_wrap_dphi, 2),
+    "dphi": (wrap_dphi, 2),
     "hypot": (np.hypot, 2),
     "min": (np.minimum, 2),
     "max": (np.maximum, 2),

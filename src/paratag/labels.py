@@ -22,6 +22,7 @@ import awkward as ak
 import numpy as np
 
 from paratag.errors import ConfigError, SchemaError
+from paratag.features import wrap_dphi
 
 __all__ = ["TRUTH_FIELD", "TruthMatch", "truth_matched"]
 
@@ -66,8 +67,7 @@ class TruthMatch:
 
 
 def _delta_r(eta1: Any, phi1: Any, eta2: Any, phi2: Any) -> Any:
-    dphi = (phi1 - phi2 + np.pi) % (2 * np.pi) - np.pi
-    return np.sqrt((eta1 - eta2) ** 2 + dphi**2)
+    return np.sqrt((eta1 - eta2) ** 2 + wrap_dphi(phi1, phi2) ** 2)
 
 
 def truth_matched(events: Any, collection: str, spec: TruthMatch, where: str = "") -> ak.Array:

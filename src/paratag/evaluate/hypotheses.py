@@ -22,16 +22,18 @@ from typing import Any
 
 import numpy as np
 
+from paratag.conditions import point_name
 from paratag.evaluate.mass_awareness import mass_awareness, process_aucs, sensitivity
 
-__all__ = ["RESONANT_BACKGROUNDS", "hypothesis_study"]
+__all__ = ["RESONANT_BACKGROUNDS", "hypothesis_study", "signal_layout", "weighted_mean"]
 
 Point = tuple[float, ...]
 #: Default resonant group: processes with a Z -> ll peak a few GeV from the mA values.
 RESONANT_BACKGROUNDS: tuple[str, ...] = ("WZ", "ZZ", "DY")
 
 
-def _signal_layout(test: Any, hyps: Sequence[Point]) -> tuple[np.ndarray, list[slice], slice]:
+def signal_layout(test: Any, hyps: Sequence[Point]) -> tuple[np.ndarray, list[slice], slice]:
+    """Rows of every point's signal (in ``hyps`` order) then the backgrounds; their slices."""
     rows = np.concatenate([*(test.points[p] for p in hyps), test.background])
     slices, lo = [], 0
     for p in hyps:
@@ -48,6 +50,7 @@ def hypothesis_study(
     scorer: Any,
     parametric: Any,
     parametric_disc: np.ndarray,
+    parametric_mean: np.ndarray,
     dedicated: Mapping[Point, Any],
     inclusive: tuple[Any, Point] | None,
     reference: Any,
@@ -65,7 +68,9 @@ def hypothesis_study(
         test: the test sample (``points``, ``background``, ``weight``, ``label``, ``store``).
         scorer: the evaluation's scorer (``probs``, ``disc``).
         parametric: the parametric model.
-        parametric_disc: ``(rows, H)`` discriminant of ``_signal_layout`` rows at each hypothesis.
+        parametric_disc: ``(rows, H)`` discriminant of :func:`signal_layout` rows at each hypothesis.
+        parametric_mean: ``(H, H)`` mean parametric score of signal i at hypothesis j (the
+            wrong-hypothesis matrix, already computed by the caller).
         dedicated: checkpoint path per point with a dedicated model.
         inclusive: ``(checkpoint path, the constant condition it was trained at)`` or None.
         reference: a reference scorer with ``scores(points, features, mask, hyps)`` or None.
@@ -76,7 +81,7 @@ def hypothesis_study(
         n_boot: bootstrap replicas of each AUC.
         seed: bootstrap seed.
     """
-    rows, slices, bkg = _signal_layout(test, hyps)
+    rows, slices, bkg = signal_layout(test, hyps)
     weight, label = test.weight[rows], test.label[rows]
     ds_names = test.store.dataset_names()
     process = np.asarray([ds_names[d] for d in test.store.table["dataset"][rows[bkg]]])
@@ -116,7 +121,7 @@ def hypothesis_study(
                 d[sl, h], weight[sl], d[bkg, h], weight[bkg], process, groups, n_boot, seed
             )
             entry[name] = {k: {"auc": v[0], "sigma": v[1]} for k, v in res.items()}
-        per_point["_".join(f"{n}{v:g}" for n, v in zip(names, p, strict=True))] = entry
+        per_point[point_name(p, names)] = entry
 
     awareness = {}
     for name, d in discs.items():
@@ -127,9 +132,11 @@ def hypothesis_study(
             continue
         scores = [[d[slices[j], h] for h in have] for j in have]  # [sample][hypothesis]
         mean = None
-        if name in ("parametric", "reference"):
+        if name == "parametric":
+            mean = parametric_mean[np.ix_(have, have)]
+        elif name == "reference":
             mean = np.array(
-                [[_wmean(d[slices[j], h], weight[slices[j]]) for h in have] for j in have]
+                [[weighted_mean(d[slices[j], h], weight[slices[j]]) for h in have] for j in have]
             )
         ma = mass_awareness(
             name,
@@ -152,7 +159,8 @@ def hypothesis_study(
     }
 
 
-def _wmean(x: np.ndarray, w: np.ndarray) -> float:
+def weighted_mean(x: np.ndarray, w: np.ndarray) -> float:
+    """Weighted mean of ``x`` (the plain mean when the weights sum to zero)."""
     return float(np.average(x, weights=w)) if w.sum() > 0 else float(np.mean(x))
 
 

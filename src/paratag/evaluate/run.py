@@ -40,7 +40,7 @@ from paratag.conditions import GridConfig, MassGrid, draw_background_conditions
 from paratag.data.dataset import ShardStore
 from paratag.data.selection import SampleBuilder, balance_weights
 from paratag.errors import ConfigError, InputFileError, ParatagError
-from paratag.evaluate.hypotheses import hypothesis_study
+from paratag.evaluate.hypotheses import hypothesis_study, signal_layout, weighted_mean
 from paratag.evaluate.metrics import roc_auc
 from paratag.evaluate.reference import reference_from_preset
 from paratag.evaluate.report import write_report
@@ -268,24 +268,17 @@ def _per_point(
 
     Rows are every point's signal (in ``hyps`` order) followed by the backgrounds.
     """
-    rows = np.concatenate([*(sample.points[p] for p in hyps), sample.background])
+    rows, slices, bkg = signal_layout(sample, hyps)
     probs = scorer.probs(
         model, sample, rows, [np.asarray(h) for h in hyps], f"{tag}: {len(hyps)} hypotheses"
     )
     labels, w = sample.label[rows], sample.weight[rows]
     disc = np.stack([scorer.disc(probs[:, j], labels) for j in range(len(hyps))], axis=1)
-    bkg = slice(len(rows) - len(sample.background), len(rows))
     aucs: dict[Point, float] = {}
     matrix = np.zeros((len(hyps), len(hyps)))
-    lo = 0
-    for i, p in enumerate(hyps):
-        sl = slice(lo, lo + len(sample.points[p]))
-        lo = sl.stop
+    for i, (p, sl) in enumerate(zip(hyps, slices, strict=True)):
         aucs[p] = scorer.auc(disc[sl, i], disc[bkg, i], w[sl], w[bkg])
-        matrix[i] = [
-            np.average(disc[sl, j], weights=w[sl]) if w[sl].sum() > 0 else np.mean(disc[sl, j])
-            for j in range(len(hyps))
-        ]
+        matrix[i] = [weighted_mean(disc[sl, j], w[sl]) for j in range(len(hyps))]
     return aucs, matrix, disc
 
 
@@ -447,6 +440,7 @@ def evaluate_run(
         scorer=scorer,
         parametric=run.model,
         parametric_disc=par_disc,
+        parametric_mean=matrix,
         dedicated=ded_src,
         inclusive=inclusive,
         reference=_reference(test, names),
