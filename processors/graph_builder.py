@@ -51,7 +51,10 @@ def _subset(inputs: GraphInputs, keep: np.ndarray) -> GraphInputs:
     """The graphs of ``inputs`` where ``keep`` (clouds, event index, spectators, weights)."""
     clouds = {
         name: dataclasses.replace(
-            c, points=c.points[keep], features=c.features[keep], mask=c.mask[keep],
+            c,
+            points=c.points[keep],
+            features=c.features[keep],
+            mask=c.mask[keep],
             counts=c.counts[keep],
         )
         for name, c in inputs.clouds.items()

@@ -112,7 +112,9 @@ def resolve_providers(providers: str | Sequence[str] = "auto") -> tuple[str, ...
     return tuple(providers)
 
 
-def _session(path: str, threads: int, providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> Any:
+def _session(
+    path: str, threads: int, providers: tuple[str, ...] = ("CPUExecutionProvider",)
+) -> Any:
     """One onnxruntime session per (model file, threads, providers) and process."""
     import onnxruntime as ort
 
@@ -321,7 +323,11 @@ class Tagger(processor.ProcessorABC):
                 raise ConfigError(
                     f"hypothesis {dict(h)} must give exactly the model's condition names {list(names)}"
                 )
-            bad = {n: h[n] for n in names if isinstance(h[n], bool) or not isinstance(h[n], (int, float, np.number))}
+            bad = {
+                n: h[n]
+                for n in names
+                if isinstance(h[n], bool) or not isinstance(h[n], (int, float, np.number))
+            }
             if bad:
                 raise ConfigError(f"hypothesis {dict(h)}: values {bad} are not numbers (GeV)")
             raw = np.array([float(h[n]) for n in names])
@@ -386,13 +392,17 @@ class Tagger(processor.ProcessorABC):
         first = self.preset.clouds[0].name
         cut: dict[str, int] = {}
         for cloud, lens in lengths.items():
-            full = int(arrays[next(n for n, (c, _) in self.input_map.items() if c == cloud)].shape[-1])
+            full = int(
+                arrays[next(n for n, (c, _) in self.input_map.items() if c == cloud)].shape[-1]
+            )
             need = int(lens[idx].max()) if len(idx) else 1
             need = -(-max(need, 1) // RAGGED_STEP) * RAGGED_STEP
             low = self.min_particles if cloud == first else 1
             cut[cloud] = min(full, max(need, low))
         return {
-            name: np.ascontiguousarray(arrays[name][idx][..., : cut[c]] if c in cut else arrays[name][idx])
+            name: np.ascontiguousarray(
+                arrays[name][idx][..., : cut[c]] if c in cut else arrays[name][idx]
+            )
             for name, (c, _) in self.input_map.items()
         }
 
@@ -653,7 +663,9 @@ def parse_hypotheses(text: str | Path) -> list[dict[str, float]]:
             raise ConfigError(f"{p}: expected `hypotheses: [{{mHc: 130, mA: 90}}, ...]`")
         out = []
         for h in data:
-            bad = {k: v for k, v in h.items() if isinstance(v, bool) or not isinstance(v, int | float)}
+            bad = {
+                k: v for k, v in h.items() if isinstance(v, bool) or not isinstance(v, int | float)
+            }
             if bad:
                 raise ConfigError(f"{p}: hypothesis {dict(h)} has non-numeric values {bad}")
             out.append({str(k): float(v) for k, v in h.items()})

@@ -78,7 +78,9 @@ def test_command_line_overrides_are_typed_and_validated():
     from paratag.config import apply_overrides
 
     cfg = load_train_config("demo", shards="x")
-    new = apply_overrides(cfg, ["stage3.epochs=5", "data.shards=other/", "model.options.resonance=null"])
+    new = apply_overrides(
+        cfg, ["stage3.epochs=5", "data.shards=other/", "model.options.resonance=null"]
+    )
     assert new.stage3.epochs == 5 and new.data.shards == "other/"
     assert new.model.options["resonance"] is None and cfg.stage3.epochs != 5  # cfg unchanged
     with pytest.raises(ConfigError, match="expected an integer"):

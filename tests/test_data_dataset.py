@@ -100,6 +100,48 @@ def test_balancing_equalises_classes_and_points(shards):
         balance_weights(np.array([1.0, -1.0, 1.0]), np.array([0, 0, 1]))
 
 
+def test_wrong_mass_copies_are_background_at_another_hypothesis(shards):
+    plain = builder(shards).joint(GRID.train, "train")
+    ds = builder(shards, wrong_mass_weight=0.25).joint(GRID.train, "train")
+    n_sig = int((plain.labels == 0).sum())
+    assert len(ds) == len(plain) + n_sig
+    copies = np.arange(len(plain), len(ds))
+    # the same signal events, labelled as the first background class ...
+    assert np.array_equal(ds.rows[copies], plain.rows[:n_sig])
+    assert np.all(ds.labels[copies] == 1) and np.all(ds.store.table["label"][ds.rows[copies]] == 0)
+    # ... each at a training point that is not its own, fixed (never drawn)
+    own = ds.condition[:n_sig]
+    assert np.all(np.isfinite(ds.condition[copies]))
+    assert not np.any(np.all(ds.condition[copies] == own, axis=1))
+    assert {tuple(c) for c in ds.condition[copies]} <= {tuple(map(float, p)) for p in GRID.train}
+    # weight: the chosen fraction of the signal class; the SM classes keep their balance
+    w_sig, w_copy = ds.weight[:n_sig].sum(), ds.weight[copies].sum()
+    assert w_copy == pytest.approx(0.25 * w_sig, rel=1e-5)
+    # ... at every hypothesis, so no hypothesis gets more negatives than another
+    for p in GRID.train:
+        at = np.all(ds.condition[copies] == np.asarray(p, np.float32), axis=1)
+        own = np.all(ds.condition[:n_sig] == np.asarray(p, np.float32), axis=1)
+        assert ds.weight[copies][at].sum() == pytest.approx(
+            0.25 * ds.weight[:n_sig][own].sum(), rel=1e-4
+        )
+    bkg = np.arange(n_sig, len(plain))
+    assert ds.weight[bkg].sum() == pytest.approx(w_sig, rel=1e-5)
+    assert ds.weight.mean() == pytest.approx(1, rel=1e-5)
+    # a curriculum phase keeps only copies whose event and hypothesis are both active
+    phases = [(0, GRID.train[:2]), (3, GRID.train)]
+    ds = builder(shards, wrong_mass_weight=0.25).joint(GRID.train, "train", phases=phases)
+    first = SampleBuilder.phase_positions(ds, GRID.train, phases)[0][1]
+    active = {tuple(map(float, p)) for p in GRID.train[:2]}
+    for i in first[first >= len(plain)]:
+        assert tuple(ds.condition[i]) in active
+    w_first = ds.phase(0)[0]
+    assert np.all(w_first[np.setdiff1d(np.arange(len(ds)), first)] == 0)
+    with pytest.raises(ConfigError, match="signal label"):
+        DataConfig(wrong_mass_label=0)
+    with pytest.raises(ConfigError, match="wrong_mass_weight"):
+        DataConfig(wrong_mass_weight=-1)
+
+
 def test_xsec_weights_mix_backgrounds_by_cross_section(shards):
     b = builder(shards, xsec={"WZ": 3.0, "TT*": 1.0})
     ds = b.single_point((130, 90), "train")

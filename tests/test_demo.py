@@ -20,14 +20,24 @@ def test_score_plots_group_datasets(tmp_path):
     )
     rng = np.random.default_rng(0)
     for ds, loc in [("sig", 0.8), ("WZ", 0.2), ("ZZ", 0.3), ("DY_real", 0.1)]:
-        h.fill(dataset=ds, hypothesis="score_mHc130_mA90", score=np.clip(rng.normal(loc, 0.1, 200), 0, 1))
-    fileset = {"sig": {"metadata": {"label": 0, "mHc": 130, "mA": 90}},
-               "WZ": {"metadata": {"label": 2, "group": "diboson"}},
-               "ZZ": {"metadata": {"label": 2, "group": "diboson"}},
-               "DY_real": {"metadata": {"label": -1}}}
+        h.fill(
+            dataset=ds,
+            hypothesis="score_mHc130_mA90",
+            score=np.clip(rng.normal(loc, 0.1, 200), 0, 1),
+        )
+    fileset = {
+        "sig": {"metadata": {"label": 0, "mHc": 130, "mA": 90}},
+        "WZ": {"metadata": {"label": 2, "group": "diboson"}},
+        "ZZ": {"metadata": {"label": 2, "group": "diboson"}},
+        "DY_real": {"metadata": {"label": -1}},
+    }
     groups = _legend_groups(fileset, DEMO_HYPOTHESES)
-    assert groups == {"sig": "signal mHc=130, mA=90", "WZ": "diboson (generated)",
-                      "ZZ": "diboson (generated)", "DY_real": "DY_real (real CMS)"}
+    assert groups == {
+        "sig": "signal mHc=130, mA=90",
+        "WZ": "diboson (generated)",
+        "ZZ": "diboson (generated)",
+        "DY_real": "DY_real (real CMS)",
+    }
     paths = plot_score_hists(h, tmp_path, groups)
     png = [p for p in paths if p.suffix == ".png"]
     assert [p.name for p in png] == ["score_mHc130_mA90.png"]

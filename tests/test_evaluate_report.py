@@ -84,11 +84,21 @@ def _hypotheses() -> dict:
     rng = np.random.default_rng(5)
     pts = [(130.0, 85.0), (130.0, 95.0)]
     w = [np.ones(300), np.ones(300)]
-    aware = [[rng.normal(1, 1, 300), rng.normal(0, 1, 300)], [rng.normal(0, 1, 300), rng.normal(1, 1, 300)]]
+    aware = [
+        [rng.normal(1, 1, 300), rng.normal(0, 1, 300)],
+        [rng.normal(0, 1, 300), rng.normal(1, 1, 300)],
+    ]
     blind = [[aware[0][0], aware[0][0]], [aware[1][1], aware[1][1]]]
     proc = np.array(["DY"] * 200 + ["TTbar"] * 100)
-    aucs = process_aucs(aware[0][0], w[0], rng.normal(-1, 1, 300), np.ones(300), proc,
-                        {"resonant": ["DY"]}, n_boot=5)
+    aucs = process_aucs(
+        aware[0][0],
+        w[0],
+        rng.normal(-1, 1, 300),
+        np.ones(300),
+        proc,
+        {"resonant": ["DY"]},
+        n_boot=5,
+    )
     entry = {k: {"auc": v[0], "sigma": v[1]} for k, v in aucs.items()}
     return {
         "distance": "mA",
@@ -96,7 +106,9 @@ def _hypotheses() -> dict:
         "processes": ["DY", "TTbar"],
         "per_point": {"mHc130_mA85": {"parametric": entry}},
         "awareness": {
-            "parametric": mass_awareness("parametric", ("mHc", "mA"), pts, aware, w, "mA").to_dict(),
+            "parametric": mass_awareness(
+                "parametric", ("mHc", "mA"), pts, aware, w, "mA"
+            ).to_dict(),
             "inclusive-like": mass_awareness("blind", ("mHc", "mA"), pts, blind, w, "mA").to_dict(),
         },
         "sensitivity": {"d score / d mA [1/GeV]": 0.02},

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from paratag.training import load_model
-from paratag.training.run import TrainConfig, train
+from paratag.training.run import TrainConfig, dedicated_trainer, train
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -100,7 +100,7 @@ def test_evaluate_run_report_has_real_numbers(trained: dict[str, Path]) -> None:
         n_boot=10,
         seeds_runs=[trained["run2"]],
         pileup_shards={"PU-other": trained["other"]},
-        train_dedicated=True,
+        dedicated_trainer=dedicated_trainer(trained["run"]),
         progress=False,
     )
     assert md == out / "report.md" and (out / "report.html").is_file()

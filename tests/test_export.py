@@ -435,7 +435,7 @@ def test_hypotheses_axis_needs_conditioned_model(tmp_path):
 
 
 def test_pair_feature_model_exports_with_parity(tmp_path, pf_events):
-    """ParT pair features, resonance windows and edge/input conditioning trace to ONNX exactly."""
+    """ParT pair features, resonance windows, cascade masses and edge/input conditioning trace to ONNX."""
     preset = load_preset("jet")
     cfg = ModelConfig(
         name="parametric_particlenet",
@@ -447,6 +447,7 @@ def test_pair_feature_model_exports_with_parity(tmp_path, pf_events):
             "pair_features": True,
             "pair_kinematics": preset.pair_kinematics(),
             "resonance": "mA",
+            "cascade": "mHc",
             "masked_edges": True,
             "condition_edges": True,
             "condition_input": True,

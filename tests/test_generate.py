@@ -461,9 +461,7 @@ def test_batches_do_not_change_the_event_stream():
 
 def test_many_chunks_extend_past_the_basket_capacity(tmp_path):
     """uproot relocates the Events header after ~10 extends; 14 chunks must all be written."""
-    cfg = dataclasses.replace(
-        _config(ProcessConfig("DY", "dy", "nonprompt")), chunk_size=4
-    )
+    cfg = dataclasses.replace(_config(ProcessConfig("DY", "dy", "nonprompt")), chunk_size=4)
     job = cfg.jobs(56, seed=5)[0]
     out = run_job(job, cfg, tmp_path)
     path = next(iter(out["files"]))

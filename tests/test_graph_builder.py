@@ -239,7 +239,10 @@ def test_condition_key_typo_is_an_error(tmp_path, pfnano_path):
     from paratag.build import check_condition_metadata
 
     fs = {
-        "sig": {"files": {str(pfnano_path): "Events"}, "metadata": {"label": 0, "mHc": 130, "mA": 90}},
+        "sig": {
+            "files": {str(pfnano_path): "Events"},
+            "metadata": {"label": 0, "mHc": 130, "mA": 90},
+        },
         "bkg": {"files": {str(pfnano_path): "Events"}, "metadata": {"label": 1}},
     }
     check_condition_metadata(fs, ("mHc", "mA"))  # backgrounds carry no condition: fine
@@ -275,8 +278,11 @@ def _write_with_counter(src, dst, coll: str, shift: int):
         data[f"n{c}"] = np.maximum(true + (shift if c == coll else 0), 0).astype(np.int32)
     with uproot.recreate(dst) as f:
         # contents keep their own (stored) counters; the NanoAOD counter nColl is wrong
-        f.mktree("Events", {k: v.type if hasattr(v, "type") else v.dtype for k, v in data.items()},
-                 counter_name=lambda counted: f"n{counted}_stored")
+        f.mktree(
+            "Events",
+            {k: v.type if hasattr(v, "type") else v.dtype for k, v in data.items()},
+            counter_name=lambda counted: f"n{counted}_stored",
+        )
         f["Events"].extend(data)
     return dst
 

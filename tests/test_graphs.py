@@ -132,4 +132,6 @@ def test_knn_excludes_self_even_with_duplicate_coordinates():
     mask = torch.ones(1, 1, 5)
     idx = knn(pts, mask, k=2)[0]
     assert not (idx == torch.arange(5)[:, None]).any()
-    assert 2 in idx[1].tolist() and 1 in idx[2].tolist(), "duplicates must be each other's neighbour"
+    assert 2 in idx[1].tolist() and 1 in idx[2].tolist(), (
+        "duplicates must be each other's neighbour"
+    )

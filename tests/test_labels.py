@@ -28,9 +28,7 @@ def xbb_file(tmp_path_factory):
     """
     cfg = GenerateConfig(
         processes=(
-            ProcessConfig(
-                "XToBB", "xbb", "xbb", mass_points=({"mX": 50.0},), pthat_min=400.0
-            ),
+            ProcessConfig("XToBB", "xbb", "xbb", mass_points=({"mX": 50.0},), pthat_min=400.0),
         ),
         chunk_size=40,
     )
@@ -79,7 +77,9 @@ def test_graph_builder_drops_unmatched_jets_of_signal_and_counts_them(xbb_file, 
     assert len(dataset_labels["XToBB"]["arrays"]["label"]) == cut["selected"]
     # the real CMS PFNano fixture builds with the spec (a background: labels kept) and as signal
     real = {"QCD": {"files": {str(pfnano_path): "Events"}, "metadata": {"label": 0}}}
-    res, _ = run_processor(real, GraphBuilder("jet"), executor=processor.IterativeExecutor(status=False))
+    res, _ = run_processor(
+        real, GraphBuilder("jet"), executor=processor.IterativeExecutor(status=False)
+    )
     assert res["QCD"]["cutflow"]["truth_unmatched"] + len(res["QCD"]["arrays"]["label"]) == 24
 
 

@@ -157,7 +157,11 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     torch.manual_seed(0)
     shards = tmp / "shards"
     make_synthetic_shards(
-        shards, [*TRAIN, VALID], n_signal=400, n_background=800, seed=4,
+        shards,
+        [*TRAIN, VALID],
+        n_signal=400,
+        n_background=800,
+        seed=4,
         backgrounds=("FlatMass", "WZ"),
     )
     cfg = _config(shards, tmp / "run")
@@ -170,6 +174,8 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "results": json.loads((report.parent / "results.json").read_text()),
         "report": report.read_text(),
         "config": (tmp / "run" / "config.yaml").read_text(),
+        "train_config": cfg,
+        "tmp": tmp,
     }
 
 
@@ -205,3 +211,34 @@ def test_report_has_the_mass_awareness_sections(evaluated) -> None:
     assert "## Mass awareness (hypothesis discrimination)" in md
     assert "## AUC per background process" in md
     assert "| parametric |" in md and "| reference |" in md
+
+
+def test_reuse_keeps_stage1_models_only_while_their_settings_are_unchanged(evaluated) -> None:
+    import dataclasses
+    import shutil
+
+    from paratag.training.checkpoint import load_checkpoint
+
+    run = evaluated["tmp"] / "reuse_run"
+    shutil.copytree(evaluated["tmp"] / "run", run)
+    cfg = dataclasses.replace(evaluated["train_config"], run_dir=str(run))
+    models = sorted((run / "stage1").glob("*/model.pt"))
+    assert len(models) == len(TRAIN)
+    stamp = {m: m.stat().st_mtime_ns for m in models}
+    # a stage-3-only setting changes nothing stage 1 depends on: the models are kept
+    wrong = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, wrong_mass_weight=0.5))
+    summary = train(wrong, stages=[1], reuse=True)
+    assert all(m.stat().st_mtime_ns == stamp[m] for m in models)
+    assert set(summary["stage1"]["points"]) == {"mHc130_mA80", "mHc130_mA100"}
+    # a stage-1 setting does change them, and the new checkpoints record their fingerprint
+    faster = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, epochs=1))
+    train(faster, stages=[1], reuse=True)
+    assert all(m.stat().st_mtime_ns != stamp[m] for m in models)
+    assert all("fingerprint" in load_checkpoint(m)["info"] for m in models)
+    # the inclusive model follows the same rule
+    inclusive = run / "inclusive" / "model.pt"
+    before = inclusive.stat().st_mtime_ns
+    assert train_inclusive(faster) == inclusive and inclusive.stat().st_mtime_ns != before
+    again = inclusive.stat().st_mtime_ns
+    train_inclusive(faster)
+    assert inclusive.stat().st_mtime_ns == again

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -51,6 +53,7 @@ CASES = {
                 "pair_features": True,
                 "pair_kinematics": {"log_pt_index": 0, "log_pt_median": 3.0},
                 "resonance": "mA",
+                "cascade": "mHc",
                 "masked_edges": True,
                 "condition_edges": True,
                 "condition_input": True,
@@ -399,3 +402,46 @@ def test_positional_wrapper_matches_keyword_call_and_keeps_mode() -> None:
     assert not wrapper.training
     with torch.no_grad():
         assert torch.equal(wrapper(*inputs.values()), model(**inputs))
+
+
+def test_cascade_features_are_the_three_body_mass_against_the_hypothesis() -> None:
+    from paratag.models.kinematics import cascade_features
+
+    # two back-to-back 45 GeV muons at eta 0 (m = 90 GeV, A at rest), a 20 GeV object at
+    # eta 0.5 (massless, |p| = E = 20 cosh 0.5): m(A + k)^2 = (90 + E)^2 - E^2
+    kin = torch.tensor([[[45.0, 0.0, 0.0], [45.0, 0.0, math.pi], [20.0, 0.5, 1.0], [0, 0, 0]]])
+    mask = torch.tensor([[[1.0], [1.0], [1.0], [0.0]]])
+    e = 20 * math.cosh(0.5)
+    m3 = math.sqrt((90 + e) ** 2 - e**2)
+    out = cascade_features(kin, mask, torch.tensor([90.0]), torch.tensor([130.0]))
+    assert out.shape == (1, 4, 3)
+    assert float(out[0, 2, 0]) == pytest.approx(math.log(m3 / 130.0), abs=1e-4)
+    assert out[0, :2, 1].tolist() == pytest.approx([1.0, 1.0], abs=1e-4)  # the A daughters
+    assert float(out[0, 2, 1]) == pytest.approx(0.0, abs=1e-6)
+    assert out[0, :3, 2].tolist() == pytest.approx([1.0] * 3)  # a matching pair exists
+    assert torch.all(out[0, 3] == 0)  # padded slot
+    # a hypothesis far from every pair mass: no candidate
+    far = cascade_features(kin, mask, torch.tensor([200.0]), torch.tensor([250.0]))
+    assert float(far[0, 0, 2]) < 1e-6
+    # the hypothesis moves the ratio, not the candidate
+    other = cascade_features(kin, mask, torch.tensor([90.0]), torch.tensor([100.0]))
+    assert float(other[0, 2, 0] - out[0, 2, 0]) == pytest.approx(math.log(1.3), abs=1e-4)
+
+
+def test_cascade_needs_a_resonance_and_a_condition_parameter() -> None:
+    from paratag.models.parametric import ParametricOptions
+
+    with pytest.raises(ConfigError, match="needs a resonance"):
+        ParametricOptions(cascade="mHc", pair_kinematics=None)
+    cfg = ModelConfig(
+        "parametric_particlenet",
+        condition_names=COND,
+        options={
+            **TINY_PARAM,
+            "pair_kinematics": {"log_pt_index": 0},
+            "resonance": "mA",
+            "cascade": "mX",
+        },
+    )
+    with pytest.raises(ConfigError, match="cascade 'mX' is not a condition"):
+        build_model(cfg, point_dims=2, feature_dims=6)

@@ -329,7 +329,10 @@ def test_hist_output_when_some_jets_fail_the_selection(model_dir, slim_pfnano, p
     n_pass = int((pt > cut).sum())
     assert 0 < n_pass < len(pt)
     model = model_dir[0] / "model.onnx"
-    kw = {"selection": f"gt(jet.pt, {cut})", "axes": [hist.axis.Regular(5, 0, 300, name="jet_sdmass")]}
+    kw = {
+        "selection": f"gt(jet.pt, {cut})",
+        "axes": [hist.axis.Regular(5, 0, 300, name="jet_sdmass")],
+    }
     h = Tagger(model, HYPS, output="hist", **kw)(pf_events)
     assert h[{"dataset": "test", "hypothesis": NAMES[0]}].sum(flow=True).value == n_pass
     both = Tagger(model, HYPS, output="both", **kw).process(pf_events)
@@ -337,7 +340,10 @@ def test_hist_output_when_some_jets_fail_the_selection(model_dir, slim_pfnano, p
     cols = both["test"]["chunks"]
     assert sum(len(c["weight"]) for c in cols.values()) == n_pass
     fileset = {"sig": {"files": {str(slim_pfnano): "Events"}}}
-    for ex in (processor.IterativeExecutor(status=False), processor.FuturesExecutor(workers=2, status=False)):
+    for ex in (
+        processor.IterativeExecutor(status=False),
+        processor.FuturesExecutor(workers=2, status=False),
+    ):
         out = processor.Runner(ex, schema=NanoAODSchema, metadata_cache={})(
             fileset, processor_instance=Tagger(model, HYPS, output="both", **kw), treename="Events"
         )
@@ -370,7 +376,12 @@ def test_tagger_rejects_bad_hypothesis_values_and_warns_far_outside_the_grid(tmp
     torch.manual_seed(0)
     cfg = ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA"), options=TINY_PN)
     model = build_model(cfg, point_dims=2, feature_dims=15).eval()
-    grid = {"train": [[100, 85], [160, 95]], "validation": [], "interpolation": [], "extrapolation": []}
+    grid = {
+        "train": [[100, 85], [160, 95]],
+        "validation": [],
+        "interpolation": [],
+        "extrapolation": [],
+    }
     export_model(model, "jet", tmp_path, class_names=["signal", "background"], grid=grid)
     onnx_path = tmp_path / "model.onnx"
     with pytest.raises(ConfigError, match="not numbers"):
@@ -408,7 +419,10 @@ def test_ragged_batches_equal_fully_padded_scores(model_dir, hypotheses_dir, pf_
         assert lengths.max() < arrays["mask"].shape[-1]
         trimmed = ragged._trimmed(arrays, np.argsort(lengths)[:3], ragged._lengths(arrays))
         assert trimmed["features"].shape[-1] < arrays["features"].shape[-1]
-        assert trimmed["features"].shape[-1] % 8 == 0 or trimmed["features"].shape[-1] == ragged.min_particles
+        assert (
+            trimmed["features"].shape[-1] % 8 == 0
+            or trimmed["features"].shape[-1] == ragged.min_particles
+        )
 
 
 def test_ragged_interaction_network_cuts_both_clouds(tmp_path, pf_events):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -90,7 +91,12 @@ def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
     assert {r["split"] for r in s["points"]} == {"train", "interp"}
     assert all(0.0 <= r["auc_parametric"] <= 1.0 for r in s["points"])
     assert set(s["verdict"]) == {
-        "ratio_train", "ratio_interp", "seed_std", "ma_vs_reference", "peaks", "per_background"
+        "ratio_train",
+        "ratio_interp",
+        "seed_std",
+        "ma_vs_reference",
+        "peaks",
+        "per_background",
     }
     ma = s["verdict"]["ma_vs_reference"]
     assert ma["value"] == pytest.approx(ma["parametric"] / ma["reference"])
@@ -101,6 +107,31 @@ def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
     assert md == render_markdown(s)
     assert "| train |" in md and "mHc=130" in md and "## Mass awareness" in md
 
+    # the dedicated model at the untrained point was trained beside the seeds, and the
+    # evaluation reused it instead of training it again
+    out = tmp_path / "out"
+    assert json.loads((out / "steps" / "train.json").read_text())["dedicated"]["dedicated"] == 1
+    ded = out / "evaluation" / "dedicated" / "mHc130_mA88" / "stage1" / "mHc130_mA88" / "model.pt"
+    assert ded.stat().st_mtime < (out / "steps" / "train.json").stat().st_mtime
+
     logs.clear()
     run_validate(cfg, log=logs.append)
     assert sum("cached" in line for line in logs) == 5
+
+    # an evaluation older than a step it depends on (e.g. interrupted after retraining) is redone
+    os.utime(out / "steps" / "inclusive.json")
+    logs.clear()
+    run_validate(cfg, log=logs.append)
+    assert any("[evaluate] older than a step it depends on" in line for line in logs)
+    assert sum("cached" in line for line in logs) == 4
+
+    # a stage-3-only change redoes training but keeps every stage-1 model
+    stage1 = sorted((out / "runs").glob("seed*/stage1/*/model.pt")) + [ded]
+    stamps = [m.stat().st_mtime_ns for m in stage1]
+    train_cfg = yaml.safe_load(Path(cfg.train_config).read_text())
+    train_cfg["data"]["wrong_mass_weight"] = 0.5
+    Path(cfg.train_config).write_text(yaml.safe_dump(train_cfg))
+    logs.clear()
+    run_validate(cfg, log=logs.append)
+    assert any("[train] inputs changed" in line for line in logs)
+    assert [m.stat().st_mtime_ns for m in stage1] == stamps

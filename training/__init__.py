@@ -3,10 +3,10 @@
 - :mod:`~paratag.training.schedule`: stage configs, curriculum, stage-2 weight averaging;
 - :mod:`~paratag.training.losses`: weighted CE, physics-informed difficulty, DisCo;
 - :mod:`~paratag.training.loop`: the generic :func:`fit` loop (reusable by any model);
-- :mod:`~paratag.training.checkpoint`: checkpoints and :func:`load_model`;
+- :mod:`~paratag.training.checkpoint`: RNG state (the checkpoint format is :mod:`paratag.models.io`);
 - :mod:`~paratag.training.run`: :func:`train`, the ``paratag train`` command;
 - :mod:`~paratag.training.tune`: Optuna search, the ``paratag tune`` command;
-- :mod:`~paratag.training.ddp`: torchrun/DDP set-up and device selection.
+- :mod:`~paratag.training.ddp`: torchrun/DDP set-up (device selection is :mod:`paratag.runtime`).
 
 Names are imported lazily so ``import paratag.training`` stays light.
 """
@@ -26,6 +26,8 @@ _LAZY = {
     "load_train_config": "paratag.training.run",
     "train": "paratag.training.run",
     "train_inclusive": "paratag.training.run",
+    "train_dedicated": "paratag.training.run",
+    "dedicated_trainer": "paratag.training.run",
     "TuneConfig": "paratag.training.tune",
     "tune": "paratag.training.tune",
 }

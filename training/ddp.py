@@ -19,7 +19,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from paratag.errors import ConfigError
+from paratag.runtime import select_device
 
 __all__ = [
     "all_reduce_mean",
@@ -58,20 +58,6 @@ def barrier() -> None:
     """Synchronise all ranks (no-op when not distributed)."""
     if is_distributed():
         dist.barrier()
-
-
-def select_device(requested: str = "auto") -> torch.device:
-    """``auto``: CUDA (this rank's ``LOCAL_RANK`` GPU) if present, else CPU."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "device: cuda was requested but no CUDA GPU is available; use auto or cpu"
-            )
-        if requested == "cuda":
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(requested)
 
 
 def init_distributed(device: torch.device | None = None) -> bool:

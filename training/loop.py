@@ -65,6 +65,7 @@ from paratag.training.monitor import MetricsLogger, progress
 from torch import Tensor, nn
 
 from paratag.errors import ConfigError
+from paratag.models.io import graph_forward
 
 __all__ = [
     "EvalResult",
@@ -153,16 +154,6 @@ class FitResult:
     history: list[dict[str, Any]]
     time_s: float
     best_group_auc: dict[int, float] = dataclasses.field(default_factory=dict)
-
-
-def graph_forward(model: nn.Module, batch: Batch) -> Tensor:
-    """The graph-model call ``model(points, features, mask, condition[, sv_features, sv_mask])``."""
-    kwargs = {}
-    if "sv_features" in batch:
-        kwargs = {"sv_features": batch["sv_features"], "sv_mask": batch["sv_mask"]}
-    return model(
-        batch["points"], batch["features"], batch["mask"], batch.get("condition"), **kwargs
-    )  # type: ignore[no-any-return]
 
 
 def default_loss(outputs: Tensor, batch: Batch) -> Tensor:

@@ -12,35 +12,17 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from paratag.runtime import progress, progress_enabled
 
 _LOG = logging.getLogger("paratag.training")
 
 __all__ = ["CSV_COLUMNS", "MetricsLogger", "progress", "progress_enabled"]
 
 CSV_COLUMNS = ("stage", "point", "epoch", "train_loss", "val_loss", "val_auc", "lr", "time_s")
-
-
-def progress_enabled(requested: bool = True) -> bool:
-    """Whether to draw progress bars: requested, stderr is a TTY and not in CI."""
-    if not requested or os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        return False
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
-
-
-def progress(
-    iterable: Iterable[Any], *, desc: str = "", total: int | None = None, enabled: bool = True
-) -> Any:
-    """A tqdm bar over ``iterable`` when :func:`progress_enabled`, else the iterable itself."""
-    if not progress_enabled(enabled):
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
 
 def _fmt(v: Any) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import time
 import zlib
@@ -53,13 +54,20 @@ from paratag.errors import ConfigError, InputFileError
 
 __all__ = [
     "TrainConfig",
+    "dedicated_config",
+    "dedicated_trainer",
     "derive_seed",
     "load_train_config",
     "resolve_config",
     "seed_everything",
+    "stage1_fingerprint",
     "train",
+    "train_dedicated",
     "train_inclusive",
 ]
+
+
+log = logging.getLogger("paratag.training")
 
 
 def _default_model() -> ModelConfig:
@@ -183,11 +191,110 @@ def resolve_config(
     return dataclasses.replace(cfg, model=model)
 
 
+#: data settings that only stage 3 reads (a stage-1 model does not depend on them)
+STAGE3_ONLY_DATA = ("wrong_mass_weight", "wrong_mass_label")
+
+
+def stage1_fingerprint(cfg: TrainConfig) -> str:
+    """Hash of everything a stage-1 (or inclusive) model depends on, of a resolved config.
+
+    Data, training points (the loss normalises its difficulty over them), model,
+    loss, stage-1 schedule and seed; not the run directory, device, stages 2-3 or
+    the stage-3-only data settings.
+    """
+    d = to_dict(cfg)
+    key = {
+        "data": {k: v for k, v in d["data"].items() if k not in STAGE3_ONLY_DATA},
+        "train_points": d["grid"]["train"],
+        **{k: d[k] for k in ("model", "loss", "stage1", "seed")},
+    }
+    return (
+        zlib.crc32(json.dumps(key, sort_keys=True, default=str).encode()).to_bytes(4, "big").hex()
+    )
+
+
+def _recorded_fingerprint(path: Path) -> str | None:
+    """Stage-1 fingerprint of the config a run directory recorded (None if unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        return stage1_fingerprint(load_train_config(path))
+    except (ConfigError, OSError, ValueError):
+        return None
+
+
+def dedicated_config(cfg: TrainConfig, point: Sequence[float], run_dir: str | Path) -> TrainConfig:
+    """The run config of a dedicated model at ``point`` for the run ``cfg``: stage 1 at one point.
+
+    The condition normalisation and the preset-derived options stay those of the
+    full grid, so a model trained here (by ``paratag evaluate --train-dedicated``
+    or ahead of time by ``paratag validate``) has the same fingerprint either way.
+    """
+    from paratag.shards import read_manifest
+
+    grid = MassGrid.from_config(cfg.grid)
+    preset = read_manifest(cfg.data.shards).get("preset") or None if cfg.data.shards else None
+    resolved = resolve_config(cfg, grid, preset)
+    return dataclasses.replace(
+        resolved,
+        grid=GridConfig(preset=None, names=grid.names, train=(tuple(float(v) for v in point),)),
+        stage1=dataclasses.replace(resolved.stage1, points=None),
+        run_dir=str(run_dir),
+        tensorboard=False,
+    )
+
+
+def train_dedicated(
+    cfg: TrainConfig, point: Sequence[float], out_dir: str | Path, *, progress: bool = False
+) -> Path | str:
+    """Train (or reuse) the dedicated model of run ``cfg`` at ``point`` in ``out_dir``.
+
+    Returns the checkpoint, or why there is none (stage 1 disabled, training
+    shards missing, training failed).
+    """
+    from paratag.errors import ParatagError
+
+    if not cfg.stage1.enabled:
+        return "stage 1 is disabled in the run config"
+    if not cfg.data.shards or not Path(cfg.data.shards).is_dir():
+        return f"training shards {cfg.data.shards!r} are not available"
+    sub = dataclasses.replace(dedicated_config(cfg, point, out_dir), progress=progress)
+    try:
+        train(sub, stages=[1], reuse=True)  # kept while the run's settings are unchanged
+    except ParatagError as exc:
+        return f"on-demand training failed: {exc}"
+    name = MassGrid.from_config(sub.grid).name(tuple(float(v) for v in point))
+    path = Path(out_dir) / "stage1" / name / "model.pt"
+    return (
+        path if path.is_file() else "on-demand training produced no model (no validation events?)"
+    )
+
+
+def dedicated_trainer(
+    run_dir: str | Path, *, progress: bool = False
+) -> Callable[[tuple[float, ...], Path], Path | str]:
+    """``trainer(point, folder)`` for :func:`paratag.evaluate.run.evaluate_run`, from a run directory."""
+    cfg = load_train_config(Path(run_dir) / "config.yaml")
+
+    def trainer(point: tuple[float, ...], folder: Path) -> Path | str:
+        return train_dedicated(cfg, point, folder, progress=progress)
+
+    return trainer
+
+
 class _Run:
-    """State shared by the stages of one :func:`train` call."""
+    """State shared by the stages of one :func:`train` call.
+
+    ``reuse``: keep stage-1 (and inclusive) models whose fingerprint matches
+    this config instead of training them again.
+    """
 
     def __init__(
-        self, cfg: TrainConfig, resume: bool, callbacks: Sequence[Callable[..., None]]
+        self,
+        cfg: TrainConfig,
+        resume: bool,
+        callbacks: Sequence[Callable[..., None]],
+        reuse: bool = False,
     ) -> None:
         if not cfg.data.shards:
             raise ConfigError("data.shards is empty: set it in the config or pass --shards DIR")
@@ -223,6 +330,10 @@ class _Run:
         if cfg.data.use_sv:
             self.dims["sv_dims"] = int(shapes["sv_features"][0])
         self.main = ddp.is_main()
+        self.reuse = reuse
+        self.fingerprint = stage1_fingerprint(self.cfg)
+        # runs written before fingerprints were recorded: the config they were trained with
+        self.previous_fingerprint = _recorded_fingerprint(self.run_dir / "config.yaml")
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             dump(self.cfg, self.run_dir / "config.yaml")
@@ -348,6 +459,14 @@ class _Run:
         out: dict[str, Any] = {"points": {}}
         for p in points:
             name = self.grid.name(p)
+            if self.reusable(self.run_dir / "stage1" / name / "model.pt"):
+                log.info(
+                    "stage1 %s: reusing its model (same data, model and stage-1 settings)", name
+                )
+                out["points"][name] = (
+                    self.summary.get("stage1", {}).get("points", {}).get(name, {"reused": True})
+                )
+                continue
             # one shared initialisation for every point: averaging networks is only meaningful
             # when they start from the same weights (no permutation ambiguity), as in model soups
             model = self.new_model(derive_seed(self.cfg.seed, "stage1"))
@@ -357,10 +476,30 @@ class _Run:
                 self.cfg.stage1.batch_size,
                 f"stage1:{name}",
             )
-            res = self.fit(model, "stage1", name, self.cfg.stage1, *loaders)
+            res = self.fit(
+                model,
+                "stage1",
+                name,
+                self.cfg.stage1,
+                *loaders,
+                extra_info={"fingerprint": self.fingerprint},
+            )
             out["points"][name] = _result_summary(res)
         out["time_s"] = time.perf_counter() - t0
         return out
+
+    def reusable(self, path: Path, *, legacy: bool = True) -> bool:
+        """Whether ``reuse`` is on and the checkpoint at ``path`` was trained with this config.
+
+        A stage-1 checkpoint written before fingerprints were recorded (``legacy``)
+        is matched against the config the run directory recorded.
+        """
+        if not (self.reuse and path.is_file() and not self.resume):
+            return False
+        recorded = load_checkpoint(path)["info"].get("fingerprint")
+        if recorded is None and legacy:
+            recorded = self.previous_fingerprint
+        return recorded == self.fingerprint
 
     def stage1_aucs(self) -> dict[tuple[float, ...], float]:
         aucs = {}
@@ -421,8 +560,10 @@ class _Run:
         points = list(self.grid.train)
         self.builder.require(points, "train")
         condition = tuple(float(v) for v in self.cfg.model.condition_mean)
-        # the hypothesis must not reach the inclusive network: no resonance windows
-        options = {k: v for k, v in self.cfg.model.options.items() if k != "resonance"}
+        # the hypothesis must not reach the inclusive network: no resonance windows or cascade
+        options = {
+            k: v for k, v in self.cfg.model.options.items() if k not in ("resonance", "cascade")
+        }
         model_cfg = dataclasses.replace(self.cfg.model, options=options)
         seed_everything(derive_seed(self.cfg.seed, "stage1"))
         from paratag.models import build_model
@@ -440,10 +581,17 @@ class _Run:
             "all",
             self.cfg.stage1,
             *loaders,
-            extra_info={"inclusive_condition": list(condition), "model_config": to_dict(model_cfg)},
+            extra_info={
+                "inclusive_condition": list(condition),
+                "model_config": to_dict(model_cfg),
+                "fingerprint": self.fingerprint,
+            },
         )
-        return {**_result_summary(res), "condition": list(condition),
-                "time_s": time.perf_counter() - t0}
+        return {
+            **_result_summary(res),
+            "condition": list(condition),
+            "time_s": time.perf_counter() - t0,
+        }
 
     def stage3(self) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -507,16 +655,18 @@ def train_inclusive(cfg: TrainConfig, *, resume: bool = False) -> Path:
 
     Same model, epochs and data as stage 1, but the signal of every training
     point together and one constant condition (the normalisation mean): the
-    reference a parametric model must beat. Cached: an existing model is reused.
+    reference a parametric model must beat. Cached: an existing model trained
+    with the same data, model and stage-1 settings is reused.
     """
     path = Path(cfg.run_dir) / "inclusive" / "model.pt"
-    if path.is_file() and not resume:
-        return path
     threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(max(1, cfg.threads))
-    run = _Run(cfg, resume, ())
+    run = _Run(cfg, resume, (), reuse=True)
     try:
+        if run.reusable(path, legacy=False):
+            log.info("inclusive: reusing %s (same data, model and stage-1 settings)", path)
+            return path
         run.summary["inclusive"] = run.inclusive()
         if run.main:
             (run.run_dir / "summary.json").write_text(
@@ -534,6 +684,7 @@ def train(
     stages: Sequence[int] | None = None,
     resume: bool = False,
     callbacks: Sequence[Callable[[int, dict[str, Any]], None]] = (),
+    reuse: bool = False,
 ) -> dict[str, Any]:
     """Run the enabled stages (or exactly ``stages``) and return the run summary.
 
@@ -542,12 +693,15 @@ def train(
         stages: stages to run, e.g. ``[2, 3]``; None runs every enabled stage.
         resume: continue each stage from its ``last.pt`` when present.
         callbacks: ``callback(epoch, metrics)`` after every epoch of stages 1 and 3.
+        reuse: keep stage-1 models already in ``run_dir`` that were trained with
+            the same data, model, loss, stage-1 settings and seed
+            (:func:`stage1_fingerprint`); stages 2 and 3 always run.
     """
     threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(max(1, cfg.threads))
     try:
-        return _train(cfg, stages, resume, callbacks)
+        return _train(cfg, stages, resume, callbacks, reuse)
     finally:
         torch.set_num_threads(threads)
 
@@ -557,8 +711,9 @@ def _train(
     stages: Sequence[int] | None,
     resume: bool,
     callbacks: Sequence[Callable[[int, dict[str, Any]], None]],
+    reuse: bool,
 ) -> dict[str, Any]:
-    run = _Run(cfg, resume, callbacks)
+    run = _Run(cfg, resume, callbacks, reuse)
     chosen = (
         list(stages)
         if stages

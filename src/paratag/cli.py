@@ -36,7 +36,9 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit"),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
     ] = False,
 ) -> None:
     """Parametric graph-network taggers for coffea analyses."""
@@ -75,7 +77,9 @@ def config_show(
 
 @app.command()
 def build(
-    fileset: Annotated[Path, typer.Argument(help="fileset YAML/JSON: {dataset: {files: [...], metadata: {...}}}")],
+    fileset: Annotated[
+        Path, typer.Argument(help="fileset YAML/JSON: {dataset: {files: [...], metadata: {...}}}")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="shard directory to write")],
     config: Annotated[Path | None, typer.Option(help="build config YAML (BuildConfig)")] = None,
     executor: Annotated[str, typer.Option(help="iterative, futures or dask")] = "iterative",
@@ -101,9 +105,15 @@ def build(
 
 @app.command()
 def generate(
-    config: Annotated[str, typer.Argument(help="generate config YAML, or a preset name (charged_higgs, xbb_jets)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for ROOT files + fileset.json")],
-    events: Annotated[int, typer.Option("--events", "-n", help="events per process / mass point")] = 1000,
+    config: Annotated[
+        str, typer.Argument(help="generate config YAML, or a preset name (charged_higgs, xbb_jets)")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="output folder for ROOT files + fileset.json")
+    ],
+    events: Annotated[
+        int, typer.Option("--events", "-n", help="events per process / mass point")
+    ] = 1000,
     workers: Annotated[int, typer.Option(help="parallel worker processes")] = 1,
     seed: Annotated[int, typer.Option(help="master random seed (same seed, same arrays)")] = 1,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
@@ -120,19 +130,37 @@ def generate(
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="training run directory (or a .pt checkpoint)")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder (default RUN_DIR/export)")] = None,
-    check: Annotated[bool, typer.Option(help="compare PyTorch and onnxruntime; fail above --tolerance")] = False,
-    events: Annotated[Path | None, typer.Option(help="NanoAOD/PFNano file for --check (default: synthetic inputs)")] = None,
-    tolerance: Annotated[float, typer.Option(help="largest allowed |torch - onnx| for --check")] = 1e-4,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="output folder (default RUN_DIR/export)")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option(help="compare PyTorch and onnxruntime; fail above --tolerance")
+    ] = False,
+    events: Annotated[
+        Path | None,
+        typer.Option(help="NanoAOD/PFNano file for --check (default: synthetic inputs)"),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="largest allowed |torch - onnx| for --check")
+    ] = 1e-4,
     hypotheses_axis: Annotated[
-        bool, typer.Option(help="also write model_hypotheses.onnx: condition (H, K) -> (N, H, C), one pass for all hypotheses")
+        bool,
+        typer.Option(
+            help="also write model_hypotheses.onnx: condition (H, K) -> (N, H, C), one pass for all hypotheses"
+        ),
     ] = False,
 ) -> None:
     """Export a trained model to model.onnx + preprocess.json (CMSSW/weaver layout)."""
     from paratag.export import export_run
 
-    res = export_run(run_dir, out, check=check, check_events=events, tolerance=tolerance,
-                     hypotheses_axis=hypotheses_axis)
+    res = export_run(
+        run_dir,
+        out,
+        check=check,
+        check_events=events,
+        tolerance=tolerance,
+        hypotheses_axis=hypotheses_axis,
+    )
     typer.echo(f"wrote {res.onnx_path} and {res.preprocess_path}")
     if res.parity is not None:
         typer.echo(f"parity: {res.parity}")
@@ -140,28 +168,53 @@ def export(
 
 @app.command()
 def score(
-    fileset: Annotated[Path, typer.Argument(help="fileset YAML/JSON: {dataset: {files: [...], metadata: {...}}}")],
+    fileset: Annotated[
+        Path, typer.Argument(help="fileset YAML/JSON: {dataset: {files: [...], metadata: {...}}}")
+    ],
     model: Annotated[Path, typer.Option(help="exported model.onnx (preprocess.json next to it)")],
-    hypotheses: Annotated[str, typer.Option(help='"mHc=130,mA=90;mHc=160,mA=90" or a YAML with `hypotheses:`')] = "",
+    hypotheses: Annotated[
+        str, typer.Option(help='"mHc=130,mA=90;mHc=160,mA=90" or a YAML with `hypotheses:`')
+    ] = "",
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("scores"),
     executor: Annotated[str, typer.Option(help="iterative, futures or dask")] = "iterative",
     workers: Annotated[int, typer.Option(help="workers for futures/dask")] = 2,
     chunksize: Annotated[int, typer.Option(help="events per chunk")] = 100_000,
     threads: Annotated[int, typer.Option(help="onnxruntime threads per worker")] = 1,
-    memory_mb: Annotated[float, typer.Option(help="working-memory budget per onnxruntime call")] = 2000.0,
-    parquet: Annotated[bool, typer.Option(help="also write scores.parquet (event id + scores)")] = False,
+    memory_mb: Annotated[
+        float, typer.Option(help="working-memory budget per onnxruntime call")
+    ] = 2000.0,
+    parquet: Annotated[
+        bool, typer.Option(help="also write scores.parquet (event id + scores)")
+    ] = False,
     skip_bad_files: Annotated[bool, typer.Option(help="report and skip unreadable files")] = False,
-    providers: Annotated[str, typer.Option(help="onnxruntime providers: auto, cpu, cuda or names")] = "auto",
-    scheduler: Annotated[str | None, typer.Option(help="existing Dask scheduler, e.g. tcp://host:8786 (with --executor dask)")] = None,
+    providers: Annotated[
+        str, typer.Option(help="onnxruntime providers: auto, cpu, cuda or names")
+    ] = "auto",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="existing Dask scheduler, e.g. tcp://host:8786 (with --executor dask)"),
+    ] = None,
 ) -> None:
     """Score a fileset with an exported model; write histograms (and optionally parquet)."""
     from paratag.processors.tagger import Tagger, parse_hypotheses, score_fileset, write_scores
 
-    tagger = Tagger(model, parse_hypotheses(hypotheses), output="both" if parquet else "hist",
-                    threads=threads, memory_mb=memory_mb, providers=providers)
-    result = score_fileset(fileset, tagger, executor=executor, workers=workers,
-                           chunksize=chunksize, skip_bad_files=skip_bad_files,
-                           scheduler=scheduler)
+    tagger = Tagger(
+        model,
+        parse_hypotheses(hypotheses),
+        output="both" if parquet else "hist",
+        threads=threads,
+        memory_mb=memory_mb,
+        providers=providers,
+    )
+    result = score_fileset(
+        fileset,
+        tagger,
+        executor=executor,
+        workers=workers,
+        chunksize=chunksize,
+        skip_bad_files=skip_bad_files,
+        scheduler=scheduler,
+    )
     for bad in result.get("skipped_files", []):
         typer.secho(f"skipped {bad['file']}: {bad['reason']}", fg=typer.colors.YELLOW, err=True)
     for path in write_scores(result, out, parquet=parquet):
@@ -170,10 +223,18 @@ def score(
 
 @app.command()
 def train(
-    config: Annotated[str, typer.Argument(help="train YAML, or a packaged config name (e.g. demo)")],
-    shards: Annotated[Path | None, typer.Option(help="shard directory (overrides data.shards)")] = None,
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="output directory (overrides run_dir)")] = None,
-    stage: Annotated[list[int] | None, typer.Option(help="run only this stage (repeatable: --stage 2 --stage 3)")] = None,
+    config: Annotated[
+        str, typer.Argument(help="train YAML, or a packaged config name (e.g. demo)")
+    ],
+    shards: Annotated[
+        Path | None, typer.Option(help="shard directory (overrides data.shards)")
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="output directory (overrides run_dir)")
+    ] = None,
+    stage: Annotated[
+        list[int] | None, typer.Option(help="run only this stage (repeatable: --stage 2 --stage 3)")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="continue interrupted stages from last.pt")] = False,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (overrides device)")] = None,
     seed: Annotated[int | None, typer.Option(help="run seed (overrides seed)")] = None,
@@ -196,12 +257,22 @@ def train(
 @app.command()
 def tune(
     config: Annotated[str, typer.Argument(help="train YAML, or a packaged config name")],
-    trials: Annotated[int, typer.Option(help="trials to run now (the study database keeps earlier ones)")] = 20,
-    shards: Annotated[Path | None, typer.Option(help="shard directory (overrides data.shards)")] = None,
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="output directory (overrides run_dir)")] = None,
-    epochs: Annotated[int | None, typer.Option(help="epochs per trial (default: stage1.epochs)")] = None,
+    trials: Annotated[
+        int, typer.Option(help="trials to run now (the study database keeps earlier ones)")
+    ] = 20,
+    shards: Annotated[
+        Path | None, typer.Option(help="shard directory (overrides data.shards)")
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="output directory (overrides run_dir)")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="epochs per trial (default: stage1.epochs)")
+    ] = None,
     study_name: Annotated[str, typer.Option(help="Optuna study name")] = "paratag",
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: RUN_DIR/tune/study.db)")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: RUN_DIR/tune/study.db)")
+    ] = None,
 ) -> None:
     """Search learning rate, k, widths and dropout with Optuna (resumable)."""
     from paratag.training.run import load_train_config
@@ -209,8 +280,12 @@ def tune(
     from paratag.training.tune import tune as run_tune
 
     cfg = load_train_config(config, shards=shards, run_dir=run_dir)
-    result = run_tune(cfg, TuneConfig(n_trials=trials, epochs=epochs, study_name=study_name, storage=storage))
-    typer.echo(f"best AUC {result['best_value']:.4f} with {result['best_params']} ({result['n_trials']} trials)")
+    result = run_tune(
+        cfg, TuneConfig(n_trials=trials, epochs=epochs, study_name=study_name, storage=storage)
+    )
+    typer.echo(
+        f"best AUC {result['best_value']:.4f} with {result['best_params']} ({result['n_trials']} trials)"
+    )
 
 
 @app.command()
@@ -243,6 +318,7 @@ def evaluate(
 ) -> None:
     """Score a trained run on test shards and write report.md, report.html and results.json."""
     from paratag.evaluate.run import evaluate_run, parse_pileup
+    from paratag.training import dedicated_trainer
 
     inclusive_model = None
     if inclusive:
@@ -261,7 +337,9 @@ def evaluate(
         n_boot=n_boot,
         seeds_runs=seed_run or (),
         pileup_shards=parse_pileup(pileup or ()),
-        train_dedicated=train_dedicated,
+        dedicated_trainer=dedicated_trainer(run_dir, progress=progress)
+        if train_dedicated
+        else None,
         inclusive_model=inclusive_model,
         batch_size=batch_size,
         device=device,
@@ -272,14 +350,20 @@ def evaluate(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("demo_output"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path(
+        "demo_output"
+    ),
     events: Annotated[int, typer.Option(help="generated events per process / mass point")] = 1500,
     workers: Annotated[int, typer.Option(help="parallel workers")] = 2,
     seed: Annotated[int, typer.Option(help="master seed")] = 1,
-    force: Annotated[bool, typer.Option("--force", help="redo every step, ignoring the cache")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="redo every step, ignoring the cache")
+    ] = False,
     real_file: Annotated[
         Path | None,
-        typer.Option(help="a real NanoAOD file also scored (default: the checkout's tests/data/nano_dy.root)"),
+        typer.Option(
+            help="a real NanoAOD file also scored (default: the checkout's tests/data/nano_dy.root)"
+        ),
     ] = None,
 ) -> None:
     """Run the whole chain on generated data: generate, build, train, evaluate, export, score."""
@@ -287,10 +371,17 @@ def demo(
 
     fixture = real_file or Path(__file__).resolve().parents[2] / "tests" / "data" / "nano_dy.root"
     if not fixture.is_file():
-        typer.echo(f"no real NanoAOD file at {fixture}: scoring generated samples only "
-                   "(pass --real-file PATH to add one)")
-    cfg = DemoConfig(out=str(out), events=events, workers=workers, seed=seed,
-                     real_fixture=str(fixture) if fixture.is_file() else "")
+        typer.echo(
+            f"no real NanoAOD file at {fixture}: scoring generated samples only "
+            "(pass --real-file PATH to add one)"
+        )
+    cfg = DemoConfig(
+        out=str(out),
+        events=events,
+        workers=workers,
+        seed=seed,
+        real_fixture=str(fixture) if fixture.is_file() else "",
+    )
     summary = run_demo(cfg, force=force, log=typer.echo)
     typer.echo("\nstep        time [s]")
     for name, info in summary.items():
@@ -304,16 +395,30 @@ def demo(
 
 @app.command()
 def validate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("validation_output"),
-    events: Annotated[int, typer.Option(help="events per signal point / background process")] = 10_000,
-    xbb_events: Annotated[int | None, typer.Option(help="X->bb events per point (default --events)")] = None,
-    pileup_events: Annotated[int | None, typer.Option(help="pileup-sample events (default events/4)")] = None,
-    seeds: Annotated[list[int] | None, typer.Option("--seeds", help="training seed (repeat)")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path(
+        "validation_output"
+    ),
+    events: Annotated[
+        int, typer.Option(help="events per signal point / background process")
+    ] = 10_000,
+    xbb_events: Annotated[
+        int | None, typer.Option(help="X->bb events per point (default --events)")
+    ] = None,
+    pileup_events: Annotated[
+        int | None, typer.Option(help="pileup-sample events (default events/4)")
+    ] = None,
+    seeds: Annotated[
+        list[int] | None, typer.Option("--seeds", help="training seed (repeat)")
+    ] = None,
     workers: Annotated[int, typer.Option(help="parallel workers")] = 2,
-    pileup_mu: Annotated[float, typer.Option(help="mean pileup of the robustness sample (0 skips)")] = 40.0,
+    pileup_mu: Annotated[
+        float, typer.Option(help="mean pileup of the robustness sample (0 skips)")
+    ] = 40.0,
     stage1_epochs: Annotated[int | None, typer.Option(help="override stage-1 epochs")] = None,
     stage3_epochs: Annotated[int | None, typer.Option(help="override stage-3 epochs")] = None,
-    force: Annotated[bool, typer.Option("--force", help="redo every step, ignoring the cache")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="redo every step, ignoring the cache")
+    ] = False,
     only: Annotated[
         list[str] | None,
         typer.Option("--only", help="run only this chain: higgs, pileup or xbb (repeat)"),
@@ -321,16 +426,27 @@ def validate(
     generate_config: Annotated[
         str, typer.Option(help="charged-Higgs generate preset or YAML")
     ] = "validate",
-    train_config: Annotated[str, typer.Option(help="charged-Higgs train config or YAML")] = "validate",
+    train_config: Annotated[
+        str, typer.Option(help="charged-Higgs train config or YAML")
+    ] = "validate",
 ) -> None:
     """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""
     from paratag.validate import ValidateConfig, run_validate
 
-    cfg = ValidateConfig(out=str(out), events=events, xbb_events=xbb_events,
-                         pileup_events=pileup_events, seeds=tuple(seeds or (0, 1, 2)),
-                         workers=workers, pileup_mu=pileup_mu, stage1_epochs=stage1_epochs,
-                         stage3_epochs=stage3_epochs, only=tuple(only or ()),
-                         generate_config=generate_config, train_config=train_config)
+    cfg = ValidateConfig(
+        out=str(out),
+        events=events,
+        xbb_events=xbb_events,
+        pileup_events=pileup_events,
+        seeds=tuple(seeds or (0, 1, 2)),
+        workers=workers,
+        pileup_mu=pileup_mu,
+        stage1_epochs=stage1_epochs,
+        stage3_epochs=stage3_epochs,
+        only=tuple(only or ()),
+        generate_config=generate_config,
+        train_config=train_config,
+    )
     run_validate(cfg, force=force, command="paratag " + " ".join(sys.argv[1:]), log=typer.echo)
     typer.echo((out / "validation.md").read_text())
 

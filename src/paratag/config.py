@@ -240,4 +240,3 @@ def apply_overrides(cfg: T, items: Sequence[str]) -> T:
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: cannot parse the value ({exc})") from exc
     return from_dict(type(cfg), data, where="--set")
-

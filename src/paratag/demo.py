@@ -26,8 +26,12 @@ from typing import Any
 
 __all__ = ["DEMO_HYPOTHESES", "DemoConfig", "plot_score_hists", "run_demo"]
 
-DEMO_HYPOTHESES = ({"mHc": 100.0, "mA": 85.0}, {"mHc": 130.0, "mA": 90.0},
-                   {"mHc": 145.0, "mA": 95.0}, {"mHc": 160.0, "mA": 90.0})
+DEMO_HYPOTHESES = (
+    {"mHc": 100.0, "mA": 85.0},
+    {"mHc": 130.0, "mA": 90.0},
+    {"mHc": 145.0, "mA": 95.0},
+    {"mHc": 160.0, "mA": 90.0},
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,13 @@ class DemoConfig:
     real_fixture: str = ""
 
 
-def _step(out: Path, name: str, force: bool, fn: Callable[[], Mapping[str, Any]],
-          log: Callable[[str], None]) -> tuple[dict[str, Any], bool]:
+def _step(
+    out: Path,
+    name: str,
+    force: bool,
+    fn: Callable[[], Mapping[str, Any]],
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], bool]:
     marker = out / "steps" / f"{name}.json"
     if marker.is_file() and not force:
         info = json.loads(marker.read_text())
@@ -70,7 +79,9 @@ def _step(out: Path, name: str, force: bool, fn: Callable[[], Mapping[str, Any]]
     return info, True
 
 
-def plot_score_hists(h: Any, out_dir: str | Path, groups: Mapping[str, str] | None = None) -> list[Path]:
+def plot_score_hists(
+    h: Any, out_dir: str | Path, groups: Mapping[str, str] | None = None
+) -> list[Path]:
     """One mplhep figure per hypothesis: normalised score per group of datasets (PNG + PDF).
 
     Args:
@@ -102,12 +113,23 @@ def plot_score_hists(h: Any, out_dir: str | Path, groups: Mapping[str, str] | No
                 if sub.sum().value <= 0:
                     continue
                 style = "--" if "real" in key else "-"
-                mplhep.histplot(sub, ax=ax, density=True, label=key, histtype="step", yerr=False,
-                                linestyle=style, linewidth=2, color=cmap(i % 10))
+                mplhep.histplot(
+                    sub,
+                    ax=ax,
+                    density=True,
+                    label=key,
+                    histtype="step",
+                    yerr=False,
+                    linestyle=style,
+                    linewidth=2,
+                    color=cmap(i % 10),
+                )
             ax.set_yscale("log")
             ax.set_xlabel(f"paratag score at {hyp.removeprefix('score_')}")
             ax.set_ylabel("normalised events")
-            ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+            ax.legend(
+                fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
+            )
             # generated samples (and one real CMS file): the generic label, not an experiment's
             mplhep.label.exp_label(exp="paratag", data=False, ax=ax, rlabel="13.6 TeV (generated)")
             for suffix in ("png", "pdf"):
@@ -132,8 +154,9 @@ def _legend_groups(fileset: Mapping[str, Any], hypotheses: Any) -> dict[str, str
     return out
 
 
-def run_demo(cfg: DemoConfig = DemoConfig(), *, force: bool = False,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_demo(
+    cfg: DemoConfig = DemoConfig(), *, force: bool = False, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Run (or resume) the demo chain and return a summary of every step."""
     from paratag.build import BuildConfig, build_shards
     from paratag.generate import GenerateConfig, generate
@@ -153,16 +176,26 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, force: bool = False,
 
     def do_generate() -> dict[str, Any]:
         gen_cfg = GenerateConfig.from_file(cfg.generate_preset)
-        fileset = generate(gen_cfg, out / "generated", cfg.events, workers=cfg.workers,
-                           seed=cfg.seed, progress=progress)
+        fileset = generate(
+            gen_cfg,
+            out / "generated",
+            cfg.events,
+            workers=cfg.workers,
+            seed=cfg.seed,
+            progress=progress,
+        )
         return {"fileset": str(fileset)}
 
     gen = step("generate", do_generate)
 
     def do_build() -> dict[str, Any]:
-        manifest = build_shards(gen["fileset"], out / "shards",
-                                BuildConfig(preset="event", condition=("mHc", "mA")),
-                                executor="futures", workers=cfg.workers)
+        manifest = build_shards(
+            gen["fileset"],
+            out / "shards",
+            BuildConfig(preset="event", condition=("mHc", "mA")),
+            executor="futures",
+            workers=cfg.workers,
+        )
         return {"manifest": str(manifest)}
 
     step("build", do_build)
@@ -170,20 +203,32 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, force: bool = False,
     def do_train() -> dict[str, Any]:
         from paratag.training import load_train_config, train
 
-        train_cfg = load_train_config(cfg.train_config, shards=str(out / "shards"),
-                                      run_dir=str(out / "run"), seed=cfg.seed)
+        train_cfg = load_train_config(
+            cfg.train_config, shards=str(out / "shards"), run_dir=str(out / "run"), seed=cfg.seed
+        )
         result = train(train_cfg)
-        return {"run_dir": str(out / "run"),
-                "stage_times_s": {k: v.get("time_s") for k, v in result.items()
-                                  if k.startswith("stage") and isinstance(v, dict)}}
+        return {
+            "run_dir": str(out / "run"),
+            "stage_times_s": {
+                k: v.get("time_s")
+                for k, v in result.items()
+                if k.startswith("stage") and isinstance(v, dict)
+            },
+        }
 
     step("train", do_train)
 
     def do_evaluate() -> dict[str, Any]:
         from paratag.evaluate.run import evaluate_run
+        from paratag.training import dedicated_trainer
 
-        report = evaluate_run(out / "run", out / "shards", out / "evaluation", progress=progress,
-                              train_dedicated=True)
+        report = evaluate_run(
+            out / "run",
+            out / "shards",
+            out / "evaluation",
+            progress=progress,
+            dedicated_trainer=dedicated_trainer(out / "run", progress=progress),
+        )
         return {"report": str(report), "html": str(Path(report).with_suffix(".html"))}
 
     step("evaluate", do_evaluate)
@@ -191,10 +236,14 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, force: bool = False,
     def do_export() -> dict[str, Any]:
         from paratag.export import export_run
 
-        result = export_run(out / "run", out / "export", check=True,
-                            check_events=_first_signal_file(gen["fileset"]))
-        return {"onnx": str(result.onnx_path), "preprocess": str(result.preprocess_path),
-                "parity": str(result.parity) if result.parity is not None else "not run"}
+        result = export_run(
+            out / "run", out / "export", check=True, check_events=_first_signal_file(gen["fileset"])
+        )
+        return {
+            "onnx": str(result.onnx_path),
+            "preprocess": str(result.preprocess_path),
+            "parity": str(result.parity) if result.parity is not None else "not run",
+        }
 
     exported = step("export", do_export)
 
@@ -204,15 +253,21 @@ def run_demo(cfg: DemoConfig = DemoConfig(), *, force: bool = False,
 
         fileset = load_fileset(gen["fileset"])
         if cfg.real_fixture:
-            fileset["CMS_DY_NanoAOD"] = {"files": {cfg.real_fixture: "Events"},
-                                         "metadata": {"label": -1}}
+            fileset["CMS_DY_NanoAOD"] = {
+                "files": {cfg.real_fixture: "Events"},
+                "metadata": {"label": -1},
+            }
         tagger = Tagger(exported["onnx"], hypotheses=list(DEMO_HYPOTHESES), output="hist")
-        result = score_fileset(fileset, tagger, executor="dask", workers=cfg.workers,
-                               progress=progress)
+        result = score_fileset(
+            fileset, tagger, executor="dask", workers=cfg.workers, progress=progress
+        )
         written = write_scores(result, out / "scores")
         groups = _legend_groups(fileset, DEMO_HYPOTHESES)
         plots = plot_score_hists(result["hist"], out / "scores" / "plots", groups)
-        return {"outputs": [str(p) for p in written], "plots": [str(p) for p in plots if p.suffix == ".png"]}
+        return {
+            "outputs": [str(p) for p in written],
+            "plots": [str(p) for p in plots if p.suffix == ".png"],
+        }
 
     step("score", do_score)
     total = sum(float(v["time_s"]) for v in summary.values())

@@ -301,7 +301,11 @@ def export_model(
             "min_particles": min_particles(model),
             "bytes_per_graph": estimate_graph_bytes(model, cloud_lengths),
             "opset": opset,
-            **({"grid": {k: [list(map(float, q)) for q in v] for k, v in grid.items()}} if grid else {}),
+            **(
+                {"grid": {k: [list(map(float, q)) for q in v] for k, v in grid.items()}}
+                if grid
+                else {}
+            ),
             **(
                 {
                     "hypotheses_model": MODEL_HYPOTHESES_FILE,
@@ -326,8 +330,9 @@ def export_model(
             cloud, _ = split_input_name(n, first)
             dynamic[n] = {0: "N", 2: f"P_{cloud}"}
     dynamic["softmax"] = {0: "N"}
-    _trace_to_onnx(model, _Exported.wrap, tuple(examples.values()), onnx_path,
-                   list(names), dynamic, opset)
+    _trace_to_onnx(
+        model, _Exported.wrap, tuple(examples.values()), onnx_path, list(names), dynamic, opset
+    )
     _stamp(onnx_path, pp)
     hyp_path = out / MODEL_HYPOTHESES_FILE
     if hypotheses_axis:
@@ -370,8 +375,9 @@ def _export_hypotheses(
     """Trace ``model.forward_hypotheses`` into ``path`` (dynamic N, P and H axes)."""
     inputs = dict(examples)
     inputs["condition"] = inputs["condition"][:2]  # H != N so the trace keeps the axes apart
-    _trace_to_onnx(model, _Exported.wrap_hypotheses, tuple(inputs.values()), path,
-                   list(inputs), dynamic, opset)
+    _trace_to_onnx(
+        model, _Exported.wrap_hypotheses, tuple(inputs.values()), path, list(inputs), dynamic, opset
+    )
 
 
 def _trace_to_onnx(
@@ -604,7 +610,7 @@ def export_run(
         raise InputFileError(str(run), "run directory does not exist", "check the path")
     ckpt = run if run.is_file() else _find_checkpoint(run)
     try:
-        from paratag.training import load_model
+        from paratag.models.io import load_model
     except ImportError as exc:
         raise ConfigError(
             "paratag.training.load_model is not available in this installation"

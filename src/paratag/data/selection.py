@@ -16,6 +16,16 @@ Event weights, in order:
    class has the same summed weight, as in the origin analysis; with
    ``balance_points`` each signal mass point gets an equal share of the signal
    class. Weights are finally scaled to mean 1.
+4. optional wrong-mass negatives (``wrong_mass_weight``, stage 3 only): every
+   training-point signal event is added once more at another training point's
+   hypothesis (neighbours preferred), labelled as a background; at every
+   hypothesis the copies weigh that fraction of the signal trained there.
+
+Why wrong-mass negatives: a search scans hypotheses, and a score that is as high
+for signal of (130, 85) at hypothesis (100, 85) as at its own lights up every
+hypothesis near a real excess. The signal-versus-SM objective never rewards
+telling two signal masses apart when the backgrounds barely depend on the
+hypothesis (mHc here); the copies do, and a small weight keeps the SM rejection.
 
 Folds come from the event number (:func:`paratag.conditions.fold_roles`).
 """
@@ -64,6 +74,11 @@ class DataConfig:
         max_events: keep at most this many events per dataset (quick runs).
         binary: merge every background label into one class (signal vs
             background, labels 0/1 with the signal keeping ``signal_label``).
+        wrong_mass_weight: stage 3: signal copies at other training points' hypotheses,
+            as background; their summed weight at each hypothesis as a fraction of the
+            signal weight there (0: off).
+        wrong_mass_label: the (background) class of those copies; ``None``: the
+            first label that is not ``signal_label``.
     """
 
     shards: str = ""
@@ -81,6 +96,19 @@ class DataConfig:
     use_sv: bool = False
     max_events: int | None = None
     binary: bool = False
+    wrong_mass_weight: float = 0.0
+    wrong_mass_label: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.wrong_mass_weight <= 10.0:
+            raise ConfigError(
+                f"data.wrong_mass_weight must be in [0, 10], got {self.wrong_mass_weight}"
+            )
+        if self.wrong_mass_label is not None and self.wrong_mass_label == self.signal_label:
+            raise ConfigError(
+                f"data.wrong_mass_label {self.wrong_mass_label} is the signal label; "
+                "wrong-mass copies must be a background class"
+            )
 
 
 def balance_weights(
@@ -295,31 +323,50 @@ class SampleBuilder:
 
         ``phases`` (curriculum) restrict later epochs to subsets of ``points``;
         weights and background draws are rebalanced per phase, and the
-        sampler's active positions come from :meth:`phase_positions`.
+        sampler's active positions come from :meth:`phase_positions`. With
+        ``wrong_mass_weight`` > 0 the signal rows are followed by their
+        wrong-mass copies (see the module docstring).
         """
         sig = [self.point_rows(p, fold) for p in points]
         bkg = self.background_rows(fold)
+        n_sig = sum(len(r) for r in sig)
+        src = np.concatenate([np.full(len(r), i) for i, r in enumerate(sig)] + [np.zeros(0, int)])
+        # point index of the event (-1: background) and of its hypothesis (-1: drawn)
+        group = np.concatenate([src, np.full(len(bkg), -1)])
+        hyp = group.copy()
         rows = np.concatenate([*sig, bkg])
-        group = np.concatenate(
-            [np.full(len(r), i) for i, r in enumerate(sig)] + [np.full(len(bkg), -1)]
-        )
+        labels = self.label[rows]
+        copy_rows, copy_hyp = self._wrong_mass_copies(rows[:n_sig], src, points)
+        n_orig = len(rows)
+        if len(copy_rows):
+            rows = np.concatenate([rows, copy_rows])
+            group = np.concatenate([group, src])
+            hyp = np.concatenate([hyp, copy_hyp])
+            labels = np.concatenate([labels, np.full(len(copy_rows), self._wrong_mass_label())])
         cond = np.full((len(rows), len(self.grid.names)), np.nan, np.float32)
-        cond[: len(rows) - len(bkg)] = np.asarray(
-            self.store.table["condition"][rows[: len(rows) - len(bkg)]]
-        )
-        self._group = group
+        cond[:n_sig] = np.asarray(self.store.table["condition"][rows[:n_sig]])
+        if len(copy_rows):
+            cond[n_orig:] = np.asarray(points, np.float32)[copy_hyp]
+        index = {tuple(p): i for i, p in enumerate(points)}
 
         def weights(active: Sequence[Point]) -> tuple[np.ndarray, list[float]]:
-            act = np.isin(group, [list(points).index(tuple(p)) for p in active]) | (group < 0)
+            idx = [index[tuple(p)] for p in active]
+            on = (np.isin(group, idx) & np.isin(hyp, idx)) | (group < 0)
             w = np.zeros(len(rows), np.float32)
+            act = np.flatnonzero(on[:n_orig])
             g = group[act] if self.config.balance_points else None
             w[act] = balance_weights(
                 self.base_weight[rows[act]],
-                self.label[rows[act]],
+                labels[act],
                 g,
                 balance_classes=self.config.balance_classes,
             )
-            probs = [float(w[group == list(points).index(tuple(p))].sum()) for p in active]
+            probs = [float(w[:n_orig][group[:n_orig] == i].sum()) for i in idx]
+            if len(copy_rows):
+                w[n_orig:] = self._copy_weights(
+                    w[:n_sig], hyp[:n_sig], w[: len(copy_rows)], hyp[n_orig:], on[n_orig:]
+                )
+                w *= len(w) / w.sum()
             return w, probs
 
         w0, p0 = weights(points)
@@ -327,16 +374,72 @@ class SampleBuilder:
         for first, active in phases:
             wa, pa = weights(active)
             ds_phases.append((first, wa, [tuple(p) for p in active], pa))
-        ds = self._dataset(
+        ds = GraphDataset(
+            self.store,
             rows,
             cond,
             w0,
+            labels=labels,
+            mean=self.mean,
+            std=self.std,
+            seed=self.seed,
+            use_sv=self.config.use_sv,
+            spectator=self.spectator,
             background_points=list(points),
             background_probabilities=p0,
             phases=ds_phases,
         )
         ds.point_group = group  # type: ignore[attr-defined]
+        ds.hypothesis_group = hyp  # type: ignore[attr-defined]
         return ds
+
+    def _copy_weights(
+        self,
+        signal_w: np.ndarray,
+        signal_hyp: np.ndarray,
+        source_w: np.ndarray,
+        copy_hyp: np.ndarray,
+        active: np.ndarray,
+    ) -> np.ndarray:
+        """Copy weights: at every hypothesis, ``wrong_mass_weight`` x the signal weight there.
+
+        Within a hypothesis each copy keeps its event's relative weight. Without the
+        per-hypothesis normalisation the central points of a grid would receive more
+        copies than its edges, and the score would carry a hypothesis-dependent offset
+        (higher at the edges) instead of a preference for the true mass.
+        """
+        out = np.where(active, source_w, 0.0).astype(np.float64)
+        for q in np.unique(copy_hyp[active]):
+            at = active & (copy_hyp == q)
+            total = out[at].sum()
+            if total > 0:
+                out[at] *= self.config.wrong_mass_weight * signal_w[signal_hyp == q].sum() / total
+        return out.astype(np.float32)
+
+    def _wrong_mass_label(self) -> int:
+        if self.config.wrong_mass_label is not None:
+            return int(self.config.wrong_mass_label)
+        return 1 if self.config.signal_label == 0 else 0
+
+    def _wrong_mass_copies(
+        self, rows: np.ndarray, src: np.ndarray, points: Sequence[Point]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Signal ``rows`` (point index ``src``) again, each at another point's hypothesis.
+
+        The other point is drawn once per event (run seed) with probability
+        proportional to 1 / d², d the distance in normalised condition units:
+        a scan must above all separate neighbouring hypotheses.
+        """
+        if self.config.wrong_mass_weight <= 0 or len(points) < 2 or not len(rows):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        z = (np.asarray(points, np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
+        d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+        np.fill_diagonal(d2, np.inf)
+        prob = 1.0 / np.maximum(d2, 1e-12)
+        cum = np.cumsum(prob / prob.sum(1, keepdims=True), axis=1)
+        u = np.random.default_rng([self.seed, 0x57A6]).random(len(rows))
+        dst = (u[:, None] > cum[src]).sum(1)
+        return rows.copy(), np.minimum(dst, len(points) - 1)
 
     @staticmethod
     def phase_positions(
@@ -344,10 +447,12 @@ class SampleBuilder:
     ) -> list[tuple[int, np.ndarray]]:
         """Sampler phases ``(first_epoch, positions)`` matching :meth:`joint`'s ``phases``."""
         group = ds.point_group  # type: ignore[attr-defined]
+        hyp = ds.hypothesis_group  # type: ignore[attr-defined]
         out = []
         for first, active in phases:
             idx = [list(points).index(tuple(p)) for p in active]
-            out.append((first, np.flatnonzero(np.isin(group, idx) | (group < 0))))
+            on = (np.isin(group, idx) & np.isin(hyp, idx)) | (group < 0)
+            out.append((first, np.flatnonzero(on)))
         return out
 
     def grouped(self, points: Sequence[Point], fold: str = "validation") -> GraphDataset:

@@ -102,8 +102,10 @@ def simulate_events(
     if process in ("signal", "FlatMass"):
         # FlatMass: the signal topology with mA drawn flat in [70, 110] GeV at mHc = 130: a
         # background that only the dimuon mass (i.e. the hypothesis) can reject
-        m_hc, m_a = (130.0, rng.uniform(70.0, 110.0, n)) if process == "FlatMass" else (
-            float(masses[0]), float(masses[1])
+        m_hc, m_a = (
+            (130.0, rng.uniform(70.0, 110.0, n))
+            if process == "FlatMass"
+            else (float(masses[0]), float(masses[1]))
         )
         t1, t2 = _resonance(n, 80, M_TOP, rng), _resonance(n, 80, M_TOP, rng)
         b1, hc = _two_body(t1, M_B, m_hc, rng)

@@ -88,9 +88,7 @@ def hypothesis_study(
     groups = {"resonant": [r for r in resonant if r in set(process)]}
     groups = {k: v for k, v in groups.items() if v}
     hyp_arr = np.asarray(hyps, np.float32)
-    distance = distance or (
-        names[reference.column] if reference is not None else names[-1]
-    )
+    distance = distance or (names[reference.column] if reference is not None else names[-1])
 
     # disc[scorer] : (rows, H) — sample rows scored at hypothesis h (by the scorer for h)
     discs: dict[str, np.ndarray] = {"parametric": parametric_disc}
@@ -98,7 +96,9 @@ def hypothesis_study(
         d = np.full((len(rows), len(hyps)), np.nan)
         for h, p in enumerate(hyps):
             if p in dedicated:
-                probs = scorer.probs(load(dedicated[p]), test, rows, [np.asarray(p)], f"dedicated {p}")
+                probs = scorer.probs(
+                    load(dedicated[p]), test, rows, [np.asarray(p)], f"dedicated {p}"
+                )
                 d[:, h] = scorer.disc(probs[:, 0], label)
         discs["dedicated"] = d
     if inclusive is not None:
@@ -165,11 +165,18 @@ def weighted_mean(x: np.ndarray, w: np.ndarray) -> float:
 
 
 def _sensitivity(
-    scorer: Any, model: Any, test: Any, hyps: Sequence[Point], names: Sequence[str], step: float = 1.0
+    scorer: Any,
+    model: Any,
+    test: Any,
+    hyps: Sequence[Point],
+    names: Sequence[str],
+    step: float = 1.0,
 ) -> dict[str, float]:
     """Mean |Δscore| per GeV of each parameter, for signal at its own hypothesis."""
     rows = np.concatenate([test.points[p] for p in hyps])
-    base = np.concatenate([np.tile(np.asarray(p, np.float32), (len(test.points[p]), 1)) for p in hyps])
+    base = np.concatenate(
+        [np.tile(np.asarray(p, np.float32), (len(test.points[p]), 1)) for p in hyps]
+    )
     conds = [base]
     for k in range(len(names)):
         shifted = base.copy()

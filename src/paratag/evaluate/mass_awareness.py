@@ -102,8 +102,12 @@ def binned_index(
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         sel = (d >= lo) & (d < hi)
         out.append(
-            {"lo": lo, "hi": hi, "mean": float(v[sel].mean()) if sel.any() else float("nan"),
-             "pairs": int(sel.sum())}
+            {
+                "lo": lo,
+                "hi": hi,
+                "mean": float(v[sel].mean()) if sel.any() else float("nan"),
+                "pairs": int(sel.sum()),
+            }
         )
     return out
 
@@ -127,7 +131,9 @@ def peaks_at_own_hypothesis(mean_scores: np.ndarray) -> list[bool]:
     return [bool(np.argmax(m[i]) == i) for i in range(m.shape[0])]
 
 
-def sensitivity(base: np.ndarray, shifted: Sequence[np.ndarray], steps: Sequence[float]) -> list[float]:
+def sensitivity(
+    base: np.ndarray, shifted: Sequence[np.ndarray], steps: Sequence[float]
+) -> list[float]:
     """Mean ``|score(c + δ_k e_k) - score(c)| / δ_k`` over events, one per condition parameter."""
     return [
         float(np.mean(np.abs(s - base)) / d) if len(base) else float("nan")

@@ -29,17 +29,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from paratag.conditions import GridConfig, MassGrid, draw_background_conditions
+from paratag.conditions import MassGrid, draw_background_conditions
 from paratag.data.dataset import ShardStore
 from paratag.data.selection import SampleBuilder, balance_weights
-from paratag.errors import ConfigError, InputFileError, ParatagError
+from paratag.errors import ConfigError, InputFileError
 from paratag.evaluate.hypotheses import hypothesis_study, signal_layout, weighted_mean
 from paratag.evaluate.metrics import roc_auc
 from paratag.evaluate.reference import reference_from_preset
@@ -51,6 +51,8 @@ from paratag.shards import read_manifest
 __all__ = ["MASS_SPECTATORS", "evaluate_run", "parse_pileup"]
 
 Point = tuple[float, ...]
+#: ``trainer(point, folder) -> checkpoint or why not``: dedicated models on demand (workflow layer)
+DedicatedTrainer = Callable[[Point, Path], "Path | str"]
 Selection = Literal["auto", "test_fold", "all"]
 #: Spectators tried (in order) for the sculpting study when ``mass_spectator`` is not given.
 MASS_SPECTATORS = ("jet_sdmass", "jet_msoftdrop", "fj_msoftdrop", "mll", "jet_mass")
@@ -86,7 +88,7 @@ class _Run:
 
 
 def _load_model(path: Path, device: torch.device) -> _Model:
-    from paratag.training.checkpoint import load_model
+    from paratag.models.io import load_model
 
     module, info = load_model(path, device=device)
     return _Model(
@@ -227,8 +229,8 @@ class _Scorer:
         Each condition is a physical point ``(K,)`` for every row or ``(len(rows), K)``;
         the inputs of each batch are read once and scored at every condition.
         """
-        from paratag.training.loop import graph_forward
-        from paratag.training.monitor import progress
+        from paratag.models.io import graph_forward
+        from paratag.runtime import progress
 
         sv = ["sv_points", "sv_features", "sv_mask"] if model.use_sv else []
         order = np.argsort(rows, kind="stable")  # read shard files in order
@@ -326,34 +328,6 @@ def _reference(sample: _Sample, names: Sequence[str]) -> Any:
     return reference_from_preset(load_preset(preset), names)
 
 
-def _train_dedicated(run: _Run, point: Point, out: Path, progress: bool) -> Path | str:
-    """Train a stage-1 style model at a non-training point into ``out``; return it or why not."""
-    from paratag.training.run import train
-
-    cfg = run.cfg
-    if not cfg.stage1.enabled:
-        return "stage 1 is disabled in the run config"
-    if not cfg.data.shards or not Path(cfg.data.shards).is_dir():
-        return f"training shards {cfg.data.shards!r} are not available"
-    grid = GridConfig(preset=None, names=run.grid.names, train=(point,))
-    sub = dataclasses.replace(
-        cfg,
-        grid=grid,
-        stage1=dataclasses.replace(cfg.stage1, points=None),
-        run_dir=str(out / run.grid.name(point)),
-        progress=progress,
-        tensorboard=False,
-    )
-    try:
-        train(sub, stages=[1])
-    except ParatagError as exc:
-        return f"on-demand training failed: {exc}"
-    path = out / run.grid.name(point) / "stage1" / run.grid.name(point) / "model.pt"
-    return (
-        path if path.is_file() else "on-demand training produced no model (no validation events?)"
-    )
-
-
 def evaluate_run(
     run_dir: str | Path,
     test_shards: str | Path,
@@ -363,7 +337,7 @@ def evaluate_run(
     seed: int = 0,
     seeds_runs: Sequence[str | Path] = (),
     pileup_shards: Mapping[str, str | Path] | None = None,
-    train_dedicated: bool = False,
+    dedicated_trainer: DedicatedTrainer | None = None,
     inclusive_model: str | Path | None = None,
     selection: Selection = "auto",
     mass_spectator: str | None = None,
@@ -383,8 +357,10 @@ def evaluate_run(
         seed: bootstrap seed.
         seeds_runs: further run directories of the same setup trained with other seeds.
         pileup_shards: ``{level: shard_dir}`` scored for the pileup study.
-        train_dedicated: train dedicated models on demand at validation/interpolation/
-            extrapolation points (run's stage-1 settings, training shards; into ``out_dir/dedicated``).
+        dedicated_trainer: trains a dedicated model at a point that has none (validation,
+            interpolation, extrapolation) into a folder and returns its checkpoint or why
+            not, e.g. :func:`paratag.training.dedicated_trainer` (models go to
+            ``out_dir/dedicated``); None: those points get no dedicated AUC.
         inclusive_model: checkpoint of the inclusive (unconditioned) model
             (:func:`paratag.training.train_inclusive`) for the mass-awareness study.
         selection: ``auto``, ``test_fold`` (force the run's held-out fold) or ``all``.
@@ -399,7 +375,7 @@ def evaluate_run(
     Returns:
         Path of ``report.md``.
     """
-    from paratag.training.ddp import select_device
+    from paratag.runtime import select_device
 
     t0 = time.perf_counter()
     dev = select_device(device)
@@ -421,7 +397,7 @@ def evaluate_run(
     par_aucs, matrix, par_disc = _per_point(scorer, run.model, test, hyps, "parametric")
     test_sample = _overall(run, scorer, test, "test")
 
-    ded_src, why = _dedicated_models(run, hyps, out / "dedicated", train_dedicated, progress)
+    ded_src, why = _dedicated_models(run, hyps, out / "dedicated", dedicated_trainer)
     ded_aucs: dict[Point, float] = {}
     for p, path in ded_src.items():
         rows = np.concatenate([test.points[p], test.background])
@@ -536,7 +512,7 @@ def evaluate_run(
 
 
 def _dedicated_models(
-    run: _Run, hyps: list[Point], out: Path, train_dedicated: bool, progress: bool
+    run: _Run, hyps: list[Point], out: Path, trainer: DedicatedTrainer | None
 ) -> tuple[dict[Point, Path], dict[Point, str]]:
     """Checkpoint of a dedicated model per point, or why there is none."""
     src: dict[Point, Path] = {}
@@ -547,12 +523,12 @@ def _dedicated_models(
             src[p] = run.dedicated[p]
         elif run.grid.role_of(p) == "train":
             why[p] = f"no dedicated model for {label} (no stage-1 model in {run.path / 'stage1'})"
-        elif not train_dedicated:
+        elif trainer is None:
             why[p] = (
                 f"no dedicated model for {label} (pass --train-dedicated to train one on demand)"
             )
         else:
-            got = _train_dedicated(run, p, out, progress)
+            got = trainer(p, out / run.grid.name(p))
             if isinstance(got, Path):
                 src[p] = got
             else:

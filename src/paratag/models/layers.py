@@ -15,7 +15,6 @@ which is what makes EdgeConv cheap on CPU. Models transpose the contract's
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, cast
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InvalidValueError
 from paratag.graphs import knn
+from paratag.models.kinematics import PAIR_FEATURES, PairKinematics, pair_features
 
 __all__ = [
     "PARTICLENET_BACKBONES",
@@ -205,94 +205,6 @@ def _folded(linear: nn.Linear, bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
 
 
 #: Pairwise features of Particle Transformer (arXiv:2202.03772), in this order.
-PAIR_FEATURES: tuple[str, ...] = ("log_delta", "log_kt", "log_z", "log_m2")
-
-
-@dataclasses.dataclass(frozen=True)
-class PairKinematics:
-    """Where a model finds each object's (pT, η, φ) for pairwise features.
-
-    pT is recovered from a preprocessed ``log(pt)`` feature channel
-    (``(log pT - median) * norm_factor``, as in the preset); η and φ are point
-    channels, absolute or relative to a common axis (only differences enter).
-    ``paratag train`` fills it from the preset when the config says
-    ``pair_kinematics: auto``.
-
-    Attributes:
-        log_pt_index: feature channel of the preprocessed ``log(pt)``.
-        log_pt_median: its preprocessing median.
-        log_pt_norm_factor: its preprocessing scale.
-        eta_index: point channel of η.
-        phi_index: point channel of φ.
-    """
-
-    log_pt_index: int
-    log_pt_median: float = 0.0
-    log_pt_norm_factor: float = 1.0
-    eta_index: int = 0
-    phi_index: int = 1
-
-    def __post_init__(self) -> None:
-        if self.log_pt_norm_factor == 0 or min(self.log_pt_index, self.eta_index, self.phi_index) < 0:
-            raise ConfigError(
-                f"pair_kinematics: channel indices must be >= 0 and norm_factor != 0, got {self}"
-            )
-
-    def kinematics(self, points: Tensor, features: Tensor) -> Tensor:
-        """Per-object ``(pT, η, φ)`` ``(N, P, 3)`` from channels-last ``points`` and ``features``."""
-        log_pt = features[..., self.log_pt_index] / self.log_pt_norm_factor + self.log_pt_median
-        return torch.stack(
-            [torch.exp(log_pt), points[..., self.eta_index], points[..., self.phi_index]], dim=-1
-        )
-
-
-def pair_features(
-    centre: Tensor,
-    neighbours: Tensor,
-    resonance: Tensor | None = None,
-    widths: Sequence[float] = (),
-    generic: bool = True,
-) -> Tensor:
-    """Pair features of objects and their neighbours (massless four-vectors).
-
-    With ``generic``, ParT's :data:`PAIR_FEATURES`: ``ln ΔR``, ``ln kT = ln(min(pT) ΔR)``,
-    ``ln z = ln(min(pT) / (pT_i + pT_j))`` and ``ln m² = ln(2 pT_i pT_j (cosh Δη - cos Δφ))``
-    (arguments floored at 1e-8). With a ``resonance`` mass per graph (GeV), one
-    Gaussian window ``exp(-(m_ij - m_res)² / 2w²)`` per width ``w``: how well the pair
-    matches the hypothesis, at the detector's resolution rather than at the scale of
-    ``ln m²`` over all pairs (a 1 GeV window at 90 GeV is 0.02 in ``ln m²``).
-
-    Shapes:
-        centre: (N, P, 1, 3) ``(pT, η, φ)``; neighbours: (N, P, k, 3); resonance: (N,)
-        output: (N, P, k, 4 * generic + len(widths))
-    """
-    pt_i, pt_j = centre[..., 0], neighbours[..., 0]
-    deta = centre[..., 1] - neighbours[..., 1]
-    phi_diff = centre[..., 2] - neighbours[..., 2]
-    cos_dphi = torch.cos(phi_diff)
-    dphi = torch.acos(cos_dphi.clamp(-1.0 + 1e-6, 1.0 - 1e-6))
-    delta = torch.sqrt(deta * deta + dphi * dphi + 1e-12)
-    pt_min = torch.minimum(pt_i, pt_j)
-    # cosh Δη - cos Δφ = 2 sinh²(Δη/2) + 2 sin²(Δφ/2): no cancellation for close pairs, so
-    # torch and onnxruntime agree to float32 precision (torch.cosh has no ONNX export anyway)
-    half = 0.5 * deta
-    sinh_half = 0.5 * (torch.exp(half) - torch.exp(-half))
-    m2 = 4.0 * pt_i * pt_j * (sinh_half * sinh_half + torch.sin(0.5 * phi_diff) ** 2)
-    floor = 1e-8
-    out = []
-    if generic:
-        out += [
-            torch.log(delta.clamp(min=floor)),
-            torch.log((pt_min * delta).clamp(min=floor)),
-            torch.log((pt_min / (pt_i + pt_j).clamp(min=floor)).clamp(min=floor)),
-            torch.log(m2.clamp(min=floor)),
-        ]
-    if resonance is not None and widths:
-        diff = torch.sqrt(m2.clamp(min=0.0) + 1e-12) - resonance.view(-1, 1, 1)
-        out += [torch.exp(-0.5 * (diff / w) ** 2) for w in widths]
-    return torch.stack(out, dim=-1)
-
-
 class EdgeConvBlock(nn.Module):
     """EdgeConv block of ParticleNet (arXiv:1902.08570) over a dense kNN graph.
 

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InvalidValueError
+from paratag.models.kinematics import CASCADE_FEATURES, cascade_features
 from paratag.models.layers import (
     PAIR_FEATURES,
     PARTICLENET_BACKBONES,
@@ -96,6 +97,11 @@ class ParametricOptions:
             ``pair_kinematics``; ``pair_features`` adds the generic ParT features beside).
         resonance_widths: widths of those windows in GeV (about the pair-mass resolution
             and a few times it).
+        cascade: condition parameter that is the mass of a particle decaying to the
+            ``resonance`` plus other objects (e.g. ``mHc`` for H+ -> W* A): every object
+            gets its three-body mass with the A candidate relative to the hypothesis
+            (:func:`~paratag.models.kinematics.cascade_features`) as extra input channels.
+        cascade_width: window (GeV) on ``m_ij - m_A`` that picks the A candidate.
     """
 
     conv_params: tuple[tuple[int, tuple[int, ...]], ...] = ((7, (32, 32, 32)), (7, (64, 64, 64)))
@@ -113,8 +119,16 @@ class ParametricOptions:
     masked_edges: bool = False
     resonance: str | None = None
     resonance_widths: tuple[float, ...] = (1.0, 3.0, 10.0)
+    cascade: str | None = None
+    cascade_width: float = 3.0
 
     def __post_init__(self) -> None:
+        if self.cascade is not None and (self.resonance is None or self.cascade_width <= 0):
+            raise ConfigError(
+                f"ParametricOptions: cascade {self.cascade!r} needs a resonance (the pair it "
+                f"decays to) and cascade_width > 0, got resonance={self.resonance!r}, "
+                f"cascade_width={self.cascade_width}"
+            )
         if self.resonance is not None and (
             not self.resonance_widths or min(self.resonance_widths) <= 0
         ):
@@ -199,13 +213,18 @@ class ParametricParticleNet(ConditionedModel):
         self.options = opts
         self.point_dims, self.feature_dims, self.sv_dims = int(point_dims), int(feature_dims), 0
         k_dim = self.n_conditions
-        if opts.resonance is not None and opts.resonance not in self.condition_names:
-            raise ConfigError(
-                f"model.options.resonance {opts.resonance!r} is not a condition parameter "
-                f"{list(self.condition_names)}"
-            )
+        for key in ("resonance", "cascade"):
+            name = getattr(opts, key)
+            if name is not None and name not in self.condition_names:
+                raise ConfigError(
+                    f"model.options.{key} {name!r} is not a condition parameter "
+                    f"{list(self.condition_names)}"
+                )
         self.resonance_index = (
             self.condition_names.index(opts.resonance) if opts.resonance is not None else -1
+        )
+        self.cascade_index = (
+            self.condition_names.index(opts.cascade) if opts.cascade is not None else -1
         )
         pair_dim = len(PAIR_FEATURES) * opts.pair_features
         pair_dim += len(opts.resonance_widths) if opts.resonance is not None else 0
@@ -216,7 +235,8 @@ class ParametricParticleNet(ConditionedModel):
         )
         if self.input_condition is not None:
             nn.init.zeros_(self.input_condition.weight)
-        blocks, attention, in_dim = [], [], feature_dims
+        blocks, attention = [], []
+        in_dim = feature_dims + (len(CASCADE_FEATURES) if opts.cascade is not None else 0)
         for k, widths in opts.conv_params:
             blocks.append(
                 EdgeConvBlock(
@@ -336,14 +356,24 @@ class ParametricParticleNet(ConditionedModel):
         kin = self.options.pair_kinematics
         use = self.options.pair_features or self.options.resonance is not None
         kinematics = kin.kinematics(pts, raw) * m if use and kin is not None else None
+        if self.cascade_index >= 0 and condition is not None and kinematics is not None:
+            resonance, cascade = (
+                self._mass(condition, self.resonance_index),
+                self._mass(condition, self.cascade_index),
+            )
+            extra = cascade_features(kinematics, m, resonance, cascade, self.options.cascade_width)
+            x = torch.cat([x, extra], dim=-1)
         return pts, x, m, kinematics
+
+    def _mass(self, condition: Tensor, i: int) -> Tensor:
+        """Condition parameter ``i`` in physical units (GeV), ``(N,)``."""
+        return condition[:, i] * self.condition_std[i] + self.condition_mean[i]
 
     def _resonance(self, condition: Tensor) -> Tensor | None:
         """Hypothesised pair mass ``(N,)`` in GeV, or None without ``options.resonance``."""
         if self.resonance_index < 0:
             return None
-        i = self.resonance_index
-        return condition[:, i] * self.condition_std[i] + self.condition_mean[i]
+        return self._mass(condition, self.resonance_index)
 
     def _fuse(self, outputs: list[Tensor], x: Tensor, m: Tensor) -> Tensor:
         if isinstance(self.fusion, nn.Sequential):

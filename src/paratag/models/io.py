@@ -1,0 +1,125 @@
+"""Model files: checkpoints (weights plus what rebuilds the model) and the graph-model call.
+
+A checkpoint ``.pt`` is a dict (loadable with ``torch.load(weights_only=True)``)::
+
+    {"format": "paratag-checkpoint/1",
+     "model_state": state_dict,
+     "info": {"model_config": {...},          # paratag.config.ModelConfig as a dict
+              "input_dims": {"point_dims": 2, "feature_dims": 11, "sv_dims": 0},
+              "preset": {...},                # preset dict from the shard manifest
+              "condition_names": [...], "condition_mean": [...], "condition_std": [...],
+              "class_names": [...], "grid": {...}, "stage": "stage3", "point": "all", ...},
+     "training": {...}}                       # only in last.pt: optimizer, scheduler, RNG, epoch
+
+:func:`load_model` rebuilds the model from ``info`` and loads its weights.
+
+Training writes checkpoints (:mod:`paratag.training`); evaluation, export and
+scoring only read them, so this module is the one place both sides meet.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from paratag.errors import InputFileError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "graph_forward",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "unwrap",
+]
+
+CHECKPOINT_FORMAT = "paratag-checkpoint/1"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP and ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod  # type: ignore[assignment]
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    info: Mapping[str, Any],
+    training: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temp file + rename) and return its path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "model_state": unwrap(model).state_dict(),
+        "info": dict(info),
+    }
+    if training is not None:
+        payload["training"] = dict(training)
+    tmp = p.with_name(p.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, p)
+    return p
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only`` loading)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(
+            str(p), "checkpoint does not exist", "train the stage first (`paratag train`)"
+        )
+    try:
+        payload = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError on bad files
+        raise InputFileError(
+            str(p),
+            f"not a readable checkpoint ({type(exc).__name__}: {exc})",
+            "re-run the stage that writes it",
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputFileError(
+            str(p), "not a paratag checkpoint", "pass a model.pt written by `paratag train`"
+        )
+    return payload
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in checkpoint ``path``; return ``(model in eval mode, info)``.
+
+    ``info`` holds the ``ModelConfig`` dict, input dims, preset, condition names
+    and normalisation, class names, grid, stage and validation metrics.
+    """
+    from paratag.config import ModelConfig, from_dict
+    from paratag.models import build_model
+
+    payload = load_checkpoint(path, map_location=device)
+    info = payload["info"]
+    cfg = from_dict(ModelConfig, info["model_config"], where=f"{path}: model_config")
+    model = build_model(cfg, **info["input_dims"])
+    model.load_state_dict(payload["model_state"])
+    return model.to(device).eval(), info
+
+
+def graph_forward(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+    """The graph-model call ``model(points, features, mask, condition[, sv_features, sv_mask])``."""
+    kwargs = {}
+    if "sv_features" in batch:
+        kwargs = {"sv_features": batch["sv_features"], "sv_mask": batch["sv_mask"]}
+    return model(  # type: ignore[no-any-return]
+        batch["points"], batch["features"], batch["mask"], batch.get("condition"), **kwargs
+    )
