@@ -221,17 +221,20 @@ def score(
         typer.echo(f"wrote {path}")
 
 
+#: options shared by `train` and `tune`
+ShardsOption = Annotated[Path | None, typer.Option(help="shard directory (overrides data.shards)")]
+RunDirOption = Annotated[
+    Path | None, typer.Option("--run-dir", help="output directory (overrides run_dir)")
+]
+
+
 @app.command()
 def train(
     config: Annotated[
         str, typer.Argument(help="train YAML, or a packaged config name (e.g. demo)")
     ],
-    shards: Annotated[
-        Path | None, typer.Option(help="shard directory (overrides data.shards)")
-    ] = None,
-    run_dir: Annotated[
-        Path | None, typer.Option("--run-dir", help="output directory (overrides run_dir)")
-    ] = None,
+    shards: ShardsOption = None,
+    run_dir: RunDirOption = None,
     stage: Annotated[
         list[int] | None, typer.Option(help="run only this stage (repeatable: --stage 2 --stage 3)")
     ] = None,
@@ -260,12 +263,8 @@ def tune(
     trials: Annotated[
         int, typer.Option(help="trials to run now (the study database keeps earlier ones)")
     ] = 20,
-    shards: Annotated[
-        Path | None, typer.Option(help="shard directory (overrides data.shards)")
-    ] = None,
-    run_dir: Annotated[
-        Path | None, typer.Option("--run-dir", help="output directory (overrides run_dir)")
-    ] = None,
+    shards: ShardsOption = None,
+    run_dir: RunDirOption = None,
     epochs: Annotated[
         int | None, typer.Option(help="epochs per trial (default: stage1.epochs)")
     ] = None,
