@@ -259,12 +259,19 @@ def train_dedicated(
     if not cfg.data.shards or not Path(cfg.data.shards).is_dir():
         return f"training shards {cfg.data.shards!r} are not available"
     sub = dataclasses.replace(dedicated_config(cfg, point, out_dir), progress=progress)
-    try:
-        train(sub, stages=[1], reuse=True)  # kept while the run's settings are unchanged
-    except ParatagError as exc:
-        return f"on-demand training failed: {exc}"
     name = MassGrid.from_config(sub.grid).name(tuple(float(v) for v in point))
     path = Path(out_dir) / "stage1" / name / "model.pt"
+    if path.is_file():  # cached: decided without opening the shards
+        recorded = load_checkpoint(path)["info"].get("fingerprint")
+        if recorded is None:
+            recorded = _recorded_fingerprint(Path(out_dir) / "config.yaml")
+        if recorded == stage1_fingerprint(sub):
+            log.info("%s: reusing the dedicated model %s", name, path)
+            return path
+    try:
+        train(sub, stages=[1], reuse=True)
+    except ParatagError as exc:
+        return f"on-demand training failed: {exc}"
     return (
         path if path.is_file() else "on-demand training produced no model (no validation events?)"
     )
