@@ -223,6 +223,18 @@ def _recorded_fingerprint(path: Path) -> str | None:
         return None
 
 
+def _trained_with(path: Path, fingerprint: str, legacy: str | None) -> bool:
+    """Whether the checkpoint at ``path`` exists and was trained with ``fingerprint``.
+
+    A checkpoint written before fingerprints were recorded counts as trained with
+    ``legacy`` (the fingerprint of the config its run directory recorded), if given.
+    """
+    if not path.is_file():
+        return False
+    recorded = load_checkpoint(path)["info"].get("fingerprint")
+    return (legacy if recorded is None else recorded) == fingerprint
+
+
 def dedicated_config(cfg: TrainConfig, point: Sequence[float], run_dir: str | Path) -> TrainConfig:
     """The run config of a dedicated model at ``point`` for the run ``cfg``: stage 1 at one point.
 
@@ -261,13 +273,11 @@ def train_dedicated(
     sub = dataclasses.replace(dedicated_config(cfg, point, out_dir), progress=progress)
     name = MassGrid.from_config(sub.grid).name(tuple(float(v) for v in point))
     path = Path(out_dir) / "stage1" / name / "model.pt"
-    if path.is_file():  # cached: decided without opening the shards
-        recorded = load_checkpoint(path)["info"].get("fingerprint")
-        if recorded is None:
-            recorded = _recorded_fingerprint(Path(out_dir) / "config.yaml")
-        if recorded == stage1_fingerprint(sub):
-            log.info("%s: reusing the dedicated model %s", name, path)
-            return path
+    # cached: decided without opening the shards
+    legacy = _recorded_fingerprint(Path(out_dir) / "config.yaml")
+    if _trained_with(path, stage1_fingerprint(sub), legacy):
+        log.info("%s: reusing the dedicated model %s", name, path)
+        return path
     try:
         train(sub, stages=[1], reuse=True)
     except ParatagError as exc:
@@ -501,12 +511,9 @@ class _Run:
         A stage-1 checkpoint written before fingerprints were recorded (``legacy``)
         is matched against the config the run directory recorded.
         """
-        if not (self.reuse and path.is_file() and not self.resume):
+        if not self.reuse or self.resume:
             return False
-        recorded = load_checkpoint(path)["info"].get("fingerprint")
-        if recorded is None and legacy:
-            recorded = self.previous_fingerprint
-        return recorded == self.fingerprint
+        return _trained_with(path, self.fingerprint, self.previous_fingerprint if legacy else None)
 
     def stage1_aucs(self) -> dict[tuple[float, ...], float]:
         aucs = {}

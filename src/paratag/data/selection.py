@@ -147,6 +147,11 @@ def balance_weights(
     return (w * (len(w) / w.sum())).astype(np.float32)
 
 
+def _active(group: np.ndarray, hypothesis: np.ndarray, points: Sequence[int]) -> np.ndarray:
+    """Rows of a curriculum phase: backgrounds, and events whose point and hypothesis are active."""
+    return (np.isin(group, points) & np.isin(hypothesis, points)) | (group < 0)
+
+
 class SampleBuilder:
     """Build the datasets of every stage from a store and a grid.
 
@@ -267,14 +272,19 @@ class SampleBuilder:
             )
 
     def _dataset(
-        self, rows: np.ndarray, cond: np.ndarray, weight: np.ndarray, **kw
+        self,
+        rows: np.ndarray,
+        cond: np.ndarray,
+        weight: np.ndarray,
+        labels: np.ndarray | None = None,
+        **kw,
     ) -> GraphDataset:
         return GraphDataset(
             self.store,
             rows,
             cond,
             weight,
-            labels=self.label[rows],
+            labels=self.label[rows] if labels is None else labels,
             mean=self.mean,
             std=self.std,
             seed=self.seed,
@@ -351,7 +361,7 @@ class SampleBuilder:
 
         def weights(active: Sequence[Point]) -> tuple[np.ndarray, list[float]]:
             idx = [index[tuple(p)] for p in active]
-            on = (np.isin(group, idx) & np.isin(hyp, idx)) | (group < 0)
+            on = _active(group, hyp, idx)
             w = np.zeros(len(rows), np.float32)
             act = np.flatnonzero(on[:n_orig])
             g = group[act] if self.config.balance_points else None
@@ -374,17 +384,11 @@ class SampleBuilder:
         for first, active in phases:
             wa, pa = weights(active)
             ds_phases.append((first, wa, [tuple(p) for p in active], pa))
-        ds = GraphDataset(
-            self.store,
+        ds = self._dataset(
             rows,
             cond,
             w0,
-            labels=labels,
-            mean=self.mean,
-            std=self.std,
-            seed=self.seed,
-            use_sv=self.config.use_sv,
-            spectator=self.spectator,
+            labels,
             background_points=list(points),
             background_probabilities=p0,
             phases=ds_phases,
@@ -451,8 +455,7 @@ class SampleBuilder:
         out = []
         for first, active in phases:
             idx = [list(points).index(tuple(p)) for p in active]
-            on = (np.isin(group, idx) & np.isin(hyp, idx)) | (group < 0)
-            out.append((first, np.flatnonzero(on)))
+            out.append((first, np.flatnonzero(_active(group, hyp, idx))))
         return out
 
     def grouped(self, points: Sequence[Point], fold: str = "validation") -> GraphDataset:
