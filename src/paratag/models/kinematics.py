@@ -95,11 +95,7 @@ def pair_features(
     dphi = torch.acos(cos_dphi.clamp(-1.0 + 1e-6, 1.0 - 1e-6))
     delta = torch.sqrt(deta * deta + dphi * dphi + 1e-12)
     pt_min = torch.minimum(pt_i, pt_j)
-    # cosh Δη - cos Δφ = 2 sinh²(Δη/2) + 2 sin²(Δφ/2): no cancellation for close pairs, so
-    # torch and onnxruntime agree to float32 precision (torch.cosh has no ONNX export anyway)
-    half = 0.5 * deta
-    sinh_half = 0.5 * (torch.exp(half) - torch.exp(-half))
-    m2 = 4.0 * pt_i * pt_j * (sinh_half * sinh_half + torch.sin(0.5 * phi_diff) ** 2)
+    m2 = massless_mass2(pt_i, pt_j, deta, phi_diff)
     floor = 1e-8
     out = []
     if generic:
@@ -119,13 +115,24 @@ def pair_features(
 CASCADE_FEATURES: tuple[str, ...] = ("log_m_cascade_ratio", "resonance_share", "resonance_found")
 
 
+def massless_mass2(pt_i: Tensor, pt_j: Tensor, deta: Tensor, dphi: Tensor) -> Tensor:
+    """``m²`` of two massless objects: ``4 pT_i pT_j (sinh²(Δη/2) + sin²(Δφ/2))``.
+
+    Equal to ``2 pT_i pT_j (cosh Δη - cos Δφ)`` without its cancellation for close
+    pairs, so torch and onnxruntime agree to float32 precision (and no ``cosh``,
+    which has no ONNX export).
+    """
+    half = 0.5 * deta
+    sinh_half = 0.5 * (torch.exp(half) - torch.exp(-half))
+    return 4.0 * pt_i * pt_j * (sinh_half * sinh_half + torch.sin(0.5 * dphi) ** 2)
+
+
 def _pair_mass2(kin: Tensor) -> Tensor:
     """``m²`` of every pair of massless objects ``(N, P, P)`` from ``(pT, η, φ)`` ``(N, P, 3)``."""
     pt, eta, phi = kin[..., 0], kin[..., 1], kin[..., 2]
-    half = 0.5 * (eta.unsqueeze(2) - eta.unsqueeze(1))
-    sinh_half = 0.5 * (torch.exp(half) - torch.exp(-half))
-    sin_half = torch.sin(0.5 * (phi.unsqueeze(2) - phi.unsqueeze(1)))
-    return 4.0 * pt.unsqueeze(2) * pt.unsqueeze(1) * (sinh_half**2 + sin_half**2)
+    deta = eta.unsqueeze(2) - eta.unsqueeze(1)
+    dphi = phi.unsqueeze(2) - phi.unsqueeze(1)
+    return massless_mass2(pt.unsqueeze(2), pt.unsqueeze(1), deta, dphi)
 
 
 def cascade_features(
