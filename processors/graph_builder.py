@@ -28,6 +28,7 @@ from paratag.errors import ConfigError
 from paratag.integrity import check_chunk_counts
 from paratag.labels import TRUTH_FIELD, TruthMatch, truth_matched
 from paratag.presets import GraphInputs, Preset, build_inputs, load_preset
+from paratag.validity import OnInvalid, check_on_invalid, warn_invalid
 
 __all__ = ["GraphBuilder", "graph_arrays"]
 
@@ -85,6 +86,9 @@ class GraphBuilder(processor.ProcessorABC):
             ``"preset"`` (default) takes the preset's ``truth:`` block, None uses dataset
             labels only. Unmatched jets of signal datasets are dropped and counted
             (``truth_unmatched`` in the cutflow).
+        on_invalid: NaN, inf or negative-pT input values (:mod:`paratag.validity`):
+            ``"drop"`` (default) the objects/constituents holding them, ``"replace"``
+            constituent values as CMSSW does, or ``"raise"``; counted in the cutflow.
     """
 
     def __init__(
@@ -96,8 +100,10 @@ class GraphBuilder(processor.ProcessorABC):
         condition: Sequence[str] = (),
         max_svs: int | None = None,
         truth: TruthMatch | Mapping[str, Any] | str | None = "preset",
+        on_invalid: OnInvalid = "drop",
     ) -> None:
         p = load_preset(preset)
+        self.on_invalid = check_on_invalid(on_invalid)
         lengths = {}
         if max_particles is not None:
             lengths[p.clouds[0].name] = int(max_particles)
@@ -108,6 +114,7 @@ class GraphBuilder(processor.ProcessorABC):
         self.label = dict(label) if label is not None else None
         self.condition = tuple(condition)
         self.branches = frozenset(self.preset.branches())  # for the per-chunk counter check
+        self.required_branches = frozenset(self.preset.required_branches())  # per file
         if truth == "preset":
             truth = self.preset.truth
         if isinstance(truth, str):
@@ -148,7 +155,8 @@ class GraphBuilder(processor.ProcessorABC):
             preset = dataclasses.replace(
                 preset, spectators={**preset.spectators, _TRUTH: f"jet.{TRUTH_FIELD}"}
             )
-        inputs = build_inputs(events, preset, self.selection)
+        inputs = build_inputs(events, preset, self.selection, self.on_invalid)
+        warn_invalid(inputs.invalid)
         if _TRUTH in inputs.spectators:
             matched = inputs.spectators.pop(_TRUTH) > 0.5
             inputs = _subset(inputs, matched)
@@ -170,6 +178,7 @@ class GraphBuilder(processor.ProcessorABC):
             "selected": n + (0 if matched is None else int((~matched).sum())),
             **({} if matched is None else {"truth_unmatched": int((~matched).sum())}),
             "with_constituents": int((counts > 0).sum()),
+            **inputs.invalid.cutflow(),
         }
         user_meta = {
             k: v
@@ -205,6 +214,7 @@ class GraphBuilder(processor.ProcessorABC):
             "selection": self.selection,
             "condition": list(self.condition),
             "label": self.label,
+            "on_invalid": self.on_invalid,
         }
 
     def __repr__(self) -> str:

@@ -56,6 +56,7 @@ from paratag.preprocess import (
     split_input_name,
 )
 from paratag.presets import GraphInputs, Preset, build_inputs, load_preset
+from paratag.validity import OnInvalid, check_on_invalid, warn_invalid
 
 __all__ = ["Tagger", "hypothesis_name", "parse_hypotheses", "score_fileset", "write_scores"]
 
@@ -180,6 +181,10 @@ class Tagger(processor.ProcessorABC):
         ragged: order graphs by constituent count and cut every micro-batch to its own
             longest graph (rounded up to 8) instead of the exported length; equal scores,
             less work (the preset's ``max_length`` still clips, as in CMSSW).
+        on_invalid: NaN, inf or negative-pT input values (:mod:`paratag.validity`):
+            ``"drop"`` (default: those objects get NaN scores, constituents are left out),
+            ``"replace"`` (constituent values replaced as in CMSSW) or ``"raise"``;
+            counted in the cutflow per file and reported with a warning.
     """
 
     def __init__(
@@ -201,7 +206,9 @@ class Tagger(processor.ProcessorABC):
         strategy: Literal["auto", "replicate", "loop", "hypotheses"] = "auto",
         ragged: bool = True,
         providers: str | Sequence[str] = "auto",
+        on_invalid: OnInvalid = "drop",
     ) -> None:
+        self.on_invalid = check_on_invalid(on_invalid)
         if output not in ("events", "hist", "both"):
             raise ConfigError(f"Tagger output {output!r}: use 'events', 'hist' or 'both'")
         if strategy not in ("auto", "replicate", "loop", "hypotheses"):
@@ -228,6 +235,7 @@ class Tagger(processor.ProcessorABC):
         )
         self.preset = self._resolve_preset(pp, preset)
         self.branches = frozenset(self.preset.branches())  # for the per-chunk counter check
+        self.required_branches = frozenset(self.preset.required_branches())  # per file
         first = self.preset.clouds[0].name
         self.input_names = tuple(pp.input_names)
         self.input_map = {n: split_input_name(n, first) for n in pp.input_names if n != "condition"}
@@ -458,7 +466,8 @@ class Tagger(processor.ProcessorABC):
         if sel:
             spectators[_SELECTED] = sel
         preset = dataclasses.replace(self.preset, spectators=spectators, selection="")
-        inputs = build_inputs(events, preset, "")
+        inputs = build_inputs(events, preset, "", self.on_invalid)
+        warn_invalid(inputs.invalid)
         selected = inputs.spectators.pop(_SELECTED, np.ones(len(inputs))) != 0
         return inputs, selected
 
@@ -539,6 +548,7 @@ class Tagger(processor.ProcessorABC):
             "candidates": len(inputs),
             "selected": int(selected.sum()),
             "scored": int(np.isfinite(scores[:, 0]).sum()),
+            **inputs.invalid.cutflow(),
         }
         out: dict[str, Any] = {dataset: {"cutflow": cutflow}}
         if self.output in ("events", "both"):
@@ -565,11 +575,23 @@ class Tagger(processor.ProcessorABC):
 
     # ------------------------------------------------------------ callable
     def __call__(self, events: Any) -> Any:
-        """Eager NanoEvents → events with ``score_*`` fields (or histograms); dask-aware.
+        """NanoEvents → events with ``score_*`` fields (or histograms).
 
-        On a typetracer (``dask_awkward.map_partitions``) only the branches the
-        preset needs are touched and a result of the same layout is returned.
+        Eager or virtual events are scored now. Dask-awkward events (NanoEvents
+        ``mode="dask"``) give a lazy dask-awkward array, as coffea.ml_tools'
+        wrappers do: the Tagger is mapped over the partitions and, on the
+        typetracer, touches only the branches the preset needs.
         """
+        if _is_dask(events):
+            if self.output != "events":
+                raise ConfigError(
+                    "dask-awkward events: use Tagger(output='events') and fill histograms from "
+                    "the score fields (e.g. with hist.dask), or run output='hist' through "
+                    "paratag.processors.tagger.score_fileset"
+                )
+            import dask_awkward as dak
+
+            return dak.map_partitions(self, events, label="paratag-tagger")
         if ak.backend(events) == "typetracer":
             return self._typetracer(events)
         if self.output != "events":
@@ -626,6 +648,15 @@ class Tagger(processor.ProcessorABC):
             f"Tagger(model={self.model_path!r}, hypotheses={len(self.names)}, "
             f"preset={self.preset.name!r}, output={self.output!r})"
         )
+
+
+def _is_dask(events: Any) -> bool:
+    """Whether ``events`` is a dask-awkward collection (imported only if it is)."""
+    if not type(events).__module__.startswith("dask_awkward"):
+        return False
+    import dask_awkward as dak
+
+    return isinstance(events, dak.Array)
 
 
 def _warn_outside_grid(

@@ -56,3 +56,25 @@ def load_events(path: Path, schema: str = "nanoaod", entry_stop: int | None = No
         entry_stop=entry_stop,
         metadata={"filename": str(path), "dataset": "test"},
     ).events()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny exported ParametricParticleNet for the jet preset: (folder, torch model)."""
+    import torch
+
+    from paratag.config import ModelConfig
+    from paratag.export import export_model
+    from paratag.models import build_model
+
+    torch.manual_seed(1)
+    cfg = ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA"), options=TINY_PN)
+    model = build_model(cfg, point_dims=2, feature_dims=15).eval()
+    # give the condition pathways non-zero weights so hypotheses give different scores
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in model.condition_parameter_names():
+                p.normal_(0, 0.5)
+    out = tmp_path_factory.mktemp("tagger_model")
+    export_model(model, "jet", out, class_names=["signal", "background"])
+    return out, model

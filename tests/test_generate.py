@@ -380,7 +380,7 @@ def test_pileup_overlay(tmp_path):
     assert 0.05 < neutral_w.mean() < 0.95  # PU neutrals are suppressed
 
 
-def test_cli_generate_with_two_workers(tmp_path):
+def test_cli_generate_with_two_workers(tmp_path, capfd):
     from typer.testing import CliRunner
 
     from paratag.cli import app
@@ -405,6 +405,8 @@ def test_cli_generate_with_two_workers(tmp_path):
         ],
     )
     assert res.exit_code == 0, res.output
+    # FastJet's banner once per run (the parent), not once per worker process
+    assert capfd.readouterr().out.count("FastJet release") == 1
     fs = json.loads((tmp_path / "out" / "fileset.json").read_text())
     assert list(fs) == ["WZ", "ZZ"]
     for entry in fs.values():

@@ -69,6 +69,8 @@ def test_iterative_output(iterative_output):
         "candidates": 24,
         "selected": 24,
         "with_constituents": 24,
+        "invalid_dropped_graphs": 0,
+        "invalid_dropped_constituents": 0,
     }
     # events are in file order across chunks
     assert np.all(
@@ -108,7 +110,7 @@ def test_picklable_and_holds_no_files():
 
 
 def test_zero_length_chunk(pfnano_path):
-    events = load_events(pfnano_path)[:0]
+    events = load_events.__wrapped__(pfnano_path)[:0]  # not the cached events: metadata changes
     events.metadata.update(dataset="QCD", label=1)
     out = GraphBuilder("jet").process(events)["QCD"]
     arrays = next(iter(out["chunks"].values()))
@@ -146,8 +148,13 @@ def test_missing_branch_names_file_and_branch(tmp_path, pfnano_path):
     bad = write_subset(
         pfnano_path, tmp_path / "no_d0.root", prefixes=JET_BRANCHES, drop=("PFCands_d0",)
     )
-    with pytest.raises(SchemaError, match=r"no_d0\.root: branch 'PFCands_d0' is missing"):
+    with pytest.raises(SchemaError, match=r"no_d0\.root: Events lacks .*\['PFCands_d0'\]"):
         run_builder(fileset(bad), BuildConfig("jet"))
+    # with skip_bad_files such a file is skipped and recorded, not the end of the run
+    fs = {"QCD": {"files": [str(pfnano_path), str(bad)], "metadata": {"label": 1}}}
+    out, skipped = run_builder(fs, BuildConfig("jet"), skip_bad_files=True)
+    assert [s["file"] for s in skipped] == [str(bad)] and "PFCands_d0" in skipped[0]["reason"]
+    assert len(out["QCD"]["arrays"]["label"]) == 24
 
 
 def test_data_without_gen_weight_gets_weight_one(tmp_path, pfnano_path):

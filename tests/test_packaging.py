@@ -88,3 +88,61 @@ def test_installed_wheel_imports_subpackages(wheel, tmp_path):
     paths = proc.stdout.split()
     assert len(paths) == 3
     assert all(p.startswith(str(target)) for p in paths), paths
+
+
+def test_core_requirements_leave_training_to_the_train_extra(wheel):
+    meta = zipfile.ZipFile(wheel).read(
+        next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA"))
+    )
+    requires = [
+        line.split(":", 1)[1].strip()
+        for line in meta.decode().splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+    core = {r.split(">")[0].split("=")[0].split("[")[0].strip() for r in requires if ";" not in r}
+    assert {"coffea", "onnxruntime", "uproot", "awkward"} <= core
+    assert not core & {"torch", "scikit-learn", "tensorboard", "h5py", "rich", "vector"}, core
+    train = {r.split(">")[0] for r in requires if 'extra == "train"' in r}
+    assert {"torch", "scikit-learn", "tensorboard", "h5py"} <= train
+
+
+#: run in a fresh interpreter in which torch and the other training-only packages cannot import
+_BLOCK = """
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"torch", "sklearn", "tensorboard", "h5py"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def test_scoring_needs_no_torch_and_training_says_which_extra(model_dir, pfnano_path, tmp_path):
+    code = _BLOCK + (
+        "import numpy as np, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from coffea.nanoevents import NanoAODSchema, NanoEventsFactory\n"
+        "from paratag.processors import GraphBuilder, Tagger\n"
+        f"ev = NanoEventsFactory.from_root({{{str(pfnano_path)!r}: 'Events'}},"
+        " schemaclass=NanoAODSchema, mode='eager').events()\n"
+        f"t = Tagger({str(model_dir[0] / 'model.onnx')!r}, [{{'mHc': 130, 'mA': 90}}])\n"
+        "import awkward as ak\n"
+        "s = ak.to_numpy(ak.flatten(t(ev).FatJet.score_mHc130_mA90))\n"
+        "print(len(s), int(np.isfinite(s).sum()), 'torch' in sys.modules)\n"
+        "try:\n"
+        "    import paratag.training\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    first, second = proc.stdout.strip().splitlines()
+    assert first == "24 24 False"
+    assert second.startswith("DependencyError") and "pip install 'paratag[train]'" in second
+    # the CLI turns it into one line, not a traceback
+    cli = _BLOCK + "import sys; sys.argv = ['paratag', 'train', 'x.yaml']\nimport paratag.cli\n"
+    cli += "paratag.cli.main()\n"
+    proc = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "paratag[train]" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -47,21 +47,6 @@ def pf_events(pfnano_path):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(1)
-    cfg = ModelConfig(name="parametric_particlenet", condition_names=("mHc", "mA"), options=TINY_PN)
-    model = build_model(cfg, point_dims=2, feature_dims=15).eval()
-    # give the condition pathways non-zero weights so hypotheses give different scores
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name in model.condition_parameter_names():
-                p.normal_(0, 0.5)
-    out = tmp_path_factory.mktemp("tagger_model")
-    export_model(model, "jet", out, class_names=["signal", "background"])
-    return out, model
-
-
-@pytest.fixture(scope="module")
 def slim_pfnano(tmp_path_factory, pfnano_path):
     """The real PFNano events with only the branches the jet preset needs (opens in ms, not s)."""
     wanted = load_preset("jet").branches() | {"run", "luminosityBlock", "event"}
@@ -135,7 +120,14 @@ def test_empty_chunks(model_dir, pf_events):
     no_constituents = dataclasses.replace(preset, clouds=(pf, preset.clouds[1]))
     t = Tagger(model, HYPS, preset=no_constituents, output="both")
     out = t.process(pf_events)
-    assert out["test"]["cutflow"] == {"events": 10, "candidates": 24, "selected": 24, "scored": 0}
+    assert out["test"]["cutflow"] == {
+        "events": 10,
+        "candidates": 24,
+        "selected": 24,
+        "scored": 0,
+        "invalid_dropped_graphs": 0,
+        "invalid_dropped_constituents": 0,
+    }
     assert out["hist"].sum().value == 0
     scored = Tagger(model, HYPS, preset=no_constituents)(pf_events)
     assert np.isnan(ak.to_numpy(ak.flatten(scored.FatJet[NAMES[0]]))).all()
@@ -236,6 +228,14 @@ def test_dask_map_partitions_identical_and_column_usage(
     np.testing.assert_array_equal(
         ak.to_numpy(ak.flatten(got)), ak.to_numpy(ak.flatten(eager.FatJet[NAMES[2]]))
     )
+    # called directly on dask-awkward events, as coffea.ml_tools' wrappers are
+    direct = tagger(events)
+    assert isinstance(direct, dak.Array)
+    np.testing.assert_array_equal(
+        ak.to_numpy(ak.flatten(direct.FatJet[NAMES[2]].compute())), ak.to_numpy(ak.flatten(got))
+    )
+    with pytest.raises(ConfigError, match="output='events'"):
+        Tagger(model, HYPS, output="hist")(events)
 
 
 def test_cli_score_writes_hists_and_parquet(model_dir, slim_pfnano, tmp_path):

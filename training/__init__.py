@@ -16,6 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from paratag.errors import require
+
+require("torch", "train")  # training needs torch: a clear hint on a scoring-only install
+
 _LAZY = {
     "FitConfig": "paratag.training.loop",
     "FitResult": "paratag.training.loop",

@@ -18,6 +18,7 @@ from paratag.errors import ConfigError
 
 # the fileset runner lives in paratag.runner; these names stay importable from here
 from paratag.runner import check_file, load_fileset, make_executor, run_processor, unwrap_error
+from paratag.validity import OnInvalid, check_on_invalid, invalid_summary
 
 __all__ = [
     "BuildConfig",
@@ -47,6 +48,9 @@ class BuildConfig:
         label: optional dataset → class mapping (otherwise metadata ``label``).
         schema: coffea schema, "nanoaod" or "pfnanoaod".
         max_rows: rows per parquet shard.
+        on_invalid: NaN, inf or negative-pT input values (:mod:`paratag.validity`):
+            "drop" the objects/constituents holding them, "replace" constituent values
+            as CMSSW does, or "raise"; always counted in the manifest's cutflow.
     """
 
     preset: str = "jet"
@@ -57,8 +61,10 @@ class BuildConfig:
     label: dict[str, int] = field(default_factory=dict)
     schema: Literal["nanoaod", "pfnanoaod"] = "nanoaod"
     max_rows: int = 50_000
+    on_invalid: OnInvalid = "drop"
 
     def __post_init__(self) -> None:
+        check_on_invalid(self.on_invalid)
         for name in ("max_particles", "max_svs", "max_rows"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -104,6 +110,7 @@ def run_builder(
     workers: int = 2,
     chunksize: int = 100_000,
     skip_bad_files: bool = False,
+    progress: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Run GraphBuilder; return (per-dataset output, skipped files with reasons)."""
     from paratag.processors.graph_builder import GraphBuilder
@@ -115,6 +122,7 @@ def run_builder(
         label=config.label or None,
         condition=config.condition,
         max_svs=config.max_svs,
+        on_invalid=config.on_invalid,
     )
     return run_processor(
         fileset,
@@ -124,6 +132,7 @@ def run_builder(
         chunksize=chunksize,
         skip_bad_files=skip_bad_files,
         schema=config.schema,
+        progress=progress,
     )
 
 
@@ -136,6 +145,7 @@ def build_shards(
     workers: int = 2,
     chunksize: int = 100_000,
     skip_bad_files: bool = False,
+    progress: bool = True,
 ) -> Path:
     """Run GraphBuilder over ``fileset`` and write shards + manifest to ``out_dir``."""
     from paratag.presets import load_preset
@@ -149,7 +159,10 @@ def build_shards(
         workers=workers,
         chunksize=chunksize,
         skip_bad_files=skip_bad_files,
+        progress=progress,
     )
+    for line in invalid_summary(out):
+        log.warning(line)
     preset = load_preset(config.preset)
     lengths = {}
     if config.max_particles is not None:

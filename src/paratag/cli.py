@@ -75,6 +75,20 @@ def config_show(
     raise ConfigError(f"no packaged config or preset {name!r}; see `paratag config list`")
 
 
+#: options shared by the commands that run over filesets (build, score) and others
+ExecutorOption = Annotated[str, typer.Option(help="iterative, futures or dask")]
+WorkersOption = Annotated[int, typer.Option(help="parallel workers (futures/dask processes)")]
+ChunksizeOption = Annotated[int, typer.Option(help="events per chunk")]
+SkipBadFilesOption = Annotated[
+    bool, typer.Option(help="skip unreadable or non-NanoAOD files (logged and recorded)")
+]
+ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
+OnInvalidOption = Annotated[
+    str | None,
+    typer.Option(help="NaN/inf/negative-pT inputs: drop, replace or raise (always counted)"),
+]
+
+
 @app.command()
 def build(
     fileset: Annotated[
@@ -82,15 +96,21 @@ def build(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="shard directory to write")],
     config: Annotated[Path | None, typer.Option(help="build config YAML (BuildConfig)")] = None,
-    executor: Annotated[str, typer.Option(help="iterative, futures or dask")] = "iterative",
-    workers: Annotated[int, typer.Option(help="workers for futures/dask")] = 2,
-    chunksize: Annotated[int, typer.Option(help="events per chunk")] = 100_000,
-    skip_bad_files: Annotated[bool, typer.Option(help="report and skip unreadable files")] = False,
+    executor: ExecutorOption = "iterative",
+    workers: WorkersOption = 2,
+    chunksize: ChunksizeOption = 100_000,
+    skip_bad_files: SkipBadFilesOption = False,
+    on_invalid: OnInvalidOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Run GraphBuilder over a fileset and write parquet shards with a manifest."""
+    import dataclasses
+
     from paratag.build import BuildConfig, build_shards
 
     cfg = BuildConfig() if config is None else _load(BuildConfig, config)
+    if on_invalid is not None:
+        cfg = dataclasses.replace(cfg, on_invalid=on_invalid)  # type: ignore[arg-type]
     manifest = build_shards(
         fileset,
         out,
@@ -99,6 +119,7 @@ def build(
         workers=workers,
         chunksize=chunksize,
         skip_bad_files=skip_bad_files,
+        progress=progress,
     )
     typer.echo(f"wrote {manifest}")
 
@@ -114,9 +135,9 @@ def generate(
     events: Annotated[
         int, typer.Option("--events", "-n", help="events per process / mass point")
     ] = 1000,
-    workers: Annotated[int, typer.Option(help="parallel worker processes")] = 1,
+    workers: WorkersOption = 1,
     seed: Annotated[int, typer.Option(help="master random seed (same seed, same arrays)")] = 1,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Generate Pythia8 + FastJet samples in the PFNano layout and write fileset.json."""
     from paratag.generate import GenerateConfig
@@ -176,9 +197,9 @@ def score(
         str, typer.Option(help='"mHc=130,mA=90;mHc=160,mA=90" or a YAML with `hypotheses:`')
     ] = "",
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("scores"),
-    executor: Annotated[str, typer.Option(help="iterative, futures or dask")] = "iterative",
-    workers: Annotated[int, typer.Option(help="workers for futures/dask")] = 2,
-    chunksize: Annotated[int, typer.Option(help="events per chunk")] = 100_000,
+    executor: ExecutorOption = "iterative",
+    workers: WorkersOption = 2,
+    chunksize: ChunksizeOption = 100_000,
     threads: Annotated[int, typer.Option(help="onnxruntime threads per worker")] = 1,
     memory_mb: Annotated[
         float, typer.Option(help="working-memory budget per onnxruntime call")
@@ -186,7 +207,7 @@ def score(
     parquet: Annotated[
         bool, typer.Option(help="also write scores.parquet (event id + scores)")
     ] = False,
-    skip_bad_files: Annotated[bool, typer.Option(help="report and skip unreadable files")] = False,
+    skip_bad_files: SkipBadFilesOption = False,
     providers: Annotated[
         str, typer.Option(help="onnxruntime providers: auto, cpu, cuda or names")
     ] = "auto",
@@ -194,9 +215,12 @@ def score(
         str | None,
         typer.Option(help="existing Dask scheduler, e.g. tcp://host:8786 (with --executor dask)"),
     ] = None,
+    on_invalid: OnInvalidOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Score a fileset with an exported model; write histograms (and optionally parquet)."""
     from paratag.processors.tagger import Tagger, parse_hypotheses, score_fileset, write_scores
+    from paratag.validity import invalid_summary
 
     tagger = Tagger(
         model,
@@ -205,6 +229,7 @@ def score(
         threads=threads,
         memory_mb=memory_mb,
         providers=providers,
+        on_invalid=on_invalid or "drop",  # type: ignore[arg-type]
     )
     result = score_fileset(
         fileset,
@@ -214,9 +239,12 @@ def score(
         chunksize=chunksize,
         skip_bad_files=skip_bad_files,
         scheduler=scheduler,
+        progress=progress,
     )
     for bad in result.get("skipped_files", []):
         typer.secho(f"skipped {bad['file']}: {bad['reason']}", fg=typer.colors.YELLOW, err=True)
+    for line in invalid_summary(result):
+        typer.secho(line, fg=typer.colors.YELLOW, err=True)
     for path in write_scores(result, out, parquet=parquet):
         typer.echo(f"wrote {path}")
 
@@ -245,14 +273,21 @@ def train(
         list[str] | None,
         typer.Option("--set", help="override a config value, e.g. --set stage3.epochs=5 (repeat)"),
     ] = None,
+    progress: Annotated[
+        bool | None, typer.Option(help="progress bars (default: the config's `progress`)")
+    ] = None,
 ) -> None:
     """Train a parametric tagger with the three-stage schedule (works under torchrun for DDP)."""
+    import dataclasses
+
     from paratag.config import apply_overrides
     from paratag.training.run import load_train_config
     from paratag.training.run import train as run_train
 
     cfg = load_train_config(config, shards=shards, run_dir=run_dir, device=device, seed=seed)
     cfg = apply_overrides(cfg, set_ or [])
+    if progress is not None:
+        cfg = dataclasses.replace(cfg, progress=progress)
     summary = run_train(cfg, stages=stage or None, resume=resume)
     typer.echo(f"run directory: {summary.get('run_dir', cfg.run_dir)}")
 

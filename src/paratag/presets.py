@@ -27,6 +27,7 @@ from paratag.config import from_dict, read_mapping
 from paratag.errors import ConfigError, InvalidValueError, MissingBranchError, SchemaError
 from paratag.features import FeatureSpec, apply_preprocessing, evaluate, parse, referenced_names
 from paratag.graphs import PaddedCloud, pad_cloud
+from paratag.validity import InvalidTracker, OnInvalid, check_on_invalid
 
 __all__ = [
     "CloudSpec",
@@ -37,6 +38,10 @@ __all__ = [
     "builtin_presets",
     "load_preset",
 ]
+
+
+#: GenPart branches the truth matching reads (:mod:`paratag.labels`).
+TRUTH_BRANCHES = frozenset(f"GenPart_{f}" for f in ("pdgId", "genPartIdxMother", "eta", "phi"))
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,17 @@ class Preset:
 
         return to_dict(self)
 
+    def required_branches(self) -> set[str]:
+        """:meth:`branches` that every file must have.
+
+        Generator-level branches are optional: collision data has no ``genWeight``
+        (unit weights) and truth labels read ``GenPart`` only in signal datasets.
+        """
+        optional = set(TRUTH_BRANCHES) if self.truth else set()
+        if self.weight == "event.genWeight":
+            optional.add("genWeight")
+        return self.branches() - optional
+
     def branches(self) -> set[str]:
         """NanoAOD branch names this preset reads (for column-usage checks)."""
         out: set[str] = set()
@@ -200,7 +216,7 @@ class Preset:
                 for spec in (*cloud.points, *cloud.features):
                     exprs_graph.append(spec.expr)
         if self.truth:
-            out |= {f"GenPart_{f}" for f in ("pdgId", "genPartIdxMother", "eta", "phi")}
+            out |= TRUTH_BRANCHES
         for e in exprs_graph:
             if not e:
                 continue
@@ -253,6 +269,7 @@ class GraphInputs:
         spectators: name → (N,) float64 per-graph values.
         weight: (N,) float64 per-graph event weight (1 when the weight branch is absent).
         n_candidates: graphs before the selection (objects or events).
+        invalid: the chunk's invalid input values and what was done with them.
     """
 
     clouds: dict[str, PaddedCloud]
@@ -260,6 +277,7 @@ class GraphInputs:
     spectators: dict[str, np.ndarray]
     weight: np.ndarray
     n_candidates: int
+    invalid: InvalidTracker = dataclasses.field(default_factory=InvalidTracker)
 
     def __len__(self) -> int:
         return int(self.event_index.shape[0])
@@ -309,11 +327,15 @@ def _flat(array: Any, what: str, where: str) -> np.ndarray:
 class _Chunk:
     """Flat views of one chunk of events, computed once and reused across clouds."""
 
-    def __init__(self, events: Any, preset: Preset) -> None:
+    def __init__(self, events: Any, preset: Preset, on_invalid: OnInvalid = "drop") -> None:
         self.events = events
         self.preset = preset
         self.where = _source_name(events)
         self.n_events = len(events)
+        meta = getattr(events, "metadata", None) or {}
+        self.invalid = InvalidTracker(
+            check_on_invalid(on_invalid), self.where, int(meta.get("entrystart", 0) or 0)
+        )
         self._cache: dict[str, np.ndarray] = {}
         if preset.kind == "jet":
             objs = _get(events, preset.object, self.where)
@@ -341,6 +363,19 @@ class _Chunk:
                 self.where,
             )
         return self._cache[key]
+
+    def invalid_graphs(self, names: set[str]) -> np.ndarray:
+        """(n_objects,) True where a per-graph name (``jet.x``, ``event.y``) is invalid."""
+        bad = np.zeros(self.n_objects, dtype=bool)
+        for name in sorted(names):
+            if name.startswith("jet.") and self.preset.kind == "jet":
+                branch = f"{self.preset.object}_{name[4:]}"
+                bad |= self.invalid.check(self.object_value(name[4:]), branch, self.obj_event)
+            elif name.startswith("event."):
+                branch = name[6:].replace(".", "_")
+                per_event = self.invalid.check(self.event_value(name[6:]), branch)
+                bad |= per_event[self.obj_event]
+        return bad
 
     def graph_resolver(self, selected: np.ndarray):
         """Resolver for per-graph expressions over the selected objects/events."""
@@ -420,12 +455,18 @@ class _SourceView:
     """Lazily resolved per-constituent values of one source of a cloud."""
 
     def __init__(
-        self, chunk: _Chunk, src: SourceSpec, graph_of_object: np.ndarray, selected: np.ndarray
+        self,
+        chunk: _Chunk,
+        src: SourceSpec,
+        graph_of_object: np.ndarray,
+        selected: np.ndarray,
+        names: set[str],
     ) -> None:
         self.chunk, self.src, self.selected = chunk, src, selected
         graph, coll_idx, link_idx = _group_source(chunk, src, graph_of_object)
         keep = graph >= 0
         self._set(graph[keep], coll_idx[keep], link_idx[keep])
+        self._check_invalid(names)
         if src.selection:
             sel = np.broadcast_to(evaluate(src.selection, self.raw), self.graph.shape) != 0
             self._set(self.graph[sel], self.coll_idx[sel], self.link_idx[sel])
@@ -433,6 +474,25 @@ class _SourceView:
     def _set(self, graph: np.ndarray, coll_idx: np.ndarray, link_idx: np.ndarray) -> None:
         self.graph, self.coll_idx, self.link_idx = graph, coll_idx, link_idx
         self._cache: dict[str, np.ndarray] = {}
+
+    def _check_invalid(self, names: set[str]) -> None:
+        """Count the constituents' invalid values; drop those constituents unless "replace"."""
+        tracker, src = self.chunk.invalid, self.src
+        event = self.chunk.obj_event[self.selected[self.graph]] if len(self.graph) else self.graph
+        bad = np.zeros(len(self.graph), dtype=bool)
+        for name in sorted(names):
+            table, field_name = (
+                (src.link, name[5:])
+                if name.startswith("link.")
+                else (
+                    src.collection,
+                    name,
+                )
+            )
+            bad |= tracker.check(self.raw(name), f"{table}_{field_name}", event)
+        if bad.any() and tracker.policy != "replace":
+            tracker.dropped_constituents += int(bad.sum())
+            self._set(self.graph[~bad], self.coll_idx[~bad], self.link_idx[~bad])
 
     def raw(self, name: str) -> np.ndarray:
         """Value of a bare, ``link.``, ``jet.`` or ``event.`` name per constituent."""
@@ -474,7 +534,10 @@ def _build_cloud(
     n_graphs: int,
     selected: np.ndarray,
 ) -> PaddedCloud:
-    views = [_SourceView(chunk, src, graph_of_object, selected) for src in cloud.sources]
+    views = [
+        _SourceView(chunk, src, graph_of_object, selected, _source_names(cloud, src))
+        for src in cloud.sources
+    ]
     per_source = [(v.graph, v.resolve) for v in views]
     graph = np.concatenate([g for g, _ in per_source]) if per_source else np.zeros(0, np.int64)
     order = np.argsort(graph, kind="stable")
@@ -492,6 +555,8 @@ def _build_cloud(
 
     raw_points = rows([s.expr for s in cloud.points])
     raw_features = rows([s.expr for s in cloud.features])
+    chunk.invalid.count_replaced(raw_points, [f"{cloud.name}.{s.name}" for s in cloud.points])
+    chunk.invalid.count_replaced(raw_features, [f"{cloud.name}.{s.name}" for s in cloud.features])
     key = rows([cloud.sort_by])[0]
     points = apply_preprocessing(raw_points, cloud.points)
     features = apply_preprocessing(raw_features, cloud.features)
@@ -499,7 +564,12 @@ def _build_cloud(
     return pad_cloud(points, features, counts, cloud.max_length, sort_key=key, pad_values=pads)
 
 
-def build_inputs(events: Any, preset: str | Preset, selection: str | None = None) -> GraphInputs:
+def build_inputs(
+    events: Any,
+    preset: str | Preset,
+    selection: str | None = None,
+    on_invalid: OnInvalid = "drop",
+) -> GraphInputs:
     """Turn a chunk of NanoEvents into padded inputs for every cloud of ``preset``.
 
     Args:
@@ -508,21 +578,29 @@ def build_inputs(events: Any, preset: str | Preset, selection: str | None = None
         preset: preset name, YAML path or :class:`Preset`.
         selection: per-graph expression overriding the preset's selection
             (e.g. ``"gt(jet.pt, 300)"``); ``""`` disables it.
+        on_invalid: what to do with NaN, inf or negative-pT input values
+            (:mod:`paratag.validity`): ``"drop"``, ``"replace"`` or ``"raise"``.
 
     Returns:
-        The padded clouds with event index, spectators and weights per graph.
+        The padded clouds with event index, spectators and weights per graph, and
+        the chunk's invalid-value counts (``.invalid``).
     """
     preset = load_preset(preset)
-    chunk = _Chunk(events, preset)
+    chunk = _Chunk(events, preset, on_invalid)
     all_graphs = np.arange(chunk.n_objects)
     sel_expr = preset.selection if selection is None else selection
+    is_data = referenced_names(preset.weight or "0") == {"event.genWeight"} and "genWeight" not in (
+        getattr(events, "fields", None) or []
+    )
+    bad = chunk.invalid_graphs(_graph_names(preset, sel_expr, with_weight=not is_data))
+    chunk.invalid.dropped_graphs = int(bad.sum())
     if sel_expr and chunk.n_objects:
         passed = (
             np.broadcast_to(evaluate(sel_expr, chunk.graph_resolver(all_graphs)), all_graphs.shape)
             != 0
-        )
+        ) & ~bad
     else:
-        passed = np.ones(chunk.n_objects, dtype=bool)
+        passed = ~bad
     selected = np.flatnonzero(passed)
     graph_of_object = np.full(chunk.n_objects, -1, dtype=np.int64)
     graph_of_object[selected] = np.arange(len(selected))
@@ -540,9 +618,6 @@ def build_inputs(events: Any, preset: str | Preset, selection: str | None = None
     weight = np.ones(len(selected), dtype=np.float64)
     # Collision data has no genWeight: every event counts once. Any other missing
     # weight branch is an error (a typo must not silently give unit weights).
-    is_data = referenced_names(preset.weight or "0") == {"event.genWeight"} and "genWeight" not in (
-        getattr(events, "fields", None) or []
-    )
     if preset.weight and not is_data:
         weight = np.broadcast_to(
             np.asarray(evaluate(preset.weight, resolve), np.float64), selected.shape
@@ -550,4 +625,26 @@ def build_inputs(events: Any, preset: str | Preset, selection: str | None = None
     for name, arr in [*spectators.items(), ("weight", weight)]:
         if not np.all(np.isfinite(arr)):
             raise InvalidValueError(f"{chunk.where}: {name} has NaN or inf values")
-    return GraphInputs(clouds, chunk.obj_event[selected], spectators, weight, chunk.n_objects)
+    return GraphInputs(
+        clouds, chunk.obj_event[selected], spectators, weight, chunk.n_objects, chunk.invalid
+    )
+
+
+def _source_names(cloud: CloudSpec, src: SourceSpec) -> set[str]:
+    """Constituent-level names (bare or ``link.``) that ``src`` reads for ``cloud``."""
+    if src.fields:
+        exprs = [*src.fields.values()]
+    else:
+        exprs = [s.expr for s in (*cloud.points, *cloud.features)] + [cloud.sort_by]
+    names = set().union(*(referenced_names(e) for e in [*exprs, src.selection] if e))
+    return {n for n in names if n != "type" and not n.startswith(("jet.", "event."))}
+
+
+def _graph_names(preset: Preset, selection: str, *, with_weight: bool) -> set[str]:
+    """Per-graph names (``jet.x``, ``event.y``) that ``preset`` reads."""
+    exprs = [selection, *preset.spectators.values(), preset.weight if with_weight else ""]
+    for cloud in preset.clouds:
+        exprs += [s.expr for s in (*cloud.points, *cloud.features)]
+        exprs += [e for src in cloud.sources for e in (*src.fields.values(), src.selection)]
+    names = set().union(*(referenced_names(e) for e in exprs if e))
+    return {n for n in names if n.startswith(("jet.", "event."))}

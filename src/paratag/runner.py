@@ -23,12 +23,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from paratag.config import read_mapping
-from paratag.errors import ConfigError, InputFileError, ParatagError
+from paratag.errors import ConfigError, InputFileError, ParatagError, SchemaError
 
 __all__ = [
     "check_file",
@@ -70,8 +70,12 @@ def load_fileset(fileset: str | Path | Mapping[str, Any]) -> dict[str, dict[str,
     return out
 
 
-def check_file(path: str, treename: str = "Events") -> int:
-    """Check that ``path`` is a readable NanoAOD file; return its number of events."""
+def check_file(path: str, treename: str = "Events", required: Iterable[str] = ()) -> int:
+    """Check that ``path`` is a readable NanoAOD file; return its number of events.
+
+    ``required``: branches the processor reads; missing ones raise a :class:`SchemaError`
+    listing them (before any chunk runs).
+    """
     import uproot
 
     if "://" not in path and not Path(path).is_file():
@@ -103,6 +107,13 @@ def check_file(path: str, treename: str = "Events") -> int:
                 path,
                 f"{treename} lacks {missing}",
                 "this is not NanoAOD; GraphBuilder needs NanoAOD/PFNano",
+            )
+        absent = sorted(set(required) - set(tree.keys()))
+        if absent:
+            raise SchemaError(
+                f"{path}: {treename} lacks {len(absent)} branch(es) the processor reads: "
+                f"{absent[:12]}{' ...' if len(absent) > 12 else ''}; produce them (PFNano for the "
+                "jet preset) or use a preset that matches the file"
             )
         n = int(tree.num_entries)
         try:
@@ -210,7 +221,8 @@ def run_processor(
         executor: ``iterative``, ``futures``, ``dask`` or a coffea executor instance.
         workers: workers of the futures/dask executors (>= 1).
         chunksize: events per chunk.
-        skip_bad_files: log, record and skip unreadable files instead of raising.
+        skip_bad_files: log, record and skip unreadable files, and files that lack a
+            branch of the processor's ``required_branches``, instead of raising.
         schema: ``nanoaod`` or ``pfnanoaod``.
         progress: coffea's progress bars.
         treename: the events tree.
@@ -220,11 +232,12 @@ def run_processor(
 
     fs = load_fileset(fileset)
     skipped: list[dict[str, str]] = []
+    required = frozenset(getattr(processor_instance, "required_branches", ()))
     for ds in fs.values():
         for path, tree in list(ds["files"].items()):
             try:
-                check_file(path, tree)
-            except InputFileError as exc:
+                check_file(path, tree, required)
+            except (InputFileError, SchemaError) as exc:
                 if not skip_bad_files:
                     raise
                 log.warning("skipping bad file: %s", exc)

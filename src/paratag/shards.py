@@ -91,7 +91,7 @@ def write_shards(
                 "name": name,
                 "rows": n,
                 "files": files,
-                "cutflow": {k: int(v) for k, v in ds.get("cutflow", {}).items()},
+                "cutflow": _counts(ds.get("cutflow", {})),
                 "metadata": _jsonable(ds.get("metadata", {})),
             }
         )
@@ -165,3 +165,8 @@ def read_shard(
         if name not in out and int(np.prod(shape)) == 0:
             out[name] = np.zeros((table.num_rows, *shape), dtype=np.float32)
     return out
+
+
+def _counts(flow: Mapping[str, Any]) -> dict[str, Any]:
+    """A cutflow as plain JSON: ints, and nested per-file/per-branch counts."""
+    return {k: _counts(v) if isinstance(v, Mapping) else int(v) for k, v in flow.items()}

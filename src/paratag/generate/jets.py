@@ -27,6 +27,21 @@ GHOST_SCALE = 1e-18
 Jets = dict[str, np.ndarray]
 
 
+def fastjet_banner(show: bool) -> None:
+    """Print FastJet's banner now (``show``) or silence it in this process.
+
+    FastJet prints it on first use in every process; the generator shows it once
+    in the parent and silences its worker processes.
+    """
+    require("fastjet", "gen")
+    import fastjet._swig as fj
+
+    if show:
+        fj.ClusterSequence.print_banner()
+    else:
+        fj.ClusterSequence.set_fastjet_banner_stream(None)
+
+
 def _p4_from_ptetaphim(
     pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, m: np.ndarray
 ) -> np.ndarray:

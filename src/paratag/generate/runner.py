@@ -20,6 +20,7 @@ from paratag.config import dump, to_dict
 from paratag.errors import ConfigError
 from paratag.generate.config import GROUP_LABELS, GenerateConfig, Job
 from paratag.generate.detector import stack_events
+from paratag.generate.jets import fastjet_banner
 from paratag.generate.nanoaod import NanoWriter, assemble
 from paratag.generate.processes import minbias_settings, pythia_settings, signal_xsec_pb
 from paratag.generate.pythia_io import PythiaSource, TruthEvent
@@ -181,9 +182,15 @@ def generate(
             bar.update(job.n_events)
     else:
         ctx = multiprocessing.get_context("spawn")
+        fastjet_banner(show=True)  # once per run, not once per worker process
         with (
             ctx.Manager() as manager,
-            ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool,
+            ProcessPoolExecutor(
+                min(workers, len(jobs)),
+                mp_context=ctx,
+                initializer=fastjet_banner,
+                initargs=(False,),
+            ) as pool,
         ):
             queue = manager.Queue()
             pending = {pool.submit(_run_job_star, (j, config, out, queue)) for j in jobs}

@@ -13,7 +13,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from paratag.models.registry import (
+from paratag.errors import require
+
+require("torch", "train")  # every model is a torch module: a clear hint on a scoring-only install
+
+from paratag.models.registry import (  # noqa: E402
     available_models,
     build_model,
     example_inputs,
