@@ -8,21 +8,10 @@ Example:
     >>> scored = dask_awkward.map_partitions(tagger, dask_events)   # NanoEvents mode="dask"
 
 Inputs are built by :func:`paratag.presets.build_inputs` (the function
-GraphBuilder uses) with the preset stored in ``preprocess.json``. All
-hypotheses of a chunk are scored in one pass over the padded inputs, which are
-built once: ``strategy="loop"`` runs each micro-batch once per
-hypothesis with the condition tiled over the batch; ``strategy="replicate"``
-repeats the inputs along the batch axis with one condition row per copy and
-makes one call. ``benchmarks/bench_tagger.py`` measured "loop" 1.3x faster for
-the full ParametricParticleNet with 12 hypotheses (calls of 64 distinct graphs
-beat calls of 5 graphs x 12 conditions). ``strategy="hypotheses"`` uses the
-multi-hypothesis graph ``model_hypotheses.onnx`` (written by
-``export_model(..., hypotheses_axis=True)``, condition ``(H, K)``, softmax
-``(N, H, C)``): one call per micro-batch scores every hypothesis, and a
-shared-trunk ParametricParticleNet computes its EdgeConv trunk only once.
-``strategy="auto"`` (default) picks "hypotheses" when the export has that
-graph, else "loop". Each call holds at most ``memory_mb``
-of estimated working memory (micro-batching), whatever the coffea chunk size.
+GraphBuilder uses) with the preset stored in ``preprocess.json``; the network runs
+in :class:`paratag.scoring.OnnxScorer` (hypothesis strategies, ragged
+micro-batches, the onnxruntime session cache), shared with the export checks.
+This module is the coffea side: events in, score columns and histograms out.
 
 The processor is stateless and picklable: it holds plain arrays and the preset;
 the onnxruntime session is created lazily once per worker process (cached by
@@ -35,8 +24,6 @@ NaN (they are not run through the network and not filled into histograms).
 from __future__ import annotations
 
 import dataclasses
-import threading
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -45,92 +32,31 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
-from paratag.errors import ConfigError, InvalidValueError, ModelMismatchError
+from paratag.conditions import point_name
+from paratag.errors import ConfigError, ModelMismatchError
 from paratag.integrity import check_chunk_counts
-from paratag.preprocess import (
-    Preprocess,
-    check_model,
-    load_preprocess,
-    output_tensor,
-    preprocess_for,
-    split_input_name,
-)
+from paratag.preprocess import Preprocess, load_preprocess, preprocess_for
 from paratag.presets import GraphInputs, Preset, build_inputs, load_preset
+from paratag.scoring import OnnxScorer, Strategy, resolve_providers
 from paratag.validity import OnInvalid, check_on_invalid, warn_invalid
 
-__all__ = ["Tagger", "hypothesis_name", "parse_hypotheses", "score_fileset", "write_scores"]
+__all__ = [
+    "Tagger",
+    "hypothesis_name",
+    "parse_hypotheses",
+    "resolve_providers",
+    "score_fileset",
+    "write_scores",
+]
 
-#: Rows (graphs x hypotheses) per onnxruntime call by default: larger calls were not faster
-#: for the full ParticleNet (bench_tagger.py --sweep: 8-128 rows flat, 256 rows 15% slower).
-DEFAULT_MAX_ROWS = 64
 #: Key of the skipped-file list in :func:`score_fileset`'s output.
 SKIPPED_KEY = "skipped_files"
-#: Ragged micro-batches are cut to a multiple of this many slots.
-RAGGED_STEP = 8
-#: Working memory assumed per graph when the preprocess file has no estimate (CMSSW files).
-FALLBACK_BYTES_PER_GRAPH = 8 * 2**20
 _SELECTED = "_paratag_selected"
-
-_SESSIONS: dict[tuple[str, int, int, int, tuple[str, ...]], Any] = {}
-_LOCK = threading.Lock()
 
 
 def hypothesis_name(values: Mapping[str, float]) -> str:
-    """``{"mHc": 130, "mA": 90}`` → ``"mHc130_mA90"`` (``.``→``p``, ``-``→``m``)."""
-    return "_".join(
-        f"{k}{float(v):g}".replace(".", "p").replace("-", "m") for k, v in values.items()
-    )
-
-
-def resolve_providers(providers: str | Sequence[str] = "auto") -> tuple[str, ...]:
-    """The onnxruntime execution providers for a name or list; a missing one is a clear error.
-
-    ``auto``: CUDA when onnxruntime-gpu can use it, then CPU; ``cpu``; ``cuda``; or
-    explicit provider names (a list or comma-separated).
-    """
-    import onnxruntime as ort
-
-    available = list(ort.get_available_providers())
-    if isinstance(providers, str):
-        key = providers.lower()
-        if key == "auto":
-            chosen = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []
-            return (*chosen, "CPUExecutionProvider")
-        providers = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}.get(
-            key, [p.strip() for p in providers.split(",") if p.strip()]
-        )
-    missing = [p for p in providers if p not in available]
-    if missing or not providers:
-        hint = (
-            "install onnxruntime-gpu (and CUDA) for CUDAExecutionProvider"
-            if "CUDAExecutionProvider" in missing
-            else "choose among the available ones"
-        )
-        raise ConfigError(
-            f"onnxruntime execution provider(s) {missing or list(providers)} are not available in "
-            f"this installation (available: {available}); {hint}, or use providers='auto'"
-        )
-    return tuple(providers)
-
-
-def _session(
-    path: str, threads: int, providers: tuple[str, ...] = ("CPUExecutionProvider",)
-) -> Any:
-    """One onnxruntime session per (model file, threads, providers) and process."""
-    import onnxruntime as ort
-
-    st = Path(path).stat()
-    key = (path, st.st_mtime_ns, st.st_size, threads, providers)
-    with _LOCK:
-        sess = _SESSIONS.get(key)
-        if sess is None:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            sess = ort.InferenceSession(path, so, providers=list(providers))
-            _SESSIONS[key] = sess
-    return sess
+    """``{"mHc": 130, "mA": 90}`` → ``"mHc130_mA90"`` (:func:`paratag.conditions.point_name`)."""
+    return point_name(list(values.values()), list(values))
 
 
 def _same_inputs(pp: Preprocess, preset: Preset) -> str:
@@ -203,7 +129,7 @@ class Tagger(processor.ProcessorABC):
         threads: int = 1,
         memory_mb: float = 2000.0,
         batch_size: int | None = None,
-        strategy: Literal["auto", "replicate", "loop", "hypotheses"] = "auto",
+        strategy: Strategy = "auto",
         ragged: bool = True,
         providers: str | Sequence[str] = "auto",
         on_invalid: OnInvalid = "drop",
@@ -211,42 +137,28 @@ class Tagger(processor.ProcessorABC):
         self.on_invalid = check_on_invalid(on_invalid)
         if output not in ("events", "hist", "both"):
             raise ConfigError(f"Tagger output {output!r}: use 'events', 'hist' or 'both'")
-        if strategy not in ("auto", "replicate", "loop", "hypotheses"):
-            raise ConfigError(
-                f"Tagger strategy {strategy!r}: use 'auto', 'replicate', 'loop' or 'hypotheses'"
-            )
-        if threads < 1 or memory_mb <= 0 or (batch_size is not None and batch_size < 1):
-            raise ConfigError("Tagger: threads, memory_mb and batch_size must be positive")
         path = Path(model).resolve()
         pp = load_preprocess(
             Path(preprocess) if preprocess is not None else path.parent / "preprocess.json"
         )
-        check_model(pp, path)
-        self.model_path = str(path)
-        self.hypotheses_path = self._hypotheses_model(pp, path, strategy)
-        if strategy == "auto":
-            strategy = "hypotheses" if self.hypotheses_path else "loop"
         self.output = output
-        self.threads, self.memory_mb, self.batch_size, self.strategy = (
-            int(threads),
-            float(memory_mb),
-            batch_size,
-            strategy,
-        )
         self.preset = self._resolve_preset(pp, preset)
         self.branches = frozenset(self.preset.branches())  # for the per-chunk counter check
         self.required_branches = frozenset(self.preset.required_branches())  # per file
-        first = self.preset.clouds[0].name
-        self.input_names = tuple(pp.input_names)
-        self.input_map = {n: split_input_name(n, first) for n in pp.input_names if n != "condition"}
-        self.output_name = output_tensor(pp, self.model_path)
-        self.bytes_per_graph = int(pp.paratag.get("bytes_per_graph", FALLBACK_BYTES_PER_GRAPH))
-        self.bytes_per_hypothesis = int(pp.paratag.get("bytes_per_hypothesis", 0))
-        self.min_particles = int(pp.paratag.get("min_particles", 1))
-        self.ragged = bool(ragged)
-        self.providers = resolve_providers(providers)
-        self.score_index = self._score_index(pp, score_class)
-        self.names, self.conditions = self._hypotheses(pp, hypotheses)
+        self.scorer = OnnxScorer(
+            path,
+            pp,
+            hypotheses,
+            first_cloud=self.preset.clouds[0].name,
+            score_class=score_class,
+            threads=threads,
+            memory_mb=memory_mb,
+            batch_size=batch_size,
+            strategy=strategy,
+            ragged=ragged,
+            providers=providers,
+        )
+        self.model_path, self.names = self.scorer.model_path, self.scorer.names
         self.selection = selection
         self.variables = dict(variables or {})
         names = {*self.preset.spectators, *self.variables}
@@ -258,24 +170,8 @@ class Tagger(processor.ProcessorABC):
                 )
         self.axes = tuple(axes)
         self.score_bins = int(score_bins)
-        self._session: Any = None
 
     # ----------------------------------------------------------------- setup
-    @staticmethod
-    def _hypotheses_model(pp: Preprocess, path: Path, strategy: str) -> str:
-        """Path of the export's multi-hypothesis graph ('' if it has none)."""
-        name = pp.paratag.get("hypotheses_model")
-        if not name or "condition" not in pp.input_names:
-            if strategy == "hypotheses":
-                raise ConfigError(
-                    f"{path}: no multi-hypothesis graph in its preprocess.json; export with "
-                    "hypotheses_axis=True or use strategy='auto'"
-                )
-            return ""
-        hyp = path.parent / str(name)
-        check_model(pp, hyp)
-        return str(hyp)
-
     @staticmethod
     def _resolve_preset(pp: Preprocess, preset: str | Preset | None) -> Preset:
         if preset is None:
@@ -291,173 +187,24 @@ class Tagger(processor.ProcessorABC):
             )
         return p
 
-    @staticmethod
-    def _score_index(pp: Preprocess, score_class: int | str) -> int:
-        classes = pp.class_names
-        if isinstance(score_class, str):
-            if score_class not in classes:
-                raise ConfigError(
-                    f"score_class {score_class!r} is not one of the model's classes {list(classes)}"
-                )
-            return classes.index(score_class)
-        if classes and not 0 <= score_class < len(classes):
-            raise ConfigError(f"score_class {score_class} out of range for classes {list(classes)}")
-        return int(score_class)
-
-    def _hypotheses(
-        self, pp: Preprocess, hypotheses: Sequence[Mapping[str, float]]
-    ) -> tuple[tuple[str, ...], np.ndarray]:
-        if "condition" not in pp.input_names:
-            if hypotheses:
-                raise ConfigError(
-                    f"{self.model_path} takes no condition: drop hypotheses (it gives one 'score')"
-                )
-            return ("score",), np.zeros((1, 0), np.float32)
-        block = pp.inputs["condition"]
-        names = block.var_names
-        if not hypotheses:
-            raise ConfigError(
-                f"{self.model_path} is parametric in {list(names)}: give hypotheses, "
-                f"e.g. [{{{', '.join(f'{n!r}: ...' for n in names)}}}]"
-            )
-        if isinstance(hypotheses, Mapping) or not all(isinstance(h, Mapping) for h in hypotheses):
-            raise ConfigError(
-                f"hypotheses must be a list of mappings, e.g. [{{{', '.join(f'{n!r}: ...' for n in names)}}}], "
-                f"got {hypotheses!r}"
-            )
-        rows = []
-        for h in hypotheses:
-            if set(h) != set(names):
-                raise ConfigError(
-                    f"hypothesis {dict(h)} must give exactly the model's condition names {list(names)}"
-                )
-            bad = {
-                n: h[n]
-                for n in names
-                if isinstance(h[n], bool) or not isinstance(h[n], (int, float, np.number))
-            }
-            if bad:
-                raise ConfigError(f"hypothesis {dict(h)}: values {bad} are not numbers (GeV)")
-            raw = np.array([float(h[n]) for n in names])
-            if not np.all(np.isfinite(raw)):
-                raise InvalidValueError(f"hypothesis {dict(h)} has NaN or inf values")
-            info = [block.var_infos[n] for n in names]
-            norm = [(x - i["median"]) * i["norm_factor"] for x, i in zip(raw, info, strict=False)]
-            rows.append(norm)
-        labels = tuple("score_" + hypothesis_name({n: h[n] for n in names}) for h in hypotheses)
-        if len(set(labels)) != len(labels):
-            raise ConfigError(f"duplicate hypotheses: {list(labels)}")
-        _warn_outside_grid(pp, hypotheses, names, self.model_path)
-        return labels, np.asarray(rows, dtype=np.float32)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_session"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    @property
+    def strategy(self) -> str:
+        """The resolved hypothesis strategy (:mod:`paratag.scoring`)."""
+        return self.scorer.strategy
 
     @property
     def session(self) -> Any:
         """The onnxruntime session of this worker (created on first use)."""
-        if self._session is None:
-            path = self.hypotheses_path if self.strategy == "hypotheses" else self.model_path
-            self._session = _session(path, self.threads, self.providers)
-        return self._session
+        return self.scorer.session
+
+    def rows_per_call(self) -> int:
+        """Rows (graphs x hypotheses) per onnxruntime call (:meth:`OnnxScorer.rows_per_call`)."""
+        return self.scorer.rows_per_call()
 
     # --------------------------------------------------------------- scoring
-    def rows_per_call(self) -> int:
-        """Rows (graphs x hypotheses) per onnxruntime call; graphs with strategy "hypotheses"."""
-        if self.batch_size is not None:
-            return int(self.batch_size)
-        per_graph = self.bytes_per_graph
-        if self.strategy == "hypotheses":  # each graph also carries every hypothesis' attention
-            per_graph += len(self.names) * self.bytes_per_hypothesis
-        by_memory = int(self.memory_mb * 2**20 // max(per_graph, 1))
-        return max(1, min(by_memory, DEFAULT_MAX_ROWS))
-
-    def _lengths(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Per cloud, the slot after each graph's last real element ``(N,)`` (from its mask)."""
-        out: dict[str, np.ndarray] = {}
-        for name, (cloud, kind) in self.input_map.items():
-            if kind == "mask":
-                m = arrays[name][:, 0] > 0  # (N, P)
-                p = m.shape[1]
-                last = p - np.argmax(m[:, ::-1], axis=1)
-                out[cloud] = np.where(m.any(axis=1), last, 0)
-        return out
-
-    def _trimmed(
-        self, arrays: Mapping[str, np.ndarray], idx: np.ndarray, lengths: Mapping[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """Rows ``idx`` of every input, cut along P to the batch's own longest graph.
-
-        The length is rounded up to a multiple of :data:`RAGGED_STEP`, kept at least
-        the model's minimum (largest kNN k + 1) and at most the exported length, so
-        nothing real is ever dropped; padding does not change a model's output (tested).
-        """
-        first = self.preset.clouds[0].name
-        cut: dict[str, int] = {}
-        for cloud, lens in lengths.items():
-            full = int(
-                arrays[next(n for n, (c, _) in self.input_map.items() if c == cloud)].shape[-1]
-            )
-            need = int(lens[idx].max()) if len(idx) else 1
-            need = -(-max(need, 1) // RAGGED_STEP) * RAGGED_STEP
-            low = self.min_particles if cloud == first else 1
-            cut[cloud] = min(full, max(need, low))
-        return {
-            name: np.ascontiguousarray(
-                arrays[name][idx][..., : cut[c]] if c in cut else arrays[name][idx]
-            )
-            for name, (c, _) in self.input_map.items()
-        }
-
     def score_arrays(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Scores ``(N, n_hypotheses)`` for padded model inputs (no condition) of N graphs.
-
-        With ``ragged`` (the default) graphs are ordered by length and every
-        micro-batch is cut to its own longest graph, so padded slots cost (almost)
-        nothing; scores come back in the input order.
-        """
-        first = next(iter(arrays.values()))
-        n, k = len(first), len(self.names)
-        out = np.full((n, k), np.nan, dtype=np.float32)
-        if n == 0:
-            return out
-        sess, rows = self.session, self.rows_per_call()
-        parametric = self.conditions.shape[1] > 0
-        per_call = max(1, rows // k) if parametric and self.strategy == "replicate" else rows
-        lengths = self._lengths(arrays) if self.ragged else {}
-        first_cloud = self.preset.clouds[0].name
-        order = (
-            np.argsort(lengths[first_cloud], kind="stable")
-            if first_cloud in lengths
-            else np.arange(n)
-        )
-        for start in range(0, n, per_call):
-            sl = order[start : min(start + per_call, n)]
-            b = len(sl)
-            base = self._trimmed(arrays, sl, lengths)
-            if not parametric:
-                out[sl, 0] = sess.run([self.output_name], base)[0][:, self.score_index]
-            elif self.strategy == "hypotheses":
-                feed = {**base, "condition": self.conditions}
-                out[sl] = sess.run([self.output_name], feed)[0][:, :, self.score_index]
-            elif self.strategy == "replicate":
-                feed = {name: np.concatenate([v] * k) if k > 1 else v for name, v in base.items()}
-                feed["condition"] = np.repeat(self.conditions, b, axis=0)
-                res = sess.run([self.output_name], feed)[0][:, self.score_index]
-                out[sl] = res.reshape(k, b).T
-            else:
-                for j in range(k):
-                    feed = dict(base)
-                    feed["condition"] = np.ascontiguousarray(
-                        np.broadcast_to(self.conditions[j], (b, self.conditions.shape[1]))
-                    )
-                    out[sl, j] = sess.run([self.output_name], feed)[0][:, self.score_index]
-        return out
+        """Scores ``(N, n_hypotheses)`` for padded model inputs (no condition) of N graphs."""
+        return self.scorer.score(arrays)
 
     def _inputs(self, events: Any) -> tuple[GraphInputs, np.ndarray]:
         """Inputs for every object (selection as a spectator) and the selection mask."""
@@ -484,10 +231,10 @@ class Tagger(processor.ProcessorABC):
         run = selected & (inputs.clouds[first].counts > 0)
         arrays = {
             name: np.ascontiguousarray(getattr(inputs.clouds[c], kind)[run])
-            for name, (c, kind) in self.input_map.items()
+            for name, (c, kind) in self.scorer.input_map.items()
         }
         scores = np.full((len(inputs), len(self.names)), np.nan, dtype=np.float32)
-        scores[run] = self.score_arrays(arrays)
+        scores[run] = self.scorer.score(arrays)
         return inputs, selected, scores
 
     # -------------------------------------------------------------- outputs
@@ -657,30 +404,6 @@ def _is_dask(events: Any) -> bool:
     import dask_awkward as dak
 
     return isinstance(events, dak.Array)
-
-
-def _warn_outside_grid(
-    pp: Preprocess, hypotheses: Sequence[Mapping[str, float]], names: Sequence[str], model: str
-) -> None:
-    """Warn for hypotheses far outside the trained grid (see the margin below)."""
-    grid = pp.paratag.get("grid") or {}
-    points = [p for role in grid.values() for p in role] if isinstance(grid, Mapping) else []
-    if not points:
-        return
-    arr = np.asarray(points, float)
-    lo, hi = arr.min(axis=0), arr.max(axis=0)
-    # far = beyond half the grid's width, and at least 25% of the value, outside it
-    margin = np.maximum((hi - lo) / 2, 0.25 * np.maximum(np.abs(lo), np.abs(hi)))
-    for h in hypotheses:
-        x = np.array([float(h[n]) for n in names])
-        if np.any(x < lo - margin) or np.any(x > hi + margin):
-            rng = ", ".join(f"{n} {a:g}-{b:g}" for n, a, b in zip(names, lo, hi, strict=True))
-            warnings.warn(
-                f"{model}: hypothesis {dict(h)} is far outside the grid the model was trained "
-                f"and validated on ({rng}); its scores are an extrapolation",
-                UserWarning,
-                stacklevel=4,
-            )
 
 
 def parse_hypotheses(text: str | Path) -> list[dict[str, float]]:

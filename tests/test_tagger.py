@@ -93,11 +93,11 @@ def test_strategies_and_micro_batches_agree(model_dir, pf_events):
 def test_pickles_without_session(model_dir, pf_events):
     t = Tagger(model_dir[0] / "model.onnx", HYPS)
     t(pf_events[:2])
-    assert t._session is not None
+    assert t.scorer._session is not None
     blob = pickle.dumps(t)
     assert len(blob) < 20_000
     t2 = pickle.loads(blob)
-    assert t2._session is None
+    assert t2.scorer._session is None
     np.testing.assert_array_equal(t2.score_events(pf_events)[2], t.score_events(pf_events)[2])
 
 
@@ -290,7 +290,7 @@ def hypotheses_dir(tmp_path_factory):
 def test_hypotheses_graph_scores_equal_per_hypothesis_path(hypotheses_dir, model_dir, pf_events):
     out, model = hypotheses_dir
     auto = Tagger(out / "model.onnx", HYPS)
-    assert auto.strategy == "hypotheses" and auto.hypotheses_path.endswith("model_hypotheses.onnx")
+    assert auto.strategy == "hypotheses" and auto.scorer.hypotheses_path.endswith("model_hypotheses.onnx")
     got = auto.score_events(pf_events)[2]
     assert np.abs(got[:, 0] - got[:, 1]).max() > 1e-3  # the hypotheses really differ
     for kwargs in ({"strategy": "loop"}, {"strategy": "replicate"}):
@@ -300,8 +300,8 @@ def test_hypotheses_graph_scores_equal_per_hypothesis_path(hypotheses_dir, model
         t = Tagger(out / "model.onnx", HYPS, strategy="hypotheses", **kwargs)
         np.testing.assert_allclose(t.score_events(pf_events)[2], got, atol=1e-6)
     # the memory budget counts every hypothesis' attention on top of the trunk
-    assert auto.bytes_per_hypothesis > 0
-    per_graph = auto.bytes_per_graph + len(HYPS) * auto.bytes_per_hypothesis
+    assert auto.scorer.bytes_per_hypothesis > 0
+    per_graph = auto.scorer.bytes_per_graph + len(HYPS) * auto.scorer.bytes_per_hypothesis
     budget = 10.5 * per_graph / 2**20
     assert Tagger(out / "model.onnx", HYPS, memory_mb=budget).rows_per_call() == 10
     # against PyTorch directly
@@ -414,14 +414,15 @@ def test_ragged_batches_equal_fully_padded_scores(model_dir, hypotheses_dir, pf_
         got = ragged.score_events(pf_events)[2]
         np.testing.assert_allclose(got, ref, atol=1e-5)
         # the cut really happens: the fixture's jets are far shorter than max_length
-        arrays = {n: getattr(inputs.clouds[c], kind) for n, (c, kind) in ragged.input_map.items()}
-        lengths = ragged._lengths(arrays)["pf"]
+        scorer = ragged.scorer
+        arrays = {n: getattr(inputs.clouds[c], kind) for n, (c, kind) in scorer.input_map.items()}
+        lengths = scorer.lengths(arrays)["pf"]
         assert lengths.max() < arrays["mask"].shape[-1]
-        trimmed = ragged._trimmed(arrays, np.argsort(lengths)[:3], ragged._lengths(arrays))
+        trimmed = scorer.trimmed(arrays, np.argsort(lengths)[:3], scorer.lengths(arrays))
         assert trimmed["features"].shape[-1] < arrays["features"].shape[-1]
         assert (
             trimmed["features"].shape[-1] % 8 == 0
-            or trimmed["features"].shape[-1] == ragged.min_particles
+            or trimmed["features"].shape[-1] == scorer.min_particles
         )
 
 

@@ -157,7 +157,7 @@ def resolve_config(
     ``pair_kinematics: auto`` in the model options is resolved from ``preset``
     (the shards' preset) into channel indices, so the saved config is complete.
     """
-    from paratag.models.layers import DEFAULT_CONDITION_STATS
+    from paratag.conditions import CONDITION_DEFAULTS, ConditionSpace
 
     m = cfg.model
     names = m.condition_names or grid.names
@@ -167,9 +167,9 @@ def resolve_config(
         )
     mean, std = m.condition_mean, m.condition_std
     if not mean:
-        if all(n in DEFAULT_CONDITION_STATS for n in names):
-            mean = tuple(DEFAULT_CONDITION_STATS[n][0] for n in names)
-            std = tuple(DEFAULT_CONDITION_STATS[n][1] for n in names)
+        if all(n in CONDITION_DEFAULTS for n in names):
+            space = ConditionSpace.resolve(names)
+            mean, std = space.mean, space.std
         else:
             mean, std = grid.normalisation()
     options = dict(m.options)

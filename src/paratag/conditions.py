@@ -32,20 +32,23 @@ validates, the rest trains (:func:`fold_roles`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
-from paratag.errors import ConfigError, UnknownMassPointError
+from paratag.errors import ConfigError, InvalidValueError, UnknownMassPointError
 
 __all__ = [
+    "CONDITION_DEFAULTS",
     "GRID_PRESETS",
     "ROLES",
+    "ConditionSpace",
     "GridConfig",
     "MassGrid",
     "draw_background_conditions",
     "fold_roles",
+    "format_value",
     "match_points",
     "point_name",
     "uniform_hash",
@@ -87,13 +90,131 @@ GRID_PRESETS: dict[str, dict[str, tuple]] = {
 }
 
 
+#: Normalisation (mean, std) in GeV of the analysis grids' parameters, used when a
+#: config gives none (the charged-Higgs grids above; X->bb runs take the grid's own).
+CONDITION_DEFAULTS: dict[str, tuple[float, float]] = {
+    "mHc": (130.0, 20.0),
+    "mA": (90.0, 10.0),
+}
+
+
+def format_value(v: float) -> str:
+    """A mass in names: ``130`` → ``130``, ``100.5`` → ``100p5``, ``-5`` → ``m5``."""
+    v = float(v)
+    text = str(int(v)) if v.is_integer() else f"{v:g}"
+    return text.replace(".", "p").replace("-", "m")
+
+
 def point_name(point: Sequence[float], names: Sequence[str]) -> str:
-    """Canonical text name of a grid point, e.g. ``mHc130_mA90``."""
-    return "_".join(f"{n}{_fmt(v)}" for n, v in zip(names, point, strict=True))
+    """Canonical text name of a grid point, e.g. ``mHc130_mA90`` (datasets, hypotheses, keys)."""
+    return "_".join(f"{n}{format_value(v)}" for n, v in zip(names, point, strict=True))
 
 
-def _fmt(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:g}".replace(".", "p")
+@dataclasses.dataclass(frozen=True)
+class ConditionSpace:
+    """The condition parameters of a model: names and the normalisation of physical values.
+
+    A network sees ``(physical - mean) / std``; ``preprocess.json`` stores the same as
+    the condition's ``var_infos`` (``median`` = mean, ``norm_factor`` = 1/std).
+
+    Attributes:
+        names: parameter names, e.g. ``("mHc", "mA")``; empty for an unconditioned model.
+        mean: per-parameter mean (GeV).
+        std: per-parameter standard deviation (GeV, > 0).
+    """
+
+    names: tuple[str, ...] = ()
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        k = len(self.names)
+        if len(self.mean) != k or len(self.std) != k:
+            raise ConfigError(
+                f"condition_mean/condition_std need {k} values each for {list(self.names)}, "
+                f"got {list(self.mean)} and {list(self.std)}"
+            )
+        if any(not s > 0 for s in self.std):
+            raise ConfigError(f"condition_std must be positive, got {list(self.std)}")
+
+    @classmethod
+    def resolve(
+        cls, names: Sequence[str], mean: Sequence[float] = (), std: Sequence[float] = ()
+    ) -> ConditionSpace:
+        """Given mean/std, or :data:`CONDITION_DEFAULTS` for well-known names."""
+        names = tuple(str(n) for n in names)
+        if mean or std or not names:
+            return cls(names, tuple(float(m) for m in mean), tuple(float(s) for s in std))
+        unknown = [n for n in names if n not in CONDITION_DEFAULTS]
+        if unknown:
+            raise ConfigError(
+                f"no default normalisation for condition parameter(s) {unknown}; set "
+                "model.condition_mean and model.condition_std in the config"
+            )
+        return cls(
+            names,
+            tuple(CONDITION_DEFAULTS[n][0] for n in names),
+            tuple(CONDITION_DEFAULTS[n][1] for n in names),
+        )
+
+    @classmethod
+    def from_var_infos(
+        cls, names: Sequence[str], var_infos: Mapping[str, Mapping[str, Any]]
+    ) -> ConditionSpace:
+        """From a preprocess condition block's ``var_infos``."""
+        infos = [var_infos[n] for n in names]
+        return cls(
+            tuple(names),
+            tuple(float(i["median"]) for i in infos),
+            tuple(1.0 / float(i["norm_factor"]) for i in infos),
+        )
+
+    def var_infos(self) -> dict[str, dict[str, float]]:
+        """``{name: {"median": mean, "norm_factor": 1/std}}`` for ``preprocess.json``."""
+        return {
+            n: {"median": m, "norm_factor": 1.0 / s}
+            for n, m, s in zip(self.names, self.mean, self.std, strict=True)
+        }
+
+    def normalise(self, physical: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        """Physical values ``(N, K)`` → normalised float32 ``(N, K)``."""
+        x = np.asarray(physical, np.float64)
+        return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+    def name(self, point: Sequence[float]) -> str:
+        """Text name of a point (:func:`point_name`)."""
+        return point_name(point, self.names)
+
+    def rows(self, hypotheses: Sequence[Mapping[str, float]], where: str = "") -> np.ndarray:
+        """Physical rows ``(H, K)`` of hypotheses given as mappings, validated."""
+        example = f"[{{{', '.join(f'{n!r}: ...' for n in self.names)}}}]"
+        if isinstance(hypotheses, Mapping) or not all(isinstance(h, Mapping) for h in hypotheses):
+            raise ConfigError(
+                f"{where}hypotheses must be a list of mappings, e.g. {example}, got {hypotheses!r}"
+            )
+        rows = []
+        for h in hypotheses:
+            if set(h) != set(self.names):
+                raise ConfigError(
+                    f"{where}hypothesis {dict(h)} must give exactly the condition names "
+                    f"{list(self.names)}"
+                )
+            bad = {
+                n: h[n]
+                for n in self.names
+                if isinstance(h[n], bool) or not isinstance(h[n], (int, float, np.number))
+            }
+            if bad:
+                raise ConfigError(
+                    f"{where}hypothesis {dict(h)}: values {bad} are not numbers (GeV)"
+                )
+            rows.append([float(h[n]) for n in self.names])
+        arr = np.asarray(rows, np.float64).reshape(len(rows), len(self.names))
+        if not np.all(np.isfinite(arr)):
+            raise InvalidValueError(
+                f"{where}hypotheses {list(map(dict, hypotheses))} hold NaN or inf"
+            )
+        return arr
 
 
 @dataclasses.dataclass(frozen=True)

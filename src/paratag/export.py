@@ -46,6 +46,7 @@ from paratag.preprocess import (
     write_preprocess,
 )
 from paratag.presets import Preset, load_preset
+from paratag.scoring import onnx_session
 
 __all__ = [
     "ExportResult",
@@ -429,12 +430,8 @@ def check_hypotheses_parity(
     Cases are reported as ``(batch size, particles, max |Δ|)`` like
     :func:`check_parity`; every batch size is tried with each hypothesis count.
     """
-    import onnxruntime as ort
-
     torch = _torch()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    session = onnx_session(onnx_path, threads=1)
     n_rows = len(inputs["mask"])
     k = inputs["condition"].shape[1]
     rng = np.random.default_rng(1)
@@ -545,17 +542,13 @@ def check_parity(
     and at a smaller one (the inputs truncated, which keeps them valid since
     constituents are sorted), so both dynamic axes are exercised.
     """
-    import onnxruntime as ort
-
     torch = _torch()
     names = list(inputs)
     n_rows = len(next(iter(inputs.values())))
     p_full = inputs["mask"].shape[2]
     p_small = max(min_particles(model), p_full // 2)
     counts = [p_full] if p_small >= p_full else [p_full, p_small]
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    session = onnx_session(onnx_path, threads=1)
     was_training, threads = model.training, torch.get_num_threads()
     model.eval()
     torch.set_num_threads(1)  # tiny batches: one thread is fastest and does not oversubscribe

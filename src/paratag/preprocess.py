@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from paratag import __version__
+from paratag.conditions import ConditionSpace
 from paratag.errors import ConfigError, InputFileError, ModelMismatchError, SchemaError
 from paratag.features import FeatureSpec
 from paratag.presets import Preset, load_preset
@@ -273,10 +274,10 @@ def preprocess_for(
                     f"condition_mean and condition_std each (got {list(condition_names)}, "
                     f"{list(condition_mean)}, {list(condition_std)})"
                 )
-            infos = {
-                n: {**_DEFAULT_INFO, "median": float(m), "norm_factor": 1.0 / float(s)}
-                for n, m, s in zip(condition_names, condition_mean, condition_std, strict=False)
-            }
+            space = ConditionSpace(
+                tuple(condition_names), tuple(condition_mean), tuple(condition_std)
+            )
+            infos = {n: {**_DEFAULT_INFO, **v} for n, v in space.var_infos().items()}
             blocks[name] = InputBlock(name, tuple(condition_names), infos, 1, 1)
             continue
         cloud_name, kind = split_input_name(name, first)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from paratag.conditions import draw_background_conditions
+from paratag.conditions import ConditionSpace, draw_background_conditions
 from paratag.errors import InputFileError, InvalidValueError
 from paratag.shards import read_manifest, read_shard
 
@@ -169,7 +169,7 @@ class GraphDataset(Dataset):
         condition: physical condition (len(rows), K); NaN rows are backgrounds
             whose condition is drawn from ``background_points`` every epoch.
         weight: training weight per row.
-        mean, std: condition normalisation (the model's).
+        space: the model's condition normalisation (None: the condition as given).
         background_points: grid to draw background conditions from.
         background_probabilities: their probabilities (default uniform).
         group: optional int per row (validation mass-point index).
@@ -189,8 +189,7 @@ class GraphDataset(Dataset):
         condition: np.ndarray,
         weight: np.ndarray,
         *,
-        mean: Sequence[float] = (),
-        std: Sequence[float] = (),
+        space: ConditionSpace | None = None,
         background_points: Sequence[Sequence[float]] = (),
         background_probabilities: Sequence[float] | None = None,
         group: np.ndarray | None = None,
@@ -211,8 +210,7 @@ class GraphDataset(Dataset):
         if len(self.weight) != n or (self.group is not None and len(self.group) != n):
             raise ValueError("rows, condition, weight and group must have the same length")
         k = self.condition.shape[1]
-        self.mean = np.asarray(mean if len(mean) else np.zeros(k), np.float32)
-        self.std = np.asarray(std if len(std) else np.ones(k), np.float32)
+        self.space = space
         self.background = ~np.all(np.isfinite(self.condition), axis=1)
         if self.background.any() and k and not len(background_points):
             raise ValueError("background rows need background_points to draw conditions from")
@@ -274,7 +272,9 @@ class GraphDataset(Dataset):
         batch = {k: torch.from_numpy(v) for k, v in self.store.gather(rows, self.keys).items()}
         mass = self.conditions_for(positions, epoch)
         batch["mass"] = torch.from_numpy(mass)
-        batch["condition"] = torch.from_numpy((mass - self.mean) / self.std)
+        batch["condition"] = torch.from_numpy(
+            mass if self.space is None else self.space.normalise(mass)
+        )
         batch["label"] = torch.from_numpy(self.labels[positions])
         batch["weight"] = torch.from_numpy(self.phase(epoch)[0][positions])
         if self.group is not None:

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from paratag.conditions import MassGrid, fold_roles, match_points
+from paratag.conditions import ConditionSpace, MassGrid, fold_roles, match_points
 from paratag.data.dataset import GraphDataset, ShardStore
 from paratag.errors import ConfigError, InvalidValueError, UnknownMassPointError
 
@@ -176,7 +176,8 @@ class SampleBuilder:
         spectator: str | None = None,
     ) -> None:
         self.store, self.grid, self.config = store, grid, config
-        self.mean, self.std, self.seed, self.spectator = tuple(mean), tuple(std), seed, spectator
+        self.space = ConditionSpace(grid.names, tuple(mean), tuple(std))
+        self.seed, self.spectator = seed, spectator
         t = store.table
         names = store.condition_names
         if list(names) != list(grid.names):
@@ -285,8 +286,7 @@ class SampleBuilder:
             cond,
             weight,
             labels=self.label[rows] if labels is None else labels,
-            mean=self.mean,
-            std=self.std,
+            space=self.space,
             seed=self.seed,
             use_sv=self.config.use_sv,
             spectator=self.spectator,
@@ -436,7 +436,7 @@ class SampleBuilder:
         """
         if self.config.wrong_mass_weight <= 0 or len(points) < 2 or not len(rows):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        z = (np.asarray(points, np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
+        z = self.space.normalise(points).astype(np.float64)
         d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
         np.fill_diagonal(d2, np.inf)
         prob = 1.0 / np.maximum(d2, 1e-12)

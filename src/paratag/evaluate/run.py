@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from paratag.conditions import MassGrid, draw_background_conditions
+from paratag.conditions import ConditionSpace, MassGrid, draw_background_conditions
 from paratag.data.dataset import ShardStore
 from paratag.data.selection import SampleBuilder, balance_weights
 from paratag.errors import ConfigError, InputFileError
@@ -71,8 +71,7 @@ class _Model:
 
     module: torch.nn.Module
     info: dict[str, Any]
-    mean: np.ndarray
-    std: np.ndarray
+    space: ConditionSpace
     use_sv: bool
 
 
@@ -91,13 +90,9 @@ def _load_model(path: Path, device: torch.device) -> _Model:
     from paratag.models.io import load_model
 
     module, info = load_model(path, device=device)
-    return _Model(
-        module,
-        dict(info),
-        np.asarray(info["condition_mean"], np.float32),
-        np.asarray(info["condition_std"], np.float32),
-        bool(info["input_dims"].get("sv_dims")),
-    )
+    names = tuple(getattr(module, "condition_names", ()))
+    space = ConditionSpace(names, tuple(info["condition_mean"]), tuple(info["condition_std"]))
+    return _Model(module, dict(info), space, bool(info["input_dims"].get("sv_dims")))
 
 
 def _load_run(run_dir: str | Path, device: torch.device) -> _Run:
@@ -170,7 +165,7 @@ class _Sample:
         self.store = ShardStore(path, cfg.data.cache_size, spectators=specs)
         m = run.model
         b = SampleBuilder(
-            self.store, run.grid, cfg.data, mean=tuple(m.mean), std=tuple(m.std), seed=cfg.seed
+            self.store, run.grid, cfg.data, mean=m.space.mean, std=m.space.std, seed=cfg.seed
         )
         train_path = Path(cfg.data.shards) if cfg.data.shards else None
         same = train_path is not None and train_path.is_dir() and _same_shards(path, train_path)
@@ -234,7 +229,7 @@ class _Scorer:
 
         sv = ["sv_points", "sv_features", "sv_mask"] if model.use_sv else []
         order = np.argsort(rows, kind="stable")  # read shard files in order
-        n, k = len(rows), len(model.mean)
+        n, k = len(rows), len(model.space.names)
         out = np.zeros(
             (n, len(conditions), int(model.info["model_config"]["n_classes"])), np.float32
         )
@@ -246,8 +241,7 @@ class _Scorer:
             for j, c in enumerate(conditions):
                 c = np.asarray(c, np.float32)
                 phys = np.broadcast_to(c.reshape(1, k), (len(idx), k)) if c.ndim == 1 else c[idx]
-                norm = ((phys - model.mean) / model.std).astype(np.float32)
-                batch["condition"] = torch.from_numpy(norm).to(self.device)
+                batch["condition"] = torch.from_numpy(model.space.normalise(phys)).to(self.device)
                 logits = graph_forward(model.module, batch).float()
                 out[idx, j] = torch.softmax(logits, dim=1).cpu().numpy()
         return out

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paratag.conditions import ConditionSpace
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InvalidValueError
 from paratag.graphs import knn
@@ -30,7 +31,6 @@ from paratag.models.kinematics import PAIR_FEATURES, PairKinematics, pair_featur
 
 __all__ = [
     "PARTICLENET_BACKBONES",
-    "DEFAULT_CONDITION_STATS",
     "ConditionedModel",
     "EdgeConvBlock",
     "FiLM",
@@ -59,12 +59,6 @@ PARTICLENET_BACKBONES: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Default normalisation (mean, std) of well-known condition parameters in GeV.
-DEFAULT_CONDITION_STATS: dict[str, tuple[float, float]] = {
-    "mHc": (130.0, 20.0),
-    "mA": (90.0, 10.0),
-}
-
 
 class ConditionedModel(nn.Module):
     """Base of every paratag model: names, class count and condition normalisation.
@@ -89,12 +83,20 @@ class ConditionedModel(nn.Module):
         super().__init__()
         if n_classes < 2:
             raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
-        names = tuple(condition_names)
-        mean, std = _condition_stats(names, tuple(condition_mean), tuple(condition_std))
+        space = ConditionSpace.resolve(condition_names, condition_mean, condition_std)
         self.n_classes = int(n_classes)
-        self.condition_names: tuple[str, ...] = names
-        self.register_buffer("condition_mean", torch.tensor(mean, dtype=torch.float32))
-        self.register_buffer("condition_std", torch.tensor(std, dtype=torch.float32))
+        self.condition_names: tuple[str, ...] = space.names
+        self.register_buffer("condition_mean", torch.tensor(space.mean, dtype=torch.float32))
+        self.register_buffer("condition_std", torch.tensor(space.std, dtype=torch.float32))
+
+    @property
+    def condition_space(self) -> ConditionSpace:
+        """Names and normalisation of the condition (:class:`~paratag.conditions.ConditionSpace`)."""
+        return ConditionSpace(
+            self.condition_names,
+            tuple(self.condition_mean.tolist()),
+            tuple(self.condition_std.tolist()),
+        )
 
     @property
     def n_conditions(self) -> int:
@@ -128,32 +130,6 @@ class ConditionedModel(nn.Module):
             "condition_mean": cfg.condition_mean,
             "condition_std": cfg.condition_std,
         }
-
-
-def _condition_stats(
-    names: tuple[str, ...], mean: tuple[float, ...], std: tuple[float, ...]
-) -> tuple[list[float], list[float]]:
-    """Resolve per-parameter (mean, std), falling back to :data:`DEFAULT_CONDITION_STATS`."""
-    k = len(names)
-    if len(mean) == k and len(std) == k:
-        if any(s <= 0 for s in std):
-            raise ConfigError(f"condition_std must be positive, got {list(std)}")
-        return [float(m) for m in mean], [float(s) for s in std]
-    if mean or std:
-        raise ConfigError(
-            f"condition_mean/condition_std need {k} values each for {list(names)}, "
-            f"got {list(mean)} and {list(std)}"
-        )
-    unknown = [n for n in names if n not in DEFAULT_CONDITION_STATS]
-    if unknown:
-        raise ConfigError(
-            f"no default normalisation for condition parameter(s) {unknown}; set "
-            f"model.condition_mean and model.condition_std in the config"
-        )
-    return (
-        [DEFAULT_CONDITION_STATS[n][0] for n in names],
-        [DEFAULT_CONDITION_STATS[n][1] for n in names],
-    )
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
