@@ -168,8 +168,8 @@ def bench_jets(
 
     from paratag.config import ModelConfig
     from paratag.data.images import JetImageConfig, jet_images
+    from paratag.inputs import build_inputs
     from paratag.models import build_model
-    from paratag.presets import build_inputs
 
     imgs, pts, fts, msk, labels = [], [], [], [], []
     cfg = JetImageConfig(pt_min=200.0, eta_max=2.4, max_jets=100)

@@ -23,7 +23,7 @@ import numpy as np
 import uproot
 
 from paratag.graphs import pad_cloud
-from paratag.presets import build_inputs
+from paratag.inputs import build_inputs
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "pfnano.root"
 P = 100

@@ -105,7 +105,7 @@ def _peer(torchscript: Path, n_features: int | None = None):
     """
     from coffea.ml_tools.torch_wrapper import torch_wrapper
 
-    from paratag.presets import build_inputs
+    from paratag.inputs import build_inputs
 
     class ParticleNetWrapper(torch_wrapper):
         """coffea's prepare_awkward pattern: awkward in, (args, kwargs) of arrays out."""

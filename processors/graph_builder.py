@@ -25,9 +25,10 @@ import numpy as np
 from coffea import processor
 
 from paratag.errors import ConfigError
+from paratag.inputs import GraphInputs, build_inputs
 from paratag.integrity import check_chunk_counts
 from paratag.labels import TRUTH_FIELD, TruthMatch, truth_matched
-from paratag.presets import GraphInputs, Preset, build_inputs, load_preset
+from paratag.presets import Preset, load_preset
 from paratag.validity import OnInvalid, check_on_invalid, warn_invalid
 
 __all__ = ["GraphBuilder", "graph_arrays"]

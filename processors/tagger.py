@@ -7,7 +7,7 @@ Example:
     >>> out = runner(fileset, processor_instance=Tagger("export/model.onnx", hyps, output="hist"))
     >>> scored = dask_awkward.map_partitions(tagger, dask_events)   # NanoEvents mode="dask"
 
-Inputs are built by :func:`paratag.presets.build_inputs` (the function
+Inputs are built by :func:`paratag.inputs.build_inputs` (the function
 GraphBuilder uses) with the preset stored in ``preprocess.json``; the network runs
 in :class:`paratag.scoring.OnnxScorer` (hypothesis strategies, ragged
 micro-batches, the onnxruntime session cache), shared with the export checks.
@@ -32,11 +32,12 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
-from paratag.conditions import point_name
+from paratag.conditions import parse_hypotheses, point_name
 from paratag.errors import ConfigError, ModelMismatchError
+from paratag.inputs import GraphInputs, build_inputs
 from paratag.integrity import check_chunk_counts
 from paratag.preprocess import Preprocess, load_preprocess, preprocess_for
-from paratag.presets import GraphInputs, Preset, build_inputs, load_preset
+from paratag.presets import Preset, load_preset
 from paratag.scoring import OnnxScorer, Strategy, resolve_providers
 from paratag.validity import OnInvalid, check_on_invalid, warn_invalid
 
@@ -404,45 +405,6 @@ def _is_dask(events: Any) -> bool:
     import dask_awkward as dak
 
     return isinstance(events, dak.Array)
-
-
-def parse_hypotheses(text: str | Path) -> list[dict[str, float]]:
-    """Hypotheses from ``"mHc=130,mA=90;mHc=160,mA=90"`` or a YAML/JSON file holding a list."""
-    from paratag.config import read_mapping
-
-    p = Path(str(text))
-    if p.suffix in (".yaml", ".yml", ".json") and p.is_file():
-        data = read_mapping(p).get("hypotheses")
-        if not isinstance(data, list) or not all(isinstance(h, Mapping) for h in data):
-            raise ConfigError(f"{p}: expected `hypotheses: [{{mHc: 130, mA: 90}}, ...]`")
-        out = []
-        for h in data:
-            bad = {
-                k: v for k, v in h.items() if isinstance(v, bool) or not isinstance(v, int | float)
-            }
-            if bad:
-                raise ConfigError(f"{p}: hypothesis {dict(h)} has non-numeric values {bad}")
-            out.append({str(k): float(v) for k, v in h.items()})
-        return out
-    out = []
-    for part in filter(None, (s.strip() for s in str(text).split(";"))):
-        hyp: dict[str, float] = {}
-        for item in part.split(","):
-            key, sep, value = item.partition("=")
-            key = key.strip()
-            try:
-                number = float(value)
-            except ValueError:
-                sep = ""
-            if not sep or not key:
-                raise ConfigError(
-                    f"hypothesis {part!r}: write name=value pairs with numbers, e.g. mHc=130,mA=90"
-                )
-            if key in hyp:
-                raise ConfigError(f"hypothesis {part!r}: {key!r} is given twice")
-            hyp[key] = number
-        out.append(hyp)
-    return out
 
 
 def score_fileset(

@@ -238,7 +238,7 @@ def test_jet_images_on_real_pfnano():
 def test_jet_images_same_jets_as_graph_preset():
     import coffea.nanoevents as ne
 
-    from paratag.presets import build_inputs
+    from paratag.inputs import build_inputs
 
     ev = ne.NanoEventsFactory.from_root(
         {str(PFNANO): "Events"}, schemaclass=ne.PFNanoAODSchema, mode="eager"

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 from paratag.training import load_model
-from paratag.training.run import TrainConfig, dedicated_trainer, train
+from paratag.training.dedicated import dedicated_trainer
+from paratag.training.run import TrainConfig, train
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 

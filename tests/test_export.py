@@ -17,13 +17,11 @@ from conftest import TINY_PN
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InputFileError, ModelMismatchError, SchemaError
 from paratag.export import export_model
+from paratag.inputs import build_inputs
+from paratag.model_check import check_model
 from paratag.models import build_model
-from paratag.preprocess import (
-    check_model,
-    load_preprocess,
-    preset_from_preprocess,
-)
-from paratag.presets import build_inputs, load_preset
+from paratag.preprocess import load_preprocess, preset_from_preprocess
+from paratag.presets import load_preset
 
 TINY_IN = {"relational_hidden": [8], "edge_dim": 4, "object_hidden": [8], "object_dim": 4}
 

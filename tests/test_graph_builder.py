@@ -80,7 +80,7 @@ def test_iterative_output(iterative_output):
 
 
 def test_same_arrays_as_direct_build(iterative_output, pfnano_path):
-    from paratag.presets import build_inputs
+    from paratag.inputs import build_inputs
 
     direct = build_inputs(load_events(pfnano_path), "jet")
     np.testing.assert_array_equal(

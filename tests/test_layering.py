@@ -17,7 +17,7 @@ WORKFLOWS = {"cli.py", "demo.py", "validate.py"}
 #: what the core still takes from training, and why (each entry is a debt to pay, not a licence)
 ALLOWED = {
     # the run's config.yaml is a TrainConfig, whose loss/schedule sections live in training
-    ("evaluate/run.py", "paratag.training.run", "load_train_config"),
+    ("evaluate/runs.py", "paratag.training.config", "load_train_config"),
 }
 
 

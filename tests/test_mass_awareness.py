@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from paratag.training.run import TrainConfig, train, train_inclusive
+from paratag.training.inclusive import train_inclusive
+from paratag.training.run import TrainConfig, train
 
 from paratag.config import from_dict
 from paratag.data.synthetic import make_synthetic_shards

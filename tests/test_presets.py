@@ -6,7 +6,8 @@ import uproot
 
 from conftest import load_events
 from paratag.errors import ConfigError, InvalidValueError, SchemaError
-from paratag.presets import build_inputs, builtin_presets, load_preset
+from paratag.inputs import build_inputs
+from paratag.presets import builtin_presets, load_preset
 
 JET_BRANCHES = (
     "run",

@@ -24,8 +24,9 @@ from paratag.cli import app
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InputFileError, ModelMismatchError, SchemaError
 from paratag.export import export_model
+from paratag.inputs import build_inputs
 from paratag.models import build_model
-from paratag.presets import build_inputs, load_preset
+from paratag.presets import load_preset
 from paratag.runner import make_executor
 
 HYPS = [{"mHc": 130, "mA": 90}, {"mHc": 160, "mA": 100}, {"mHc": 100.5, "mA": 60}]
@@ -290,7 +291,9 @@ def hypotheses_dir(tmp_path_factory):
 def test_hypotheses_graph_scores_equal_per_hypothesis_path(hypotheses_dir, model_dir, pf_events):
     out, model = hypotheses_dir
     auto = Tagger(out / "model.onnx", HYPS)
-    assert auto.strategy == "hypotheses" and auto.scorer.hypotheses_path.endswith("model_hypotheses.onnx")
+    assert auto.strategy == "hypotheses" and auto.scorer.hypotheses_path.endswith(
+        "model_hypotheses.onnx"
+    )
     got = auto.score_events(pf_events)[2]
     assert np.abs(got[:, 0] - got[:, 1]).max() > 1e-3  # the hypotheses really differ
     for kwargs in ({"strategy": "loop"}, {"strategy": "replicate"}):

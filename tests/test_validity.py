@@ -14,7 +14,8 @@ from helpers_root import write_subset
 from paratag.build import BuildConfig, build_shards
 from paratag.cli import app
 from paratag.errors import ConfigError, InvalidValueError
-from paratag.presets import build_inputs, load_preset
+from paratag.inputs import build_inputs
+from paratag.presets import load_preset
 from paratag.shards import read_manifest
 from paratag.validity import InvalidInputWarning, check_on_invalid, invalid_mask
 

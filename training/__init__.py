@@ -4,7 +4,10 @@
 - :mod:`~paratag.training.losses`: weighted CE, physics-informed difficulty, DisCo;
 - :mod:`~paratag.training.loop`: the generic :func:`fit` loop (reusable by any model);
 - :mod:`~paratag.training.checkpoint`: RNG state (the checkpoint format is :mod:`paratag.models.io`);
+- :mod:`~paratag.training.config`: :class:`TrainConfig` (the train YAML), seeds, fingerprints;
 - :mod:`~paratag.training.run`: :func:`train`, the ``paratag train`` command;
+- :mod:`~paratag.training.dedicated`: dedicated (one-point) models on demand, cached;
+- :mod:`~paratag.training.inclusive`: the inclusive (all-masses, unconditioned) baseline;
 - :mod:`~paratag.training.tune`: Optuna search, the ``paratag tune`` command;
 - :mod:`~paratag.training.ddp`: torchrun/DDP set-up (device selection is :mod:`paratag.runtime`).
 
@@ -26,12 +29,12 @@ _LAZY = {
     "fit": "paratag.training.loop",
     "evaluate": "paratag.training.loop",
     "load_model": "paratag.training.checkpoint",
-    "TrainConfig": "paratag.training.run",
-    "load_train_config": "paratag.training.run",
+    "TrainConfig": "paratag.training.config",
+    "load_train_config": "paratag.training.config",
     "train": "paratag.training.run",
-    "train_inclusive": "paratag.training.run",
-    "train_dedicated": "paratag.training.run",
-    "dedicated_trainer": "paratag.training.run",
+    "train_inclusive": "paratag.training.inclusive",
+    "train_dedicated": "paratag.training.dedicated",
+    "dedicated_trainer": "paratag.training.dedicated",
     "TuneConfig": "paratag.training.tune",
     "tune": "paratag.training.tune",
 }

@@ -18,289 +18,62 @@ initialisation, data order and background condition draws of every stage.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import random
 import time
-import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from paratag.training import ddp
 from paratag.training.checkpoint import load_checkpoint, save_checkpoint
+from paratag.training.config import (
+    STAGE3_ONLY_DATA,
+    TrainConfig,
+    derive_seed,
+    load_train_config,
+    recorded_fingerprint,
+    resolve_config,
+    seed_everything,
+    stage1_fingerprint,
+    trained_with,
+)
 from paratag.training.loop import FitResult, fit, softmax_score
-from paratag.training.losses import LossConfig, make_loss
+from paratag.training.losses import make_loss
 from paratag.training.monitor import MetricsLogger
 from paratag.training.schedule import (
-    Stage1Config,
-    Stage2Config,
-    Stage3Config,
     averaging_weights,
     curriculum_phases,
     init_from_average,
     rank_points,
 )
 
-from paratag.conditions import GridConfig, MassGrid
-from paratag.config import ModelConfig, dump, from_dict, read_mapping, to_dict
+from paratag.conditions import MassGrid
+from paratag.config import dump, to_dict
 from paratag.data.dataset import GraphDataset, ShardStore, make_loader
 from paratag.data.sampler import EpochBatchSampler
-from paratag.data.selection import DataConfig, SampleBuilder
+from paratag.data.selection import SampleBuilder
 from paratag.errors import ConfigError, InputFileError
 
 __all__ = [
+    "STAGE3_ONLY_DATA",
     "TrainConfig",
-    "dedicated_config",
-    "dedicated_trainer",
     "derive_seed",
     "load_train_config",
     "resolve_config",
     "seed_everything",
     "stage1_fingerprint",
     "train",
-    "train_dedicated",
-    "train_inclusive",
 ]
 
 
 log = logging.getLogger("paratag.training")
 
 
-def _default_model() -> ModelConfig:
-    return ModelConfig(name="parametric_particlenet")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """A whole training run (the train YAML).
-
-    Attributes:
-        data: shards, folds, weights (:class:`~paratag.data.selection.DataConfig`).
-        grid: mass grid and splits (:class:`~paratag.conditions.GridConfig`).
-        model: the model (``condition_names``/mean/std default to the grid's).
-        loss: the loss (:class:`~paratag.training.losses.LossConfig`).
-        stage1, stage2, stage3: the schedule (:mod:`paratag.training.schedule`).
-        run_dir: output directory.
-        seed: controls initialisation, data order and background condition draws.
-        device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
-        progress: tqdm bars (only on a TTY, never with CI=true).
-        tensorboard: write TensorBoard scalars.
-        threads: torch CPU threads during the run (None: torch's default). Small
-            graph models train fastest with 1 thread per process on busy machines.
-    """
-
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    grid: GridConfig = dataclasses.field(default_factory=GridConfig)
-    model: ModelConfig = dataclasses.field(default_factory=_default_model)
-    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
-    stage1: Stage1Config = dataclasses.field(default_factory=Stage1Config)
-    stage2: Stage2Config = dataclasses.field(default_factory=Stage2Config)
-    stage3: Stage3Config = dataclasses.field(default_factory=Stage3Config)
-    run_dir: str = "runs/paratag"
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    progress: bool = True
-    tensorboard: bool = True
-    threads: int | None = None
-
-
-def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a train YAML; ``path`` may also name a packaged config (``demo`` -> ``train_demo.yaml``).
-
-    Keyword overrides (``shards``, ``run_dir``, ``device``, ``seed``) replace
-    the file's values when not None.
-    """
-    p = Path(path)
-    if not p.is_file():
-        from importlib import resources
-
-        packaged = resources.files("paratag") / "configs" / f"train_{path}.yaml"
-        if not packaged.is_file():
-            raise ConfigError(
-                f"{p}: train config does not exist (nor a packaged config train_{path}.yaml)"
-            )
-        p = Path(str(packaged))
-    cfg = from_dict(TrainConfig, read_mapping(p), where=str(p))
-    if overrides.get("shards") is not None:
-        cfg = dataclasses.replace(
-            cfg, data=dataclasses.replace(cfg.data, shards=str(overrides["shards"]))
-        )
-    top: dict[str, Any] = {
-        k: (str(v) if k == "run_dir" else v)
-        for k, v in overrides.items()
-        if k in ("run_dir", "device", "seed") and v is not None
-    }
-    return dataclasses.replace(cfg, **top) if top else cfg
-
-
-def derive_seed(seed: int, *tags: object) -> int:
-    """A stable sub-seed for a stage/point (crc32, identical in every process)."""
-    return zlib.crc32(":".join(map(str, (seed, *tags))).encode()) & 0x7FFFFFFF
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - code outside paratag may use the global RNG
-    torch.manual_seed(seed)
-
-
-def resolve_config(
-    cfg: TrainConfig, grid: MassGrid, preset: Mapping[str, Any] | None = None
-) -> TrainConfig:
-    """Fill the model's condition names and normalisation from the grid.
-
-    ``pair_kinematics: auto`` in the model options is resolved from ``preset``
-    (the shards' preset) into channel indices, so the saved config is complete.
-    """
-    from paratag.conditions import CONDITION_DEFAULTS, ConditionSpace
-
-    m = cfg.model
-    names = m.condition_names or grid.names
-    if tuple(names) != tuple(grid.names):
-        raise ConfigError(
-            f"model.condition_names {list(names)} differ from grid.names {list(grid.names)}"
-        )
-    mean, std = m.condition_mean, m.condition_std
-    if not mean:
-        if all(n in CONDITION_DEFAULTS for n in names):
-            space = ConditionSpace.resolve(names)
-            mean, std = space.mean, space.std
-        else:
-            mean, std = grid.normalisation()
-    options = dict(m.options)
-    if options.get("pair_kinematics") == "auto":
-        if preset is None:
-            raise ConfigError(
-                "model.options.pair_kinematics: auto needs the shards' preset; pass the shards"
-            )
-        from paratag.presets import load_preset
-
-        options["pair_kinematics"] = load_preset(preset).pair_kinematics()
-    model = dataclasses.replace(
-        m,
-        condition_names=tuple(names),
-        condition_mean=tuple(mean),
-        condition_std=tuple(std),
-        options=options,
-    )
-    return dataclasses.replace(cfg, model=model)
-
-
-#: data settings that only stage 3 reads (a stage-1 model does not depend on them)
-STAGE3_ONLY_DATA = ("wrong_mass_weight", "wrong_mass_label")
-
-
-def stage1_fingerprint(cfg: TrainConfig) -> str:
-    """Hash of everything a stage-1 (or inclusive) model depends on, of a resolved config.
-
-    Data, training points (the loss normalises its difficulty over them), model,
-    loss, stage-1 schedule and seed; not the run directory, device, stages 2-3 or
-    the stage-3-only data settings.
-    """
-    d = to_dict(cfg)
-    key = {
-        "data": {k: v for k, v in d["data"].items() if k not in STAGE3_ONLY_DATA},
-        "train_points": d["grid"]["train"],
-        **{k: d[k] for k in ("model", "loss", "stage1", "seed")},
-    }
-    return (
-        zlib.crc32(json.dumps(key, sort_keys=True, default=str).encode()).to_bytes(4, "big").hex()
-    )
-
-
-def _recorded_fingerprint(path: Path) -> str | None:
-    """Stage-1 fingerprint of the config a run directory recorded (None if unreadable)."""
-    if not path.is_file():
-        return None
-    try:
-        return stage1_fingerprint(load_train_config(path))
-    except (ConfigError, OSError, ValueError):
-        return None
-
-
-def _trained_with(path: Path, fingerprint: str, legacy: str | None) -> bool:
-    """Whether the checkpoint at ``path`` exists and was trained with ``fingerprint``.
-
-    A checkpoint written before fingerprints were recorded counts as trained with
-    ``legacy`` (the fingerprint of the config its run directory recorded), if given.
-    """
-    if not path.is_file():
-        return False
-    recorded = load_checkpoint(path)["info"].get("fingerprint")
-    return (legacy if recorded is None else recorded) == fingerprint
-
-
-def dedicated_config(cfg: TrainConfig, point: Sequence[float], run_dir: str | Path) -> TrainConfig:
-    """The run config of a dedicated model at ``point`` for the run ``cfg``: stage 1 at one point.
-
-    The condition normalisation and the preset-derived options stay those of the
-    full grid, so a model trained here (by ``paratag evaluate --train-dedicated``
-    or ahead of time by ``paratag validate``) has the same fingerprint either way.
-    """
-    from paratag.shards import read_manifest
-
-    grid = MassGrid.from_config(cfg.grid)
-    preset = read_manifest(cfg.data.shards).get("preset") or None if cfg.data.shards else None
-    resolved = resolve_config(cfg, grid, preset)
-    return dataclasses.replace(
-        resolved,
-        grid=GridConfig(preset=None, names=grid.names, train=(tuple(float(v) for v in point),)),
-        stage1=dataclasses.replace(resolved.stage1, points=None),
-        run_dir=str(run_dir),
-        tensorboard=False,
-    )
-
-
-def train_dedicated(
-    cfg: TrainConfig, point: Sequence[float], out_dir: str | Path, *, progress: bool = False
-) -> Path | str:
-    """Train (or reuse) the dedicated model of run ``cfg`` at ``point`` in ``out_dir``.
-
-    Returns the checkpoint, or why there is none (stage 1 disabled, training
-    shards missing, training failed).
-    """
-    from paratag.errors import ParatagError
-
-    if not cfg.stage1.enabled:
-        return "stage 1 is disabled in the run config"
-    if not cfg.data.shards or not Path(cfg.data.shards).is_dir():
-        return f"training shards {cfg.data.shards!r} are not available"
-    sub = dataclasses.replace(dedicated_config(cfg, point, out_dir), progress=progress)
-    name = MassGrid.from_config(sub.grid).name(tuple(float(v) for v in point))
-    path = Path(out_dir) / "stage1" / name / "model.pt"
-    # cached: decided without opening the shards
-    legacy = _recorded_fingerprint(Path(out_dir) / "config.yaml")
-    if _trained_with(path, stage1_fingerprint(sub), legacy):
-        log.info("%s: reusing the dedicated model %s", name, path)
-        return path
-    try:
-        train(sub, stages=[1], reuse=True)
-    except ParatagError as exc:
-        return f"on-demand training failed: {exc}"
-    return (
-        path if path.is_file() else "on-demand training produced no model (no validation events?)"
-    )
-
-
-def dedicated_trainer(
-    run_dir: str | Path, *, progress: bool = False
-) -> Callable[[tuple[float, ...], Path], Path | str]:
-    """``trainer(point, folder)`` for :func:`paratag.evaluate.run.evaluate_run`, from a run directory."""
-    cfg = load_train_config(Path(run_dir) / "config.yaml")
-
-    def trainer(point: tuple[float, ...], folder: Path) -> Path | str:
-        return train_dedicated(cfg, point, folder, progress=progress)
-
-    return trainer
-
-
-class _Run:
-    """State shared by the stages of one :func:`train` call.
+class RunState:
+    """State shared by the stages of one :func:`train` call (internal to paratag.training).
 
     ``reuse``: keep stage-1 (and inclusive) models whose fingerprint matches
     this config instead of training them again.
@@ -350,7 +123,7 @@ class _Run:
         self.reuse = reuse
         self.fingerprint = stage1_fingerprint(self.cfg)
         # runs written before fingerprints were recorded: the config they were trained with
-        self.previous_fingerprint = _recorded_fingerprint(self.run_dir / "config.yaml")
+        self.previous_fingerprint = recorded_fingerprint(self.run_dir / "config.yaml")
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             dump(self.cfg, self.run_dir / "config.yaml")
@@ -501,7 +274,7 @@ class _Run:
                 *loaders,
                 extra_info={"fingerprint": self.fingerprint},
             )
-            out["points"][name] = _result_summary(res)
+            out["points"][name] = fit_summary(res)
         out["time_s"] = time.perf_counter() - t0
         return out
 
@@ -513,7 +286,7 @@ class _Run:
         """
         if not self.reuse or self.resume:
             return False
-        return _trained_with(path, self.fingerprint, self.previous_fingerprint if legacy else None)
+        return trained_with(path, self.fingerprint, self.previous_fingerprint if legacy else None)
 
     def stage1_aucs(self) -> dict[tuple[float, ...], float]:
         aucs = {}
@@ -568,45 +341,6 @@ class _Run:
             "reset_parameters": len(reset),
         }
 
-    def inclusive(self) -> dict[str, Any]:
-        """Train the inclusive baseline into ``run_dir/inclusive`` (stage-1 settings)."""
-        t0 = time.perf_counter()
-        points = list(self.grid.train)
-        self.builder.require(points, "train")
-        condition = tuple(float(v) for v in self.cfg.model.condition_mean)
-        # the hypothesis must not reach the inclusive network: no resonance windows or cascade
-        options = {
-            k: v for k, v in self.cfg.model.options.items() if k not in ("resonance", "cascade")
-        }
-        model_cfg = dataclasses.replace(self.cfg.model, options=options)
-        seed_everything(derive_seed(self.cfg.seed, "stage1"))
-        from paratag.models import build_model
-
-        model = build_model(model_cfg, **self.dims)
-        loaders = self.loaders(
-            self.builder.inclusive(points, "train", condition),
-            self.builder.inclusive(points, "validation", condition),
-            self.cfg.stage1.batch_size,
-            "inclusive",
-        )
-        res = self.fit(
-            model,
-            "inclusive",
-            "all",
-            self.cfg.stage1,
-            *loaders,
-            extra_info={
-                "inclusive_condition": list(condition),
-                "model_config": to_dict(model_cfg),
-                "fingerprint": self.fingerprint,
-            },
-        )
-        return {
-            **_result_summary(res),
-            "condition": list(condition),
-            "time_s": time.perf_counter() - t0,
-        }
-
     def stage3(self) -> dict[str, Any]:
         t0 = time.perf_counter()
         cfg3 = self.cfg.stage3
@@ -641,7 +375,7 @@ class _Run:
             group_names=names,
             early_stopping_from=phases[-1][0],
         )
-        out = _result_summary(res)
+        out = fit_summary(res)
         out["initialised_from"] = initialised_from
         out["val_auc_per_point"] = {names[k]: v for k, v in res.best_group_auc.items()}
         out["roles"] = {n: self.grid.role_of(p) for n, p in zip(names, val_points, strict=True)}
@@ -652,7 +386,7 @@ class _Run:
         return out
 
 
-def _result_summary(res: FitResult) -> dict[str, Any]:
+def fit_summary(res: FitResult) -> dict[str, Any]:
     best = res.history[res.best_epoch] if 0 <= res.best_epoch < len(res.history) else {}
     return {
         "best_epoch": res.best_epoch,
@@ -662,34 +396,6 @@ def _result_summary(res: FitResult) -> dict[str, Any]:
         "stopped_early": res.stopped_early,
         "time_s": res.time_s,
     }
-
-
-def train_inclusive(cfg: TrainConfig, *, resume: bool = False) -> Path:
-    """Train the inclusive baseline of ``cfg``'s run; returns ``run_dir/inclusive/model.pt``.
-
-    Same model, epochs and data as stage 1, but the signal of every training
-    point together and one constant condition (the normalisation mean): the
-    reference a parametric model must beat. Cached: an existing model trained
-    with the same data, model and stage-1 settings is reused.
-    """
-    path = Path(cfg.run_dir) / "inclusive" / "model.pt"
-    threads = torch.get_num_threads()
-    if cfg.threads is not None:
-        torch.set_num_threads(max(1, cfg.threads))
-    run = _Run(cfg, resume, (), reuse=True)
-    try:
-        if run.reusable(path, legacy=False):
-            log.info("inclusive: reusing %s (same data, model and stage-1 settings)", path)
-            return path
-        run.summary["inclusive"] = run.inclusive()
-        if run.main:
-            (run.run_dir / "summary.json").write_text(
-                json.dumps(run.summary, indent=2, default=float) + "\n"
-            )
-    finally:
-        run.logger.close()
-        torch.set_num_threads(threads)
-    return path
 
 
 def train(
@@ -727,7 +433,7 @@ def _train(
     callbacks: Sequence[Callable[[int, dict[str, Any]], None]],
     reuse: bool,
 ) -> dict[str, Any]:
-    run = _Run(cfg, resume, callbacks, reuse)
+    run = RunState(cfg, resume, callbacks, reuse)
     chosen = (
         list(stages)
         if stages

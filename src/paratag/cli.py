@@ -281,7 +281,7 @@ def train(
     import dataclasses
 
     from paratag.config import apply_overrides
-    from paratag.training.run import load_train_config
+    from paratag.training.config import load_train_config
     from paratag.training.run import train as run_train
 
     cfg = load_train_config(config, shards=shards, run_dir=run_dir, device=device, seed=seed)
@@ -309,7 +309,7 @@ def tune(
     ] = None,
 ) -> None:
     """Search learning rate, k, widths and dropout with Optuna (resumable)."""
-    from paratag.training.run import load_train_config
+    from paratag.training.config import load_train_config
     from paratag.training.tune import TuneConfig
     from paratag.training.tune import tune as run_tune
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -50,6 +51,7 @@ __all__ = [
     "fold_roles",
     "format_value",
     "match_points",
+    "parse_hypotheses",
     "point_name",
     "uniform_hash",
 ]
@@ -420,3 +422,42 @@ def draw_background_conditions(
     u = uniform_hash(np.int64(seed) & 0x7FFFFFFF, np.int64(epoch) + (1 << 20), np.asarray(rows))
     idx = np.minimum(np.searchsorted(cdf, u, side="right"), len(pts) - 1)
     return pts[idx]  # type: ignore[no-any-return]
+
+
+def parse_hypotheses(text: str | Path) -> list[dict[str, float]]:
+    """Hypotheses from ``"mHc=130,mA=90;mHc=160,mA=90"`` or a YAML/JSON file holding a list."""
+    from paratag.config import read_mapping
+
+    p = Path(str(text))
+    if p.suffix in (".yaml", ".yml", ".json") and p.is_file():
+        data = read_mapping(p).get("hypotheses")
+        if not isinstance(data, list) or not all(isinstance(h, Mapping) for h in data):
+            raise ConfigError(f"{p}: expected `hypotheses: [{{mHc: 130, mA: 90}}, ...]`")
+        out = []
+        for h in data:
+            bad = {
+                k: v for k, v in h.items() if isinstance(v, bool) or not isinstance(v, int | float)
+            }
+            if bad:
+                raise ConfigError(f"{p}: hypothesis {dict(h)} has non-numeric values {bad}")
+            out.append({str(k): float(v) for k, v in h.items()})
+        return out
+    out = []
+    for part in filter(None, (s.strip() for s in str(text).split(";"))):
+        hyp: dict[str, float] = {}
+        for item in part.split(","):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            try:
+                number = float(value)
+            except ValueError:
+                sep = ""
+            if not sep or not key:
+                raise ConfigError(
+                    f"hypothesis {part!r}: write name=value pairs with numbers, e.g. mHc=130,mA=90"
+                )
+            if key in hyp:
+                raise ConfigError(f"hypothesis {part!r}: {key!r} is given twice")
+            hyp[key] = number
+        out.append(hyp)
+    return out

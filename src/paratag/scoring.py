@@ -35,7 +35,8 @@ import numpy as np
 
 from paratag.conditions import ConditionSpace, point_name
 from paratag.errors import ConfigError
-from paratag.preprocess import Preprocess, check_model, output_tensor, split_input_name
+from paratag.model_check import check_model, output_tensor
+from paratag.preprocess import Preprocess, split_input_name
 
 __all__ = ["DEFAULT_MAX_ROWS", "RAGGED_STEP", "OnnxScorer", "onnx_session", "resolve_providers"]
 

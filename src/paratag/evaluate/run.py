@@ -29,24 +29,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from paratag.conditions import ConditionSpace, MassGrid, draw_background_conditions
-from paratag.data.dataset import ShardStore
-from paratag.data.selection import SampleBuilder, balance_weights
+from paratag.conditions import draw_background_conditions
+from paratag.data.selection import balance_weights
 from paratag.errors import ConfigError, InputFileError
 from paratag.evaluate.hypotheses import hypothesis_study, signal_layout, weighted_mean
 from paratag.evaluate.metrics import roc_auc
 from paratag.evaluate.reference import reference_from_preset
 from paratag.evaluate.report import write_report
 from paratag.evaluate.results import ScoredSample, compute_results
+from paratag.evaluate.runs import (
+    MASS_SPECTATORS,
+    EvalSample,
+    LoadedModel,
+    LoadedRun,
+    load_model_for_eval,
+    load_run,
+    parse_pileup,
+)
 from paratag.evaluate.studies import point_label, wrong_hypothesis_from_matrix
-from paratag.shards import read_manifest
 
 __all__ = ["MASS_SPECTATORS", "evaluate_run", "parse_pileup"]
 
@@ -54,150 +61,12 @@ Point = tuple[float, ...]
 #: ``trainer(point, folder) -> checkpoint or why not``: dedicated models on demand (workflow layer)
 DedicatedTrainer = Callable[[Point, Path], "Path | str"]
 Selection = Literal["auto", "test_fold", "all"]
-#: Spectators tried (in order) for the sculpting study when ``mass_spectator`` is not given.
-MASS_SPECTATORS = ("jet_sdmass", "jet_msoftdrop", "fj_msoftdrop", "mll", "jet_mass")
 _SPLIT = {
     "train": "train",
     "validation": "interp",
     "interpolation": "interp",
     "extrapolation": "extrap",
 }
-_FOLD = {"train": 0, "validation": 1, "test": 2}
-
-
-@dataclasses.dataclass(frozen=True)
-class _Model:
-    """A loaded checkpoint with what inference needs."""
-
-    module: torch.nn.Module
-    info: dict[str, Any]
-    space: ConditionSpace
-    use_sv: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class _Run:
-    """A run directory: resolved config, grid, parametric model, dedicated checkpoints."""
-
-    path: Path
-    cfg: Any  # paratag.training.run.TrainConfig
-    grid: MassGrid
-    model: _Model
-    dedicated: dict[Point, Path]
-
-
-def _load_model(path: Path, device: torch.device) -> _Model:
-    from paratag.models.io import load_model
-
-    module, info = load_model(path, device=device)
-    names = tuple(getattr(module, "condition_names", ()))
-    space = ConditionSpace(names, tuple(info["condition_mean"]), tuple(info["condition_std"]))
-    return _Model(module, dict(info), space, bool(info["input_dims"].get("sv_dims")))
-
-
-def _load_run(run_dir: str | Path, device: torch.device) -> _Run:
-    from paratag.training.run import load_train_config
-
-    run = Path(run_dir)
-    ckpt = run / "stage3" / "model.pt"
-    train_hint = "pass the RUN_DIR written by `paratag train`"
-    for bad, where, problem, hint in (
-        (not run.is_dir(), run, "run directory does not exist", train_hint),
-        (
-            not (run / "config.yaml").is_file(),
-            run,
-            "not a paratag run directory (no config.yaml)",
-            train_hint,
-        ),
-        (
-            not ckpt.is_file(),
-            ckpt,
-            "the run has no stage-3 parametric model",
-            "train stage 3 first",
-        ),
-    ):
-        if bad:
-            raise InputFileError(str(where), problem, hint)
-    cfg = load_train_config(run / "config.yaml")
-    grid = MassGrid.from_config(cfg.grid)
-    files = {p: run / "stage1" / grid.name(p) / "model.pt" for p in grid.points()}
-    dedicated = {p: f for p, f in files.items() if f.is_file()}
-    return _Run(run, cfg, grid, _load_model(ckpt, device), dedicated)
-
-
-def parse_pileup(items: Iterable[str]) -> dict[str, Path]:
-    """Parse ``LEVEL=SHARD_DIR`` strings (the CLI's ``--pileup``) into ``{level: dir}``."""
-    out: dict[str, Path] = {}
-    for item in items:
-        level, sep, path = item.partition("=")
-        if not sep or not level or not path:
-            raise ConfigError(f"--pileup {item!r}: expected LEVEL=SHARD_DIR, e.g. PU60=shards_pu60")
-        out[level] = Path(path)
-    return out
-
-
-def _same_shards(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    ma, mb = a / "manifest.json", b / "manifest.json"
-    return ma.is_file() and mb.is_file() and ma.read_bytes() == mb.read_bytes()
-
-
-class _Sample:
-    """Selected rows of a shard store: signal per grid point, backgrounds, weights, spectator mass."""
-
-    def __init__(
-        self,
-        path: Path,
-        run: _Run,
-        selection: Selection | Literal["train_fold"],
-        mass_spectator: str | None,
-    ) -> None:
-        cfg = run.cfg
-        shapes = read_manifest(path)["shapes"]
-        if mass_spectator is None:
-            auto = [cfg.loss.disco_spectator] if cfg.loss.disco_spectator else []
-            mass_spectator = next(
-                (s for s in (*auto, *MASS_SPECTATORS) if f"spec_{s}" in shapes), None
-            )
-        self.mass_name = mass_spectator
-        specs = [s for s in (cfg.data.weight_column, mass_spectator) if s]
-        self.store = ShardStore(path, cfg.data.cache_size, spectators=specs)
-        m = run.model
-        b = SampleBuilder(
-            self.store, run.grid, cfg.data, mean=m.space.mean, std=m.space.std, seed=cfg.seed
-        )
-        train_path = Path(cfg.data.shards) if cfg.data.shards else None
-        same = train_path is not None and train_path.is_dir() and _same_shards(path, train_path)
-        if selection == "train_fold":
-            keep, self.selection = b.fold == _FOLD["train"], "training fold"
-        elif selection == "all" or (selection == "auto" and not same):
-            keep, self.selection = (
-                np.ones(len(self.store), bool),
-                "all events (separate test sample)",
-            )
-        elif cfg.data.n_folds == 2:
-            keep = b.fold == _FOLD["validation"]
-            self.selection = f"validation fold {cfg.data.fold} of 2 (a 2-fold run has no test fold)"
-        else:
-            keep = b.fold == _FOLD["test"]
-            self.selection = f"test fold (event % {cfg.data.n_folds} == {cfg.data.fold})"
-        self.points: dict[Point, np.ndarray] = {}
-        for i, p in enumerate(b.points):
-            rows = np.flatnonzero(keep & (b.point == i))
-            if len(rows):
-                self.points[p] = rows
-        self.background = np.flatnonzero(keep & ~b.is_signal)
-        self.label = self.store.table["label"]
-        self.weight = b.base_weight
-        self.mass = None if mass_spectator is None else self.store.table[f"spec_{mass_spectator}"]
-
-    def counts(self, grid: MassGrid) -> dict[str, int]:
-        """Events per signal point and of background."""
-        return {
-            **{grid.name(p): len(r) for p, r in self.points.items()},
-            "background": len(self.background),
-        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,8 +82,8 @@ class _Scorer:
     @torch.no_grad()
     def probs(
         self,
-        model: _Model,
-        sample: _Sample,
+        model: LoadedModel,
+        sample: EvalSample,
         rows: np.ndarray,
         conditions: Sequence[np.ndarray],
         desc: str,
@@ -258,7 +127,7 @@ class _Scorer:
 
 
 def _per_point(
-    scorer: _Scorer, model: _Model, sample: _Sample, hyps: list[Point], tag: str
+    scorer: _Scorer, model: LoadedModel, sample: EvalSample, hyps: list[Point], tag: str
 ) -> tuple[dict[Point, float], np.ndarray, np.ndarray]:
     """Parametric AUC per point, the wrong-hypothesis matrix and the discriminant ``(rows, H)``.
 
@@ -278,7 +147,7 @@ def _per_point(
     return aucs, matrix, disc
 
 
-def _overall(run: _Run, scorer: _Scorer, sample: _Sample, tag: str) -> ScoredSample | None:
+def _overall(run: LoadedRun, scorer: _Scorer, sample: EvalSample, tag: str) -> ScoredSample | None:
     """Signal of the training points at their true hypothesis + backgrounds, weighted as in training.
 
     Every background event is scored at one hypothesis drawn (fixed, like the
@@ -309,7 +178,7 @@ def _overall(run: _Run, scorer: _Scorer, sample: _Sample, tag: str) -> ScoredSam
     return ScoredSample(probs, sample.label[rows], w, mass)
 
 
-def _reference(sample: _Sample, names: Sequence[str]) -> Any:
+def _reference(sample: EvalSample, names: Sequence[str]) -> Any:
     """The shards' preset reference scorer (None when the preset declares none)."""
     from paratag.presets import builtin_presets, load_preset
 
@@ -373,12 +242,12 @@ def evaluate_run(
 
     t0 = time.perf_counter()
     dev = select_device(device)
-    run = _load_run(run_dir, dev)
+    run = load_run(run_dir, dev)
     out = Path(out_dir) if out_dir is not None else run.path / "evaluation"
     grid, cfg, names = run.grid, run.cfg, run.grid.names
     sig = cfg.data.signal_label
     scorer = _Scorer(sig, background_weights, batch_size, dev, progress)
-    test = _Sample(Path(test_shards), run, selection, mass_spectator)
+    test = EvalSample(Path(test_shards), run, selection, mass_spectator)
     if not test.points:
         raise InputFileError(
             str(test_shards),
@@ -395,13 +264,15 @@ def evaluate_run(
     ded_aucs: dict[Point, float] = {}
     for p, path in ded_src.items():
         rows = np.concatenate([test.points[p], test.background])
-        probs = scorer.probs(_load_model(path, dev), test, rows, [np.asarray(p)], f"dedicated {p}")
+        probs = scorer.probs(
+            load_model_for_eval(path, dev), test, rows, [np.asarray(p)], f"dedicated {p}"
+        )
         d, n = scorer.disc(probs[:, 0], test.label[rows]), len(test.points[p])
         ded_aucs[p] = scorer.auc(d[:n], d[n:], test.weight[rows[:n]], test.weight[rows[n:]])
 
     inclusive = None
     if inclusive_model is not None:
-        inc = _load_model(Path(inclusive_model), dev)
+        inc = load_model_for_eval(Path(inclusive_model), dev)
         inclusive = (Path(inclusive_model), tuple(inc.info.get("inclusive_condition", hyps[0])))
     study = hypothesis_study(
         hyps=hyps,
@@ -414,7 +285,7 @@ def evaluate_run(
         dedicated=ded_src,
         inclusive=inclusive,
         reference=_reference(test, names),
-        load=lambda path: _load_model(Path(path), dev),
+        load=lambda path: load_model_for_eval(Path(path), dev),
         n_boot=n_boot,
         seed=seed,
     )
@@ -429,14 +300,14 @@ def evaluate_run(
             f"training shards {cfg.data.shards!r} are not available to score the training fold"
         )
     elif test_sample is not None:
-        tr = _Sample(train_path, run, "train_fold", test.mass_name)
+        tr = EvalSample(train_path, run, "train_fold", test.mass_name)
         train_sample = _overall(run, scorer, tr, "training fold")
 
     seed_aucs: dict[int, dict[Point, float]] = {}
     if seeds_runs:
         seed_aucs[int(cfg.seed)] = par_aucs
         for other_dir in seeds_runs:
-            other = _load_run(other_dir, dev)
+            other = load_run(other_dir, dev)
             if other.grid.names != names:
                 raise ConfigError(
                     f"{other_dir}: conditions {list(other.grid.names)} differ from {list(names)}"
@@ -453,7 +324,7 @@ def evaluate_run(
     pileup: dict[str, ScoredSample] = {}
     for level, pu_dir in (pileup_shards or {}).items():
         s = _overall(
-            run, scorer, _Sample(Path(pu_dir), run, selection, test.mass_name), f"pileup {level}"
+            run, scorer, EvalSample(Path(pu_dir), run, selection, test.mass_name), f"pileup {level}"
         )
         if s is None:
             raise InputFileError(
@@ -506,7 +377,7 @@ def evaluate_run(
 
 
 def _dedicated_models(
-    run: _Run, hyps: list[Point], out: Path, trainer: DedicatedTrainer | None
+    run: LoadedRun, hyps: list[Point], out: Path, trainer: DedicatedTrainer | None
 ) -> tuple[dict[Point, Path], dict[Point, str]]:
     """Checkpoint of a dedicated model per point, or why there is none."""
     src: dict[Point, Path] = {}
@@ -531,7 +402,7 @@ def _dedicated_models(
 
 
 def _reasons(
-    base: Mapping[str, str], run: _Run, selection: str, why: Mapping[Point, str]
+    base: Mapping[str, str], run: LoadedRun, selection: str, why: Mapping[Point, str]
 ) -> dict[str, str]:
     """Run-specific reasons for the sections :func:`compute_results` skipped."""
     out = {

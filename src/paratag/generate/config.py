@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from paratag.conditions import format_value
 from paratag.config import from_dict, load, read_mapping
 from paratag.errors import ConfigError
 
@@ -249,15 +250,11 @@ class GenerateConfig:
         for proc in self.processes:
             points = proc.mass_points or ({},)
             for point in points:
-                dataset = proc.name + "".join(f"_{k}{_fmt(v)}" for k, v in point.items())
+                dataset = proc.name + "".join(f"_{k}{format_value(v)}" for k, v in point.items())
                 n = max(1, round(n_events * proc.events_scale))
                 job_seed = (zlib.crc32(f"{seed}:{dataset}".encode()) % 900_000_000) + 1
                 out.append(Job(dataset, proc, dict(point), n, job_seed))
         return out
-
-
-def _fmt(v: float) -> str:
-    return f"{v:g}".replace(".", "p")
 
 
 def available_presets() -> list[str]:

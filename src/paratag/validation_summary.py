@@ -1,0 +1,351 @@
+"""The numbers of a ``paratag validate`` directory: one summary dict and its markdown tables.
+
+:func:`summarize` reads the step markers and the evaluation's ``results.json``;
+:func:`render_markdown` writes the tables of ``validation.md`` (ratios against the
+:data:`TARGETS`, mass awareness, seed spread, pileup, sculpting, wall times).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TARGETS", "read_json", "render_markdown", "summarize"]
+
+#: Issue-9 targets: parametric/dedicated AUC ratio per split and the seed spread of the AUC.
+TARGETS = {
+    "train": 0.99,
+    "interp": 0.98,
+    "extrap": 0.95,
+    "seed_std": 0.003,
+    # issue 13: mass-awareness index (pairs with ΔmA >= 5 GeV) / the m(μμ) reference's
+    "ma_vs_reference": 0.9,
+}
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``{}`` when the file does not exist (a step not run)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def summarize(
+    out: str | Path, cfg: Any, *, command: str = "", steps: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Collect the numbers of a (partly) finished validation directory into one dict.
+
+    ``cfg`` is the run's :class:`paratag.validate.ValidateConfig` (recorded as a dict).
+
+    ``steps`` names the step markers to report, in order (default: every marker).
+    """
+    out = Path(out)
+    names = steps if steps is not None else sorted(p.stem for p in (out / "steps").glob("*.json"))
+    found = {n: read_json(out / "steps" / f"{n}.json") for n in names}
+    done = {k: v for k, v in found.items() if v}
+    res = read_json(out / "evaluation" / "results.json")
+    ev = read_json(out / "evaluation" / "evaluation.json")
+    s: dict[str, Any] = {
+        "command": command,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} "
+        f"{platform.release()}, load average at the end {os.getloadavg()[0]:.1f}",
+        "config": dataclasses.asdict(cfg),
+        "targets": TARGETS,
+        "events_after_selection": ev.get("events"),
+        "selection": ev.get("selection"),
+        "wall_time_s": {k: v.get("time_s") for k, v in done.items()},
+        "train": done.get("train", {}),
+    }
+    cmp = res.get("comparison") or {}
+    s["points"] = cmp.get("rows", [])
+    s["splits"] = cmp.get("summary", {})
+    seeds = res.get("seeds") or {}
+    per_point = seeds.get("per_point", {})
+    s["seeds"] = {
+        "seeds": seeds.get("seeds"),
+        "mean_auc_per_seed": seeds.get("aucs"),
+        "std_of_mean_auc": seeds.get("std"),
+        "per_point": per_point,
+        "max_point_std": max((v["std"] for v in per_point.values()), default=None),
+    }
+    s["pileup"] = {
+        lvl: v["metrics"]["values"].get("auc") for lvl, v in (res.get("pileup") or {}).items()
+    }
+    s["xbb"] = {}
+    for k in ("disco", "no_disco"):
+        r = read_json(out / "xbb" / f"evaluation_{k}" / "results.json")
+        deco = (r.get("decorrelation") or {}).get("model")
+        s["xbb"][k] = (
+            None
+            if deco is None
+            else {
+                **deco,
+                "auc": ((r.get("metrics") or {}).get("nominal") or {}).get("auc"),
+            }
+        )
+    s["skipped"] = {  # sculpting is measured on X->bb jets, not on the charged-Higgs events
+        k: v
+        for k, v in res.get("skipped", {}).items()
+        if not (k == "decorrelation" and any(s["xbb"].values()))
+    }
+    s["mass_awareness"] = _awareness_summary(res.get("hypotheses") or {})
+    s["verdict"] = _verdict(s)
+    return s
+
+
+def _awareness_summary(hy: Mapping[str, Any]) -> dict[str, Any]:
+    """Mass-awareness index, peak fraction and per-background AUCs of the evaluation's study."""
+    aware = {
+        k: {"mean_at": a["mean_at"], "bins": a["bins"], "peak_fraction": a["peak_fraction"]}
+        for k, a in (hy.get("awareness") or {}).items()
+    }
+    keys = ["all", "all (equal weight)", "resonant", *hy.get("processes", [])]
+    per_point = {
+        point: {
+            scorer: {k: aucs[k]["auc"] for k in keys if k in aucs}
+            | {f"σ {k}": aucs[k]["sigma"] for k in keys if k in aucs}
+            for scorer, aucs in entry.items()
+        }
+        for point, entry in (hy.get("per_point") or {}).items()
+    }
+    return {
+        "distance": hy.get("distance"),
+        "processes": hy.get("processes", []),
+        "awareness": aware,
+        "per_point": per_point,
+        "sensitivity": hy.get("sensitivity", {}),
+    }
+
+
+def _awareness_verdict(ma: Mapping[str, Any]) -> dict[str, Any]:
+    """Issue-13 targets: MA vs the reference, peaks, per-background AUC vs reference/dedicated."""
+    out: dict[str, Any] = {}
+    aw = ma.get("awareness") or {}
+    par, ref = aw.get("parametric"), aw.get("reference")
+    if par and ref:
+        p5, r5 = par["mean_at"].get("5"), ref["mean_at"].get("5")
+        if p5 is not None and r5:
+            t = TARGETS["ma_vs_reference"]
+            out["ma_vs_reference"] = {
+                "parametric": p5,
+                "reference": r5,
+                "value": p5 / r5,
+                "target": t,
+                "required": f"≥ {t}",
+                "met": p5 / r5 >= t,
+                "margin": p5 / r5 - t,
+            }
+    if par:
+        f = par["peak_fraction"]
+        out["peaks"] = {
+            "value": f,
+            "target": 1.0,
+            "required": "= 1",
+            "met": f >= 1.0,
+            "margin": f - 1.0,
+        }
+    misses = []
+    for point, entry in (ma.get("per_point") or {}).items():
+        p = entry.get("parametric", {})
+        for proc in ma.get("processes", []):
+            if proc not in p:
+                continue
+            for other, slack in (("reference", 0.0), ("dedicated", 0.005)):
+                o = entry.get(other, {}).get(proc)
+                if o is not None and p[proc] < o - slack:
+                    misses.append(f"{point} vs {proc}: {p[proc]:.4f} < {other} {o:.4f}")
+    if ma.get("per_point"):
+        out["per_background"] = {
+            "misses": misses,
+            "value": float(len(misses)),
+            "target": 0.0,
+            "required": "0 misses (≥ reference, ≥ dedicated − 0.005)",
+            "met": not misses,
+            "margin": -float(len(misses)),
+        }
+    return out
+
+
+def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
+    """Met/missed per target with the margin (value - target; negative is a miss)."""
+    out: dict[str, Any] = {}
+    for split in ("train", "interp", "extrap"):
+        info = s["splits"].get(split)
+        if info:
+            v = info["min_ratio"]
+            out[f"ratio_{split}"] = {
+                "min_ratio": v,
+                "target": TARGETS[split],
+                "met": v >= TARGETS[split],
+                "margin": v - TARGETS[split],
+            }
+    out.update(_awareness_verdict(s.get("mass_awareness") or {}))
+    sd = s["seeds"].get("max_point_std")
+    if sd is not None:
+        out["seed_std"] = {
+            "max_point_std": sd,
+            "target": TARGETS["seed_std"],
+            "met": sd < TARGETS["seed_std"],
+            "margin": TARGETS["seed_std"] - sd,
+        }
+    return out
+
+
+def _f(v: Any, fmt: str = ".4f") -> str:
+    return "n/a" if v is None or isinstance(v, str) else format(v, fmt)
+
+
+def _awareness_markdown(ma: Mapping[str, Any]) -> list[str]:
+    aw = ma.get("awareness") or {}
+    if not aw:
+        return ["", "## Mass awareness", "", "not run"]
+    d = ma.get("distance") or "mA"
+    first = next(iter(aw.values()))
+    heads = [f"Δ{d} ∈ [{float(b['lo']):g}, {float(b['hi']):g})" for b in first["bins"]]
+    lines = [
+        "",
+        "## Mass awareness (hypothesis discrimination)",
+        "",
+        "MA(i, j) = AUC_i(sig i vs sig j) + AUC_j(sig j vs sig i) − 1 at the first point's "
+        "hypothesis; 0 for a scorer that ignores it. Mean over pairs (pairs) per bin; "
+        "`peaks`: fraction of points whose mean score peaks at their own hypothesis. "
+        "The inclusive model has MA = 0 by construction.",
+        "",
+        "| scorer | " + " | ".join(heads) + f" | Δ{d} ≥ 5 | peaks |",
+        "|---|" + "---|" * (len(heads) + 2),
+    ]
+    for name, a in aw.items():
+        cells = [f"{_f(b['mean'], '.3f')} ({b['pairs']})" for b in a["bins"]]
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {_f(a['mean_at'].get('5'), '.3f')} | "
+            f"{_f(a['peak_fraction'], '.2f')} |"
+        )
+    procs = ["all", "all (equal weight)", "resonant", *ma.get("processes", [])]
+    lines += [
+        "",
+        "### AUC per background process (equal-weight and cross-section-weighted combinations)",
+        "",
+        "| point | scorer | " + " | ".join(procs) + " |",
+        "|---|---|" + "---|" * len(procs),
+    ]
+    for point, entry in ma.get("per_point", {}).items():
+        for scorer, aucs in entry.items():
+            cells = [f"{_f(aucs.get(k), '.4f')} ± {_f(aucs.get(f'σ {k}'), '.4f')}" for k in procs]
+            lines.append(f"| {point} | {scorer} | " + " | ".join(cells) + " |")
+    sens = ", ".join(f"{k} = {_f(v, '.4f')}" for k, v in ma.get("sensitivity", {}).items())
+    lines += ["", f"Sensitivity of the parametric score: {sens}."]
+    return lines
+
+
+def render_markdown(s: Mapping[str, Any]) -> str:
+    """The validation tables (markdown) of a :func:`summarize` dict."""
+    c = s["config"]
+    lines = [
+        f"Command: `{s.get('command') or 'paratag validate'}`  ",
+        f"Date: {s['date']}  ",
+        f"Machine: {s['machine']}",
+        "",
+        "## Sizes",
+        "",
+        f"- events per signal point / background process: {c['events']}; "
+        f"X→bb: {c['xbb_events'] or c['events']}; pileup samples: "
+        f"{c['pileup_events'] or c['events'] // 4} at μ = 0 and μ = {c['pileup_mu']:g}",
+        f"- seeds: {list(c['seeds'])}; epochs stage 1 / stage 3: "
+        f"{s['train'].get('stage1_epochs', 'n/a')} / {s['train'].get('stage3_epochs', 'n/a')}",
+        f"- evaluated on: {s.get('selection')}; events there: {s.get('events_after_selection')}",
+        "",
+        "## Parametric vs dedicated AUC",
+        "",
+        "| point | split | AUC parametric | AUC dedicated | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in s["points"]:
+        t = TARGETS.get(r["split"])
+        lines.append(
+            f"| {r['label']} | {r['split']} | {_f(r['auc_parametric'])} | "
+            f"{_f(r['auc_dedicated'])} | {_f(r['ratio'])} | {_f(t, '.2f')} | "
+            f"{'yes' if r['passes'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        "| split | points | mean ratio | min ratio | target | margin (min − target) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split, v in s["splits"].items():
+        t = TARGETS.get(split)
+        margin = None if t is None else v["min_ratio"] - t
+        lines.append(
+            f"| {split} | {v['n']} | {_f(v['mean_ratio'])} | {_f(v['min_ratio'])} | "
+            f"{_f(t, '.2f')} | {_f(margin, '+.4f')} |"
+        )
+    lines += _awareness_markdown(s.get("mass_awareness") or {})
+    sd = s["seeds"]
+    lines += [
+        "",
+        "## Seed spread (parametric AUC, test fold)",
+        "",
+        "| point | mean AUC | σ(AUC) | seeds |",
+        "|---|---|---|---|",
+    ]
+    for k, v in sd["per_point"].items():
+        lines.append(f"| {k} | {_f(v['mean'])} | {_f(v['std'])} | {v['n']} |")
+    lines.append(
+        f"| mean over points | {_f(_mean(sd['mean_auc_per_seed']))} | "
+        f"{_f(sd['std_of_mean_auc'])} | {len(sd['mean_auc_per_seed'] or [])} |"
+    )
+    lines += [
+        "",
+        f"Target σ(AUC) < {TARGETS['seed_std']}: largest per-point σ = {_f(sd['max_point_std'])}.",
+        "",
+        "## Pileup robustness",
+        "",
+        "| pileup | AUC |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {_f(v)} |" for k, v in s["pileup"].items()]
+    lines += [
+        "",
+        "## Mass sculpting (X→bb vs QCD, Interaction Network)",
+        "",
+        "| model | AUC | 1/εB at εS = 50% | JSD at εS = 50% | 1/JSD |",
+        "|---|---|---|---|---|",
+    ]
+    for k, v in s["xbb"].items():
+        if v:
+            lines.append(
+                f"| {k.replace('_', ' ')} | {_f(v['auc'])} | {_f(v['inv_bkg_eff'], '.2f')} | "
+                f"{_f(v['jsd'])} | {_f(v['inv_jsd'], '.1f')} |"
+            )
+    lines += ["", "## Wall time per step", "", "| step | time [s] |", "|---|---|"]
+    lines += [f"| {k} | {_f(v, '.0f')} |" for k, v in s["wall_time_s"].items()]
+    for run in s["train"].get("runs", []):
+        st = ", ".join(f"{k} {_f(v, '.0f')} s" for k, v in run["stage_times_s"].items())
+        lines.append(f"| train seed {run['seed']}: {st} | {_f(run['time_s'], '.0f')} |")
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | value | required | met | margin |",
+        "|---|---|---|---|---|",
+    ]
+    for k, v in s["verdict"].items():
+        val = v.get("min_ratio", v.get("max_point_std", v.get("value")))
+        req = v.get("required") or (
+            f"≥ {v['target']}" if k.startswith("ratio") else f"< {v['target']}"
+        )
+        lines.append(
+            f"| {k} | {_f(val)} | {req} | {'yes' if v['met'] else 'NO'} | "
+            f"{_f(v['margin'], '+.4f')} |"
+        )
+    if s.get("skipped"):
+        lines += ["", "Not run: " + "; ".join(f"{k}: {v}" for k, v in s["skipped"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _mean(v: Sequence[float] | None) -> float | None:
+    return None if not v else sum(v) / len(v)

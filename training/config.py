@@ -1,0 +1,205 @@
+"""The train YAML (:class:`TrainConfig`), its resolution against the grid, seeds, fingerprints.
+
+A stage-1 (or inclusive, or dedicated) model depends on the data settings, the
+training points, the model, the loss, the stage-1 schedule and the seed;
+:func:`stage1_fingerprint` hashes exactly those, and checkpoints record it, so a
+later run reuses the models it would otherwise train again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from paratag.training.checkpoint import load_checkpoint
+from paratag.training.losses import LossConfig
+from paratag.training.schedule import Stage1Config, Stage2Config, Stage3Config
+
+from paratag.conditions import GridConfig, MassGrid
+from paratag.config import ModelConfig, from_dict, read_mapping, to_dict
+from paratag.data.selection import DataConfig
+from paratag.errors import ConfigError
+
+__all__ = [
+    "STAGE3_ONLY_DATA",
+    "TrainConfig",
+    "derive_seed",
+    "load_train_config",
+    "recorded_fingerprint",
+    "resolve_config",
+    "seed_everything",
+    "stage1_fingerprint",
+    "trained_with",
+]
+
+
+def _default_model() -> ModelConfig:
+    return ModelConfig(name="parametric_particlenet")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run (the train YAML).
+
+    Attributes:
+        data: shards, folds, weights (:class:`~paratag.data.selection.DataConfig`).
+        grid: mass grid and splits (:class:`~paratag.conditions.GridConfig`).
+        model: the model (``condition_names``/mean/std default to the grid's).
+        loss: the loss (:class:`~paratag.training.losses.LossConfig`).
+        stage1, stage2, stage3: the schedule (:mod:`paratag.training.schedule`).
+        run_dir: output directory.
+        seed: controls initialisation, data order and background condition draws.
+        device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
+        progress: tqdm bars (only on a TTY, never with CI=true).
+        tensorboard: write TensorBoard scalars.
+        threads: torch CPU threads during the run (None: torch's default). Small
+            graph models train fastest with 1 thread per process on busy machines.
+    """
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    grid: GridConfig = dataclasses.field(default_factory=GridConfig)
+    model: ModelConfig = dataclasses.field(default_factory=_default_model)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    stage1: Stage1Config = dataclasses.field(default_factory=Stage1Config)
+    stage2: Stage2Config = dataclasses.field(default_factory=Stage2Config)
+    stage3: Stage3Config = dataclasses.field(default_factory=Stage3Config)
+    run_dir: str = "runs/paratag"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+    tensorboard: bool = True
+    threads: int | None = None
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a train YAML; ``path`` may also name a packaged config (``demo`` -> ``train_demo.yaml``).
+
+    Keyword overrides (``shards``, ``run_dir``, ``device``, ``seed``) replace
+    the file's values when not None.
+    """
+    p = Path(path)
+    if not p.is_file():
+        from importlib import resources
+
+        packaged = resources.files("paratag") / "configs" / f"train_{path}.yaml"
+        if not packaged.is_file():
+            raise ConfigError(
+                f"{p}: train config does not exist (nor a packaged config train_{path}.yaml)"
+            )
+        p = Path(str(packaged))
+    cfg = from_dict(TrainConfig, read_mapping(p), where=str(p))
+    if overrides.get("shards") is not None:
+        cfg = dataclasses.replace(
+            cfg, data=dataclasses.replace(cfg.data, shards=str(overrides["shards"]))
+        )
+    top: dict[str, Any] = {
+        k: (str(v) if k == "run_dir" else v)
+        for k, v in overrides.items()
+        if k in ("run_dir", "device", "seed") and v is not None
+    }
+    return dataclasses.replace(cfg, **top) if top else cfg
+
+
+def derive_seed(seed: int, *tags: object) -> int:
+    """A stable sub-seed for a stage/point (crc32, identical in every process)."""
+    return zlib.crc32(":".join(map(str, (seed, *tags))).encode()) & 0x7FFFFFFF
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - code outside paratag may use the global RNG
+    torch.manual_seed(seed)
+
+
+def resolve_config(
+    cfg: TrainConfig, grid: MassGrid, preset: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """Fill the model's condition names and normalisation from the grid.
+
+    ``pair_kinematics: auto`` in the model options is resolved from ``preset``
+    (the shards' preset) into channel indices, so the saved config is complete.
+    """
+    from paratag.conditions import CONDITION_DEFAULTS, ConditionSpace
+
+    m = cfg.model
+    names = m.condition_names or grid.names
+    if tuple(names) != tuple(grid.names):
+        raise ConfigError(
+            f"model.condition_names {list(names)} differ from grid.names {list(grid.names)}"
+        )
+    mean, std = m.condition_mean, m.condition_std
+    if not mean:
+        if all(n in CONDITION_DEFAULTS for n in names):
+            space = ConditionSpace.resolve(names)
+            mean, std = space.mean, space.std
+        else:
+            mean, std = grid.normalisation()
+    options = dict(m.options)
+    if options.get("pair_kinematics") == "auto":
+        if preset is None:
+            raise ConfigError(
+                "model.options.pair_kinematics: auto needs the shards' preset; pass the shards"
+            )
+        from paratag.presets import load_preset
+
+        options["pair_kinematics"] = load_preset(preset).pair_kinematics()
+    model = dataclasses.replace(
+        m,
+        condition_names=tuple(names),
+        condition_mean=tuple(mean),
+        condition_std=tuple(std),
+        options=options,
+    )
+    return dataclasses.replace(cfg, model=model)
+
+
+#: data settings that only stage 3 reads (a stage-1 model does not depend on them)
+STAGE3_ONLY_DATA = ("wrong_mass_weight", "wrong_mass_label")
+
+
+def stage1_fingerprint(cfg: TrainConfig) -> str:
+    """Hash of everything a stage-1 (or inclusive) model depends on, of a resolved config.
+
+    Data, training points (the loss normalises its difficulty over them), model,
+    loss, stage-1 schedule and seed; not the run directory, device, stages 2-3 or
+    the stage-3-only data settings.
+    """
+    d = to_dict(cfg)
+    key = {
+        "data": {k: v for k, v in d["data"].items() if k not in STAGE3_ONLY_DATA},
+        "train_points": d["grid"]["train"],
+        **{k: d[k] for k in ("model", "loss", "stage1", "seed")},
+    }
+    return (
+        zlib.crc32(json.dumps(key, sort_keys=True, default=str).encode()).to_bytes(4, "big").hex()
+    )
+
+
+def recorded_fingerprint(path: Path) -> str | None:
+    """Stage-1 fingerprint of the config a run directory recorded (None if unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        return stage1_fingerprint(load_train_config(path))
+    except (ConfigError, OSError, ValueError):
+        return None
+
+
+def trained_with(path: Path, fingerprint: str, legacy: str | None) -> bool:
+    """Whether the checkpoint at ``path`` exists and was trained with ``fingerprint``.
+
+    A checkpoint written before fingerprints were recorded counts as trained with
+    ``legacy`` (the fingerprint of the config its run directory recorded), if given.
+    """
+    if not path.is_file():
+        return False
+    recorded = load_checkpoint(path)["info"].get("fingerprint")
+    return (legacy if recorded is None else recorded) == fingerprint
