@@ -33,7 +33,7 @@ import numpy as np
 from coffea import processor
 
 from paratag.conditions import parse_hypotheses, point_name
-from paratag.errors import ConfigError, ModelMismatchError
+from paratag.errors import ConfigError, InputFileError, ModelMismatchError
 from paratag.inputs import GraphInputs, build_inputs
 from paratag.integrity import check_chunk_counts
 from paratag.preprocess import Preprocess, load_preprocess, preprocess_for
@@ -139,6 +139,12 @@ class Tagger(processor.ProcessorABC):
         if output not in ("events", "hist", "both"):
             raise ConfigError(f"Tagger output {output!r}: use 'events', 'hist' or 'both'")
         path = Path(model).resolve()
+        if not path.is_file():  # the model first: its preprocess.json is looked up beside it
+            raise InputFileError(
+                str(path),
+                "model file does not exist",
+                "check the path or run `paratag export RUN_DIR` first",
+            )
         pp = load_preprocess(
             Path(preprocess) if preprocess is not None else path.parent / "preprocess.json"
         )

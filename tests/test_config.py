@@ -64,6 +64,14 @@ def test_missing_and_bad_files(tmp_path):
         load(BuildConfig, lst)
 
 
+
+def test_a_root_file_where_a_fileset_goes_is_named(pfnano_path):
+    from paratag.runner import load_fileset
+
+    with pytest.raises(ConfigError, match=r"pfnano\.root: not a text .*list it in a fileset"):
+        load_fileset(pfnano_path)
+
+
 def test_to_dict_is_plain():
     d = to_dict(
         ModelConfig(condition_names=("mX",), condition_mean=(100.0,), condition_std=(50.0,))

@@ -151,7 +151,8 @@ def test_hist_output(model_dir, pf_events):
 
 def test_bad_inputs(model_dir, tmp_path, nano_dy_path):
     out = model_dir[0]
-    with pytest.raises(InputFileError, match="does not exist"):
+    # a missing model is reported as the model, not as its missing preprocess.json
+    with pytest.raises(InputFileError, match=r"model\.onnx: model file does not exist"):
         Tagger(tmp_path / "model.onnx", HYPS)  # no preprocess.json there either
     (tmp_path / "preprocess.json").write_text((out / "preprocess.json").read_text())
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07garbage")

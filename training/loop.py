@@ -60,7 +60,16 @@ from paratag.training.checkpoint import (
     save_checkpoint,
     unwrap,
 )
-from paratag.training.losses import weighted_cross_entropy
+from paratag.training.evaluation import (
+    Batch,
+    EvalResult,
+    ForwardFn,
+    ScoreFn,
+    default_loss,
+    evaluate,
+    set_epoch,
+    to_device,
+)
 from paratag.training.monitor import MetricsLogger, progress
 from torch import Tensor, nn
 
@@ -71,6 +80,7 @@ __all__ = [
     "EvalResult",
     "FitConfig",
     "FitResult",
+    "FitState",
     "evaluate",
     "fit",
     "graph_forward",
@@ -78,10 +88,6 @@ __all__ = [
     "make_scheduler",
     "softmax_score",
 ]
-
-Batch = Mapping[str, Any]
-ForwardFn = Callable[[nn.Module, Batch], Any]
-ScoreFn = Callable[[Any], Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,19 +137,6 @@ class FitConfig:
 
 
 @dataclasses.dataclass
-class EvalResult:
-    """Validation outputs: weighted mean loss, AUC (mean over groups), per-group AUCs, arrays."""
-
-    loss: float
-    auc: float
-    group_auc: dict[int, float]
-    scores: np.ndarray
-    labels: np.ndarray
-    weights: np.ndarray
-    groups: np.ndarray | None
-
-
-@dataclasses.dataclass
 class FitResult:
     """What :func:`fit` returns; the model holds the best weights (by ``monitor``)."""
 
@@ -154,11 +147,6 @@ class FitResult:
     history: list[dict[str, Any]]
     time_s: float
     best_group_auc: dict[int, float] = dataclasses.field(default_factory=dict)
-
-
-def default_loss(outputs: Tensor, batch: Batch) -> Tensor:
-    """Weighted cross-entropy on ``label`` and (optional) ``weight``."""
-    return weighted_cross_entropy(outputs, batch["label"], batch.get("weight"))
 
 
 def softmax_score(index: int = 0) -> ScoreFn:
@@ -201,85 +189,233 @@ def make_scheduler(
     return None
 
 
-def _to_device(batch: Batch, device: torch.device) -> dict[str, Any]:
-    nb = device.type == "cuda"
-    return {
-        k: v.to(device, non_blocking=nb) if isinstance(v, Tensor) else v for k, v in batch.items()
-    }
-
-
-def _set_epoch(loader: Any, epoch: int) -> None:
-    for obj in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-        if obj is not None and callable(getattr(obj, "set_epoch", None)):
-            obj.set_epoch(epoch)
-            return
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    if len(np.unique(labels)) < 2:
-        return float("nan")
-    return float(roc_auc_score(labels, scores, sample_weight=weights))
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: Iterable[Batch],
-    *,
-    loss_fn: Callable[[Any, Batch], Tensor] = default_loss,
-    forward_fn: ForwardFn = graph_forward,
-    score_fn: ScoreFn | None = None,
-    signal_label: int = 0,
-    device: torch.device | None = None,
-    amp: bool = False,
-    epoch: int = 0,
-) -> EvalResult:
-    """Weighted mean loss and (per-group) AUC of ``model`` over ``loader``."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    _set_epoch(loader, epoch)
-    total, count = 0.0, 0
-    scores, labels, weights, groups = [], [], [], []
-    for raw in loader:
-        batch = _to_device(raw, device)
-        with torch.autocast(
-            device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"
-        ):
-            out = forward_fn(model, batch)
-            loss = loss_fn(out, batch)
-        n = len(batch["label"])
-        total += float(loss) * n
-        count += n
-        if score_fn is not None:
-            scores.append(score_fn(out).float().cpu().numpy())
-            labels.append((raw["label"] == signal_label).numpy().astype(np.int64))
-            weights.append(raw["weight"].numpy() if "weight" in raw else np.ones(n, np.float32))
-            if "group" in raw:
-                groups.append(raw["group"].numpy())
-    s = np.concatenate(scores) if scores else np.zeros(0)
-    y = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    w = np.concatenate(weights) if weights else np.zeros(0)
-    g = np.concatenate(groups) if groups else None
-    group_auc: dict[int, float] = {}
-    auc = float("nan")
-    if score_fn is not None and len(s):
-        if g is not None:
-            group_auc = {int(k): _auc(y[g == k], s[g == k], w[g == k]) for k in np.unique(g)}
-            valid = [v for v in group_auc.values() if not math.isnan(v)]
-            auc = float(np.mean(valid)) if valid else float("nan")
-        else:
-            auc = _auc(y, s, w)
-    return EvalResult(total / max(count, 1), auc, group_auc, s, y, w, g)
-
-
 def _better(value: float, best: float | None, monitor: str, min_delta: float) -> bool:
     if math.isnan(value):
         return False
     if best is None:
         return True
     return value < best - min_delta if monitor != "val_auc" else value > best + min_delta
+
+
+@dataclasses.dataclass
+class FitState:
+    """What :func:`fit` carries from epoch to epoch (and through ``last.pt`` on resume).
+
+    Attributes:
+        epoch: last finished epoch (-1 before the first).
+        best: best monitored value so far (None before the first eligible epoch).
+        best_epoch: epoch of ``best``.
+        bad: eligible epochs since the last improvement (early stopping).
+        stopped: early stopping triggered.
+        history: one metrics row per finished epoch.
+        best_group_auc: per-group validation AUC at ``best_epoch``.
+        time_s: training time so far (over resumes).
+    """
+
+    epoch: int = -1
+    best: float | None = None
+    best_epoch: int = -1
+    bad: int = 0
+    stopped: bool = False
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best_group_auc: dict[int, float] = dataclasses.field(default_factory=dict)
+    time_s: float = 0.0
+
+
+class _Fit:
+    """One :func:`fit` call: the model, optimiser, schedule, AMP scaler and checkpoints."""
+
+    def __init__(self, model: nn.Module, config: FitConfig, dev: torch.device, **kw: Any) -> None:
+        self.model, self.config, self.dev = model.to(dev), config, dev
+        self.amp = config.amp and dev.type == "cuda"
+        self.opt = make_optimizer(model, config)
+        self.sched = make_scheduler(self.opt, config)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.kw = kw
+        ckpt = kw["checkpoint_dir"]
+        self.ckpt = Path(ckpt) if ckpt is not None else None
+        self.info = dict(kw["checkpoint_info"] or {})
+        self.main = ddp.is_main()
+        self.state = FitState()
+        self.best_state: dict[str, Tensor] | None = None
+        self.train_model: nn.Module = model
+        if ddp.is_distributed():
+            self.train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
+        if config.compile:
+            self.train_model = torch.compile(self.train_model)  # type: ignore[assignment]
+
+    def resume(self, resume: bool) -> None:
+        """Continue from ``last.pt`` (model, optimiser, schedule, scaler, RNG, state)."""
+        logger, stage, point = self.kw["logger"], self.kw["stage"], self.kw["point"]
+        if resume and self.ckpt is not None and (self.ckpt / "last.pt").is_file():
+            payload = load_checkpoint(self.ckpt / "last.pt", map_location=self.dev)
+            unwrap(self.model).load_state_dict(payload["model_state"])
+            tr = payload["training"]
+            self.opt.load_state_dict(tr["optimizer"])
+            if self.sched is not None and tr.get("scheduler") is not None:
+                self.sched.load_state_dict(tr["scheduler"])
+            if tr.get("scaler"):
+                self.scaler.load_state_dict(tr["scaler"])
+            self.state = FitState(**tr["state"])
+            restore_rng(tr["rng"])
+            if logger is not None and self.main:
+                logger.truncate(stage, point, self.state.epoch)
+        elif logger is not None and self.main:
+            logger.truncate(stage, point, -1)
+
+    def train_epoch(self, loader: Iterable[Batch], epoch: int) -> float:
+        """One pass over the training batches; the mean loss over all ranks."""
+        kw, dev, opt, scaler = self.kw, self.dev, self.opt, self.scaler
+        self.train_model.train()
+        set_epoch(loader, epoch)
+        total, count = 0.0, 0
+        desc = f"{kw['stage']} {kw['point']} epoch {epoch}"
+        bar = progress(loader, desc=desc, enabled=kw["show_progress"] and self.main)
+        for raw in bar:
+            batch = to_device(raw, dev)
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=self.amp):
+                loss = kw["loss_fn"](kw["forward_fn"](self.train_model, batch), batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"{kw['stage']} {kw['point']}: non-finite training loss at epoch {epoch}; "
+                    "lower the learning rate or check the inputs for extreme values"
+                )
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if self.config.grad_clip is not None:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            n = len(batch["label"]) if "label" in batch else 1
+            total += float(loss.detach()) * n
+            count += n
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{total / count:.4f}")
+        return ddp.all_reduce_mean(total / max(count, 1))
+
+    def validate(
+        self, loader: Iterable[Batch] | None, epoch: int, row: dict[str, Any]
+    ) -> tuple[float, dict[int, float]]:
+        """Validation loss and AUC into ``row``; returns (monitored value, per-group AUCs)."""
+        kw = self.kw
+        if loader is None:
+            row.update(val_loss=float("nan"), val_auc=float("nan"))
+            return row["train_loss"], {}
+        ev = evaluate(
+            unwrap(self.model),
+            loader,
+            loss_fn=kw["loss_fn"],
+            forward_fn=kw["forward_fn"],
+            score_fn=kw["score_fn"],
+            signal_label=kw["signal_label"],
+            device=self.dev,
+            amp=self.amp,
+            epoch=epoch,
+        )
+        row.update(val_loss=ev.loss, val_auc=ev.auc)
+        return (ev.auc if self.config.monitor == "val_auc" else ev.loss), ev.group_auc
+
+    def record(
+        self, epoch: int, metric: float, groups: dict[int, float], row: dict[str, Any]
+    ) -> None:
+        """Best model, early stopping, ``last.pt`` and the metrics log after an epoch."""
+        cfg, st, kw = self.config, self.state, self.kw
+        # only epochs that train on every point may become the delivered model (curricula)
+        eligible = epoch >= kw["early_stopping_from"]
+        improved = eligible and _better(metric, st.best, cfg.monitor, cfg.min_delta)
+        if improved:
+            st.best, st.best_epoch, st.best_group_auc = metric, epoch, groups
+            self.save_best(epoch, row, groups)
+        if eligible:
+            st.bad = 0 if improved else st.bad + 1
+        st.history.append(_clean(row))
+        st.epoch = epoch
+        if cfg.patience is not None and st.bad >= cfg.patience:
+            st.stopped = True
+        if self.ckpt is not None and self.main:
+            save_checkpoint(
+                self.ckpt / "last.pt",
+                self.model,
+                {**self.info, "epoch": epoch},
+                {
+                    "optimizer": self.opt.state_dict(),
+                    "scheduler": self.sched.state_dict() if self.sched is not None else None,
+                    "scaler": self.scaler.state_dict() if self.amp else None,
+                    "state": dataclasses.asdict(st),
+                    "rng": capture_rng(),
+                },
+            )
+        if kw["logger"] is not None and self.main:
+            keys = ("train_loss", "val_loss", "val_auc", "lr", "time_s")
+            kw["logger"].log(
+                kw["stage"],
+                kw["point"],
+                epoch,
+                {k: row.get(k) for k in keys},
+                _named(groups, kw["group_names"]),
+            )
+
+    def save_best(self, epoch: int, row: Mapping[str, Any], groups: Mapping[int, float]) -> None:
+        """Keep the best weights: ``model.pt`` with checkpoints, else in memory."""
+        if self.ckpt is None:
+            self.best_state = {
+                k: v.detach().clone() for k, v in unwrap(self.model).state_dict().items()
+            }
+        elif self.main:
+            meta = {"epoch": epoch, "metrics": _clean(row)}
+            meta["group_auc"] = _named(groups, self.kw["group_names"])
+            save_checkpoint(self.ckpt / "model.pt", self.model, {**self.info, **meta})
+
+    def epochs(
+        self,
+        train_loader: Iterable[Batch],
+        val_loader: Iterable[Batch] | None,
+        callbacks: Sequence[Callable[[int, dict[str, Any]], None]],
+    ) -> FitResult:
+        """The remaining epochs: train, validate, step the schedule, record; then the result."""
+        t_start = time.perf_counter() - self.state.time_s
+        for epoch in range(self.state.epoch + 1, self.config.epochs):
+            if self.state.stopped:
+                break
+            t0 = time.perf_counter()
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": self.train_epoch(train_loader, epoch),
+                "lr": float(self.opt.param_groups[0]["lr"]),
+            }
+            metric, groups = self.validate(val_loader, epoch, row)
+            if self.sched is not None:
+                self.sched.step()
+            row["time_s"] = time.perf_counter() - t0
+            self.state.time_s = time.perf_counter() - t_start
+            self.record(epoch, metric, groups, row)
+            ddp.barrier()
+            for cb in callbacks:
+                cb(epoch, row)
+        return self.result()
+
+    def result(self) -> FitResult:
+        """Load the best weights into the model and summarise the run."""
+        st = self.state
+        if self.best_state is not None:
+            unwrap(self.model).load_state_dict(self.best_state)
+        elif self.ckpt is not None and (self.ckpt / "model.pt").is_file() and st.best_epoch >= 0:
+            ddp.barrier()
+            payload = load_checkpoint(self.ckpt / "model.pt", map_location=self.dev)
+            unwrap(self.model).load_state_dict(payload["model_state"])
+        best = float("nan") if st.best is None else float(st.best)
+        return FitResult(
+            best,
+            st.best_epoch,
+            st.epoch + 1,
+            st.stopped,
+            list(st.history),
+            st.time_s,
+            dict(st.best_group_auc),
+        )
 
 
 def fit(
@@ -328,172 +464,25 @@ def fit(
         show_progress: draw a tqdm bar (only on a TTY, never in CI).
     """
     dev = ddp.select_device("auto") if device is None else torch.device(device)
-    model.to(dev)
-    amp = config.amp and dev.type == "cuda"
-    opt = make_optimizer(model, config)
-    sched = make_scheduler(opt, config)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    info = dict(checkpoint_info or {})
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    main = ddp.is_main()
-    state: dict[str, Any] = {
-        "epoch": -1,
-        "best": None,
-        "best_epoch": -1,
-        "bad": 0,
-        "stopped": False,
-        "history": [],
-        "best_group_auc": {},
-        "time_s": 0.0,
-    }
-    if resume and ckpt is not None and (ckpt / "last.pt").is_file():
-        payload = load_checkpoint(ckpt / "last.pt", map_location=dev)
-        unwrap(model).load_state_dict(payload["model_state"])
-        tr = payload["training"]
-        opt.load_state_dict(tr["optimizer"])
-        if sched is not None and tr.get("scheduler") is not None:
-            sched.load_state_dict(tr["scheduler"])
-        if tr.get("scaler"):
-            scaler.load_state_dict(tr["scaler"])
-        state.update(tr["state"])
-        restore_rng(tr["rng"])
-        if logger is not None and main:
-            logger.truncate(stage, point, state["epoch"])
-    elif logger is not None and main:
-        logger.truncate(stage, point, -1)
-    train_model: nn.Module = model
-    if ddp.is_distributed():
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None
-        )
-    if config.compile:
-        train_model = torch.compile(train_model)  # type: ignore[assignment]
-    best_state: dict[str, Tensor] | None = None
-    t_start = time.perf_counter() - float(state["time_s"])
-    for epoch in range(int(state["epoch"]) + 1, config.epochs):
-        if state["stopped"]:
-            break
-        t0 = time.perf_counter()
-        train_model.train()
-        _set_epoch(train_loader, epoch)
-        total, count = 0.0, 0
-        bar = progress(
-            train_loader, desc=f"{stage} {point} epoch {epoch}", enabled=show_progress and main
-        )
-        for raw in bar:
-            batch = _to_device(raw, dev)
-            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp):
-                out = forward_fn(train_model, batch)
-                loss = loss_fn(out, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"{stage} {point}: non-finite training loss at epoch {epoch}; lower the learning "
-                    "rate or check the inputs for extreme values"
-                )
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip is not None:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            n = len(batch["label"]) if "label" in batch else 1
-            total += float(loss.detach()) * n
-            count += n
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{total / count:.4f}")
-        train_loss = ddp.all_reduce_mean(total / max(count, 1))
-        lr = float(opt.param_groups[0]["lr"])
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
-        groups: dict[int, float] = {}
-        if val_loader is not None:
-            ev = evaluate(
-                unwrap(model),
-                val_loader,
-                loss_fn=loss_fn,
-                forward_fn=forward_fn,
-                score_fn=score_fn,
-                signal_label=signal_label,
-                device=dev,
-                amp=amp,
-                epoch=epoch,
-            )
-            row.update(val_loss=ev.loss, val_auc=ev.auc)
-            groups = ev.group_auc
-            metric = ev.auc if config.monitor == "val_auc" else ev.loss
-        else:
-            row.update(val_loss=float("nan"), val_auc=float("nan"))
-            metric = train_loss
-        if sched is not None:
-            sched.step()
-        # only epochs that train on every point may become the delivered model (curricula)
-        improved = epoch >= early_stopping_from and _better(
-            metric, state["best"], config.monitor, config.min_delta
-        )
-        if improved:
-            state.update(best=metric, best_epoch=epoch, best_group_auc=groups)
-            if ckpt is None:
-                best_state = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
-            elif main:
-                save_checkpoint(
-                    ckpt / "model.pt",
-                    model,
-                    {
-                        **info,
-                        "epoch": epoch,
-                        "metrics": _clean(row),
-                        "group_auc": _named(groups, group_names),
-                    },
-                )
-        if epoch >= early_stopping_from:
-            state["bad"] = 0 if improved else state["bad"] + 1
-        row["time_s"] = time.perf_counter() - t0
-        state["history"].append(_clean(row))
-        state["epoch"] = epoch
-        if config.patience is not None and state["bad"] >= config.patience:
-            state["stopped"] = True
-        state["time_s"] = time.perf_counter() - t_start
-        if ckpt is not None and main:
-            save_checkpoint(
-                ckpt / "last.pt",
-                model,
-                {**info, "epoch": epoch},
-                {
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict() if sched is not None else None,
-                    "scaler": scaler.state_dict() if amp else None,
-                    "state": state,
-                    "rng": capture_rng(),
-                },
-            )
-        if logger is not None and main:
-            logger.log(
-                stage,
-                point,
-                epoch,
-                {k: row.get(k) for k in ("train_loss", "val_loss", "val_auc", "lr", "time_s")},
-                _named(groups, group_names),
-            )
-        ddp.barrier()
-        for cb in callbacks:
-            cb(epoch, row)
-    if best_state is not None:
-        unwrap(model).load_state_dict(best_state)
-    elif ckpt is not None and (ckpt / "model.pt").is_file() and state["best_epoch"] >= 0:
-        ddp.barrier()
-        unwrap(model).load_state_dict(
-            load_checkpoint(ckpt / "model.pt", map_location=dev)["model_state"]
-        )
-    best = float("nan") if state["best"] is None else float(state["best"])
-    return FitResult(
-        best,
-        int(state["best_epoch"]),
-        int(state["epoch"]) + 1,
-        bool(state["stopped"]),
-        list(state["history"]),
-        float(state["time_s"]),
-        dict(state["best_group_auc"]),
+    run = _Fit(
+        model,
+        config,
+        dev,
+        loss_fn=loss_fn,
+        forward_fn=forward_fn,
+        score_fn=score_fn,
+        signal_label=signal_label,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_info=checkpoint_info,
+        logger=logger,
+        stage=stage,
+        point=point,
+        group_names=group_names,
+        early_stopping_from=early_stopping_from,
+        show_progress=show_progress,
     )
+    run.resume(resume)
+    return run.epochs(train_loader, val_loader, callbacks)
 
 
 def _clean(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,14 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: config file does not exist")
     try:
         text = p.read_text()
+    except UnicodeDecodeError as exc:  # e.g. a ROOT file given where a fileset/config goes
+        hint = (
+            "; a ROOT file is data: list it in a fileset YAML ({dataset: {files: [...]}})"
+            if p.suffix == ".root"
+            else ""
+        )
+        raise ConfigError(f"{p}: not a text (YAML/JSON) file{hint}") from exc
+    try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{p}: not valid YAML/JSON ({exc})") from exc
