@@ -161,8 +161,8 @@ class _Exported:  # built lazily so importing this module does not import torch
 def _check_dims(model: Any, preset: Preset, names: Sequence[str]) -> None:
     first = preset.clouds[0]
     want = {"point_dims": len(first.points), "feature_dims": len(first.features)}
-    if "sv_features" in names:
-        want["sv_dims"] = len(preset.cloud("sv").features)
+    if "sv_features" in names and len(preset.clouds) > 1:  # the secondary cloud feeds sv_*
+        want["sv_dims"] = len(preset.clouds[1].features)
     for attr, n in want.items():
         have = getattr(model, attr, None)
         if have is not None and int(have) != n:
@@ -292,7 +292,7 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     onnx_path, pp_path = out / MODEL_FILE, out / PREPROCESS_FILE
     first = p.clouds[0].name
-    svs = lengths.get("sv", 1)
+    svs = lengths.get(p.clouds[1].name, 1) if len(p.clouds) > 1 else 1
     examples = example_inputs(model, n=3, p=lengths[first], n_sv=svs)
     dynamic: dict[str, dict[int, str]] = {}
     for n in names:

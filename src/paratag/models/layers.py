@@ -15,6 +15,7 @@ which is what makes EdgeConv cheap on CPU. Models transpose the contract's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, cast
@@ -36,6 +37,7 @@ __all__ = [
     "FiLM",
     "PAIR_FEATURES",
     "PairKinematics",
+    "TrunkOptions",
     "pair_features",
     "MassAwareAttention",
     "fc_head",
@@ -58,6 +60,39 @@ PARTICLENET_BACKBONES: dict[str, dict[str, Any]] = {
         "use_fusion": False,
     },
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class TrunkOptions:
+    """The ParticleNet trunk shared by every model built on it: EdgeConv blocks and head.
+
+    Attributes:
+        conv_params: one ``(k, widths)`` per EdgeConv block.
+        fc_params: one ``(width, dropout)`` per hidden fully connected layer.
+        use_fusion: add weaver's fusion layer (1x1 conv over all block outputs).
+        use_fts_bn: batch-normalise the input features.
+    """
+
+    conv_params: tuple[tuple[int, tuple[int, ...]], ...] = ((7, (32, 32, 32)), (7, (64, 64, 64)))
+    fc_params: tuple[tuple[int, float], ...] = ((128, 0.1),)
+    use_fusion: bool = True
+    use_fts_bn: bool = True
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if not self.conv_params:
+            raise ConfigError(f"{name}.conv_params needs at least one EdgeConv block")
+        for k, widths in self.conv_params:
+            if k < 1 or not widths or min(widths) < 1:
+                raise ConfigError(
+                    f"{name}.conv_params: block ({k}, {list(widths)}) needs k >= 1 and "
+                    "positive widths"
+                )
+        for width, drop in self.fc_params:
+            if width < 1 or not 0.0 <= drop < 1.0:
+                raise ConfigError(
+                    f"{name}.fc_params: ({width}, {drop}) needs width >= 1 and 0 <= dropout < 1"
+                )
 
 
 class ConditionedModel(nn.Module):

@@ -45,6 +45,7 @@ from paratag.models.layers import (
     FiLM,
     MassAwareAttention,
     PairKinematics,
+    TrunkOptions,
     batch_norm_last,
     fusion_width,
     masked_mean,
@@ -68,14 +69,13 @@ CONDITION_MODULE_PREFIXES: tuple[str, ...] = (
 
 
 @dataclasses.dataclass(frozen=True)
-class ParametricOptions:
+class ParametricOptions(TrunkOptions):
     """Hyperparameters of :class:`ParametricParticleNet` (``ModelConfig.options``).
 
+    The trunk's (:class:`~paratag.models.layers.TrunkOptions`; here ``fc_params`` needs at
+    least one layer), and:
+
     Attributes:
-        conv_params: one ``(k, widths)`` per EdgeConv block.
-        fc_params: one ``(width, dropout)`` per hidden fully connected layer (at least one).
-        use_fusion: add weaver's fusion layer over all block outputs.
-        use_fts_bn: batch-normalise the input features.
         encoder_dims: hidden widths of the mass encoder MLP.
         embed_dim: width of the mass embedding.
         attention_heads: heads of every mass-aware attention block (must divide its width).
@@ -104,10 +104,6 @@ class ParametricOptions:
         cascade_width: window (GeV) on ``m_ij - m_A`` that picks the A candidate.
     """
 
-    conv_params: tuple[tuple[int, tuple[int, ...]], ...] = ((7, (32, 32, 32)), (7, (64, 64, 64)))
-    fc_params: tuple[tuple[int, float], ...] = ((128, 0.1),)
-    use_fusion: bool = True
-    use_fts_bn: bool = True
     encoder_dims: tuple[int, ...] = (64,)
     embed_dim: int = 64
     attention_heads: int = 4
@@ -123,6 +119,7 @@ class ParametricOptions:
     cascade_width: float = 3.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.cascade is not None and (self.resonance is None or self.cascade_width <= 0):
             raise ConfigError(
                 f"ParametricOptions: cascade {self.cascade!r} needs a resonance (the pair it "
@@ -147,11 +144,8 @@ class ParametricOptions:
                 "ParametricOptions: shared_trunk keeps the EdgeConv trunk condition-free; "
                 "it cannot be combined with condition_input, condition_edges or resonance"
             )
-        if not self.conv_params or not self.fc_params:
-            raise ConfigError(
-                "ParametricOptions needs at least one EdgeConv block (conv_params) and one "
-                "hidden head layer (fc_params)"
-            )
+        if not self.fc_params:
+            raise ConfigError("ParametricOptions needs at least one hidden head layer (fc_params)")
         if self.embed_dim < 1 or self.attention_heads < 1 or min(self.encoder_dims, default=1) < 1:
             raise ConfigError(
                 f"ParametricOptions: embed_dim={self.embed_dim}, attention_heads="

@@ -30,6 +30,7 @@ from paratag.models.layers import (
     PARTICLENET_BACKBONES,
     ConditionedModel,
     EdgeConvBlock,
+    TrunkOptions,
     batch_norm_last,
     fc_head,
     fusion_width,
@@ -46,36 +47,12 @@ PARTICLENET_PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class ParticleNetOptions:
+class ParticleNetOptions(TrunkOptions):
     """Hyperparameters of ParticleNet (``ModelConfig.options``).
 
-    Attributes:
-        conv_params: one ``(k, widths)`` per EdgeConv block.
-        fc_params: one ``(width, dropout)`` per hidden fully connected layer.
-        use_fusion: add weaver's fusion layer (1x1 conv over all block outputs).
-        use_fts_bn: batch-normalise the input features.
+    Exactly the trunk's (:class:`~paratag.models.layers.TrunkOptions`: ``conv_params``,
+    ``fc_params``, ``use_fusion``, ``use_fts_bn``).
     """
-
-    conv_params: tuple[tuple[int, tuple[int, ...]], ...] = ((7, (32, 32, 32)), (7, (64, 64, 64)))
-    fc_params: tuple[tuple[int, float], ...] = ((128, 0.1),)
-    use_fusion: bool = True
-    use_fts_bn: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.conv_params:
-            raise ConfigError("ParticleNetOptions.conv_params needs at least one EdgeConv block")
-        for k, widths in self.conv_params:
-            if k < 1 or not widths or min(widths) < 1:
-                raise ConfigError(
-                    f"ParticleNetOptions.conv_params: block ({k}, {list(widths)}) needs "
-                    f"k >= 1 and positive widths"
-                )
-        for width, drop in self.fc_params:
-            if width < 1 or not 0.0 <= drop < 1.0:
-                raise ConfigError(
-                    f"ParticleNetOptions.fc_params: ({width}, {drop}) needs width >= 1 "
-                    f"and 0 <= dropout < 1"
-                )
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> ParticleNetOptions:

@@ -68,16 +68,12 @@ def register(name: str) -> Callable[[T], T]:
 
 
 def _load_builtins() -> None:
-    """Import the built-in model modules once, tolerating ones not written yet."""
+    """Import the built-in model modules once (each registers its models)."""
     global _loaded
     if _loaded:
         return
     for module in BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real missing dependency inside the module
-                raise
+        importlib.import_module(module)
     _loaded = True
 
 
