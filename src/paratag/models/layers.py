@@ -456,17 +456,28 @@ class MassAwareAttention(nn.Module):
         nn.init.zeros_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: Tensor, mask: Tensor, embedding: Tensor) -> Tensor:
-        """Apply the block; see the class docstring for shapes."""
-        n, p, _ = x.shape
+    def project(self, x: Tensor) -> Tensor:
+        """Condition-free queries, keys and values ``(N, P, 3, dim)`` of ``x (N, P, dim)``."""
+        return self.qkv(self.norm(x)).view(x.shape[0], x.shape[1], 3, self.dim)  # type: ignore[no-any-return]
+
+    def attend(self, qkv: Tensor, mask: Tensor, embedding: Tensor) -> Tensor:
+        """Attention output ``(N, P, dim)`` (before ``out_proj``) of projected ``qkv``.
+
+        The embedding's FiLM modulates the queries, keys and values; padded
+        particles receive no attention. ``qkv`` may be shared by many hypotheses
+        (one embedding row per row of ``qkv``).
+        """
+        n, p = qkv.shape[0], qkv.shape[1]
         d, h = self.dim, self.n_heads
         hd = d // h
-        qkv = self.qkv(self.norm(x)).view(n, p, 3, d)
         scale, shift = self.modulation.parameters_for(embedding)  # (N, 3, d) each
         qkv = qkv * scale.unsqueeze(1) + shift.unsqueeze(1)
         q, k, v = (qkv[:, :, i].reshape(n, p, h, hd).transpose(1, 2) for i in range(3))
         scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(hd))  # (N, H, P, P)
         key_bias = (mask.transpose(1, 2).unsqueeze(1) - 1.0) * 1e9  # (N, 1, 1, P)
         attn = torch.softmax(scores + key_bias, dim=-1)
-        out = torch.matmul(attn, v).transpose(1, 2).reshape(n, p, d)
-        return (x + self.out_proj(out)) * mask
+        return torch.matmul(attn, v).transpose(1, 2).reshape(n, p, d)
+
+    def forward(self, x: Tensor, mask: Tensor, embedding: Tensor) -> Tensor:
+        """Apply the block; see the class docstring for shapes."""
+        return (x + self.out_proj(self.attend(self.project(x), mask, embedding))) * mask

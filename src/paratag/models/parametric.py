@@ -28,7 +28,6 @@ that belong to those pathways.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, cast
 
 import torch
@@ -399,7 +398,7 @@ class ParametricParticleNet(ConditionedModel):
         x = self.trunk(points, features, mask)
         m = mask.transpose(1, 2)
         block = cast(MassAwareAttention, self.attention[0])
-        qkv = block.qkv(block.norm(x)).view(x.shape[0], x.shape[1], 3, block.dim)
+        qkv = block.project(x)
         return masked_mean(x, m), qkv, m
 
     def _conditioned(
@@ -407,16 +406,7 @@ class ParametricParticleNet(ConditionedModel):
     ) -> Tensor:
         """Pooled representation ``(B, C)`` from the shared parts and per-row condition/embedding."""
         block = cast(MassAwareAttention, self.attention[0])
-        b, p = qkv.shape[0], qkv.shape[1]
-        d, h = block.dim, block.n_heads
-        hd = d // h
-        scale, shift = block.modulation.parameters_for(emb)  # (B, 3, d) each
-        qkv = qkv * scale.unsqueeze(1) + shift.unsqueeze(1)
-        q, k, v = (qkv[:, :, i].reshape(b, p, h, hd).transpose(1, 2) for i in range(3))
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(hd))
-        key_bias = (m.transpose(1, 2).unsqueeze(1) - 1.0) * 1e9
-        attn = torch.softmax(scores + key_bias, dim=-1)
-        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, p, d)
+        out = block.attend(qkv, m, emb)
         count = m.sum(dim=1)
         frac = count / count.clamp(min=1.0)  # 1 for graphs with particles, 0 for empty ones
         w, bias = block.out_proj.weight, block.out_proj.bias
