@@ -29,8 +29,14 @@ from paratag.training.loop import FitConfig
 from paratag.training.loop import fit as loop_fit
 from torch import nn
 
-from paratag.data.images import CaloSimConfig, simulate_egamma, to_channels_first
-from paratag.data.tabular import (
+from paratag.baselines.images import CaloSimConfig, simulate_egamma, to_channels_first
+from paratag.baselines.masked_autoencoder import (
+    MaskedAEOptions,
+    MaskedTransformerAE,
+    reconstruction_metrics,
+)
+from paratag.baselines.resnet import ResNet15
+from paratag.baselines.tabular import (
     HIGGS_FEATURES,
     encode_phi,
     generate_higgs_events,
@@ -41,12 +47,6 @@ from paratag.data.tabular import (
     standardize,
 )
 from paratag.evaluate.metrics import roc_auc
-from paratag.models.masked_autoencoder import (
-    MaskedAEOptions,
-    MaskedTransformerAE,
-    reconstruction_metrics,
-)
-from paratag.models.resnet import ResNet15
 
 SEED_EGAMMA = {"accuracy": 0.7289, "auc": 0.80}
 SEED_HIGGS_AUC = 0.73
@@ -166,8 +166,8 @@ def bench_jets(
     # generated PFNano files have no Gen*/SubJet collections the schema cross-references
     warnings.filterwarnings("ignore", "Missing cross-reference", RuntimeWarning)
 
+    from paratag.baselines.images import JetImageConfig, jet_images
     from paratag.config import ModelConfig
-    from paratag.data.images import JetImageConfig, jet_images
     from paratag.inputs import build_inputs
     from paratag.models import build_model
 
@@ -217,7 +217,7 @@ def generate_samples(kind: str, n: int, workdir: Path) -> dict[str, str]:
     """Run ``paratag.generate`` for the HIGGS processes or X(125)->bb + QCD jets; dataset -> file."""
     import dataclasses
 
-    from paratag.data.tabular import HIGGS_PROCESSES
+    from paratag.baselines.tabular import HIGGS_PROCESSES
     from paratag.generate.config import GenerateConfig, ProcessConfig
     from paratag.generate.runner import generate
 

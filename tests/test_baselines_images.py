@@ -10,8 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from paratag.config import ModelConfig
-from paratag.data.images import (
+from paratag.baselines.images import (
     CaloSimConfig,
     JetImageConfig,
     jet_images,
@@ -22,10 +21,11 @@ from paratag.data.images import (
     to_channels_first,
     write_ml4sci_h5,
 )
+from paratag.baselines.resnet import ResNet15, ResNetOptions, count_weighted_layers, export_onnx
+from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InputFileError, MissingBranchError
 from paratag.evaluate.metrics import roc_auc
 from paratag.models import build_model
-from paratag.models.resnet import ResNet15, ResNetOptions, count_weighted_layers, export_onnx
 
 DATA = Path(__file__).parent / "data"
 PFNANO = DATA / "pfnano.root"

@@ -10,8 +10,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from paratag.config import ModelConfig
-from paratag.data.tabular import (
+from paratag.baselines.masked_autoencoder import (
+    FeatureLayout,
+    MaskedAEOptions,
+    MaskedTransformerAE,
+    export_onnx,
+    reconstruction_metrics,
+)
+from paratag.baselines.tabular import (
     HIGGS_FEATURES,
     HIGGS_PROCESSES,
     HiggsSelection,
@@ -23,16 +29,10 @@ from paratag.data.tabular import (
     split_higgs,
     standardize,
 )
+from paratag.config import ModelConfig
 from paratag.errors import ConfigError, InputFileError, MissingBranchError
 from paratag.evaluate.metrics import roc_auc
 from paratag.models import build_model
-from paratag.models.masked_autoencoder import (
-    FeatureLayout,
-    MaskedAEOptions,
-    MaskedTransformerAE,
-    export_onnx,
-    reconstruction_metrics,
-)
 
 DATA = Path(__file__).parent / "data"
 
@@ -94,7 +94,7 @@ def test_higgs_features_on_real_nanoaod():
 
 
 def test_higgs_features_selection_and_errors():
-    from paratag.data.images import read_collections
+    from paratag.baselines.images import read_collections
 
     ev = read_collections(
         DATA / "nano_dy.root",

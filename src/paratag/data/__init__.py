@@ -3,8 +3,8 @@
 Graph shards (GraphBuilder output) are read by :mod:`paratag.data.dataset`
 (lazy, LRU-cached :class:`ShardStore`, batch-keyed :class:`GraphDataset`) and
 batched by :mod:`paratag.data.sampler`; :mod:`paratag.data.synthetic` writes
-small synthetic-but-physical charged-Higgs shards. Image and tabular baselines
-have their own modules (``images``, ``tabular``). Names are imported lazily so
+small synthetic-but-physical charged-Higgs shards. The image and tabular
+baselines' data live in :mod:`paratag.baselines`. Names are imported lazily so
 ``import paratag.data`` stays light.
 """
 

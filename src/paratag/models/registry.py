@@ -44,8 +44,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "paratag.models.particlenet",
     "paratag.models.parametric",
     "paratag.models.interaction_net",
-    "paratag.models.resnet",
-    "paratag.models.masked_autoencoder",
+    "paratag.baselines.resnet",
+    "paratag.baselines.masked_autoencoder",
 )
 
 _REGISTRY: dict[str, type] = {}

@@ -9,7 +9,7 @@ autoencoder and its gradient-boosting peer run on either.
 
 Feature names follow the convention ``<object>_<pt|eta|phi|btag>`` and ``m_<name>``;
 :func:`encode_phi` replaces every ``<object>_phi`` by ``<object>_cosphi, <object>_sinphi``,
-the names :class:`paratag.models.masked_autoencoder.MaskedTransformerAE` understands.
+the names :class:`paratag.baselines.masked_autoencoder.MaskedTransformerAE` understands.
 """
 
 from __future__ import annotations
@@ -355,7 +355,7 @@ def higgs_features_from_file(
     path: str | Path, selection: HiggsSelection | None = None, tree: str = "Events"
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`higgs_features` for one NanoAOD/PFNano file, read directly with uproot."""
-    from paratag.data.images import read_collections
+    from paratag.baselines.images import read_collections
 
     sel = selection or HiggsSelection()
     events = read_collections(

@@ -15,7 +15,7 @@ visible, reconstructions where masked), in physical units via the stored standar
 
 After pre-training, :meth:`MaskedTransformerAE.forward` classifies from the mean-pooled
 tokens with a linear probe or a small MLP; the encoder can stay frozen or be fine-tuned.
-Feature names follow ``paratag.data.tabular``: ``<obj>_pt|eta|cosphi|sinphi|btag``, ``m_*``.
+Feature names follow ``paratag.baselines.tabular``: ``<obj>_pt|eta|cosphi|sinphi|btag``, ``m_*``.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ class ResNet15(nn.Module):
     Shapes:
         images: (N, C, H, W) float32, channels first (``C = in_channels``,
             ``H = W = image_size``). ML4SCI files store (N, H, W, C); use
-            :func:`paratag.data.images.to_channels_first`.
+            :func:`paratag.baselines.images.to_channels_first`.
         returns: logits (N, n_classes), signal class first by project convention.
     """
 
