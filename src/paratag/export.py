@@ -34,6 +34,7 @@ from typing import Any
 from paratag import __version__
 from paratag.errors import ConfigError, InputFileError, ModelMismatchError
 from paratag.model_check import check_model
+from paratag.models.footprint import estimate_graph_bytes, hypothesis_bytes
 from paratag.parity import (
     ParityReport,
     check_hypotheses_parity,
@@ -83,43 +84,6 @@ def _torch() -> Any:
     import torch
 
     return torch
-
-
-def estimate_graph_bytes(model: Any, lengths: Sequence[int]) -> int:
-    """Conservative peak onnxruntime working memory per graph, in bytes.
-
-    Calibrated on the full ParticleNet (P=100, k=16, widths 256: ~5.2 MB
-    measured per graph at batch sizes 16-256); the estimate takes the largest
-    intermediate of every block type times four.
-    """
-    p = int(lengths[0])
-    s = int(lengths[1]) if len(lengths) > 1 else 0
-    floats = 0
-    for m in model.modules():
-        if hasattr(m, "k") and hasattr(m, "linears"):  # EdgeConv: (P, k, C) edge tensors
-            width = max(int(lin.out_features) for lin in m.linears)
-            floats = max(floats, 4 * p * min(int(m.k), p - 1) * width)
-        elif hasattr(m, "n_heads") and hasattr(m, "qkv"):  # attention: (H, P, P) scores
-            floats = max(floats, 3 * int(m.n_heads) * p * p + 4 * p * int(m.dim))
-        elif hasattr(m, "receiver") and hasattr(m, "sender"):  # IN relational: (P, S, H)
-            width = int(m.receiver.out_features)
-            floats = max(floats, 4 * p * max(p, s) * width)
-    channels = int(getattr(model, "feature_dims", 0)) + int(getattr(model, "point_dims", 0)) + 1
-    floats += 2 * channels * p + 2 * (int(getattr(model, "sv_dims", 0)) + 1) * s
-    return 4 * floats
-
-
-def _hypothesis_bytes(model: Any, p: int) -> int:
-    """Conservative extra working memory per graph and hypothesis of ``model_hypotheses.onnx``.
-
-    The condition-dependent part is attention: ``(heads, P, P)`` scores plus
-    ``(P, 3 dim)`` modulated queries/keys/values, kept four times over.
-    """
-    floats = 0
-    for m in model.modules():
-        if hasattr(m, "n_heads") and hasattr(m, "qkv"):
-            floats = max(floats, 3 * int(m.n_heads) * p * p + 4 * p * 3 * int(m.dim))
-    return 4 * max(floats, 1)
 
 
 class _Exported:  # built lazily so importing this module does not import torch
@@ -219,12 +183,44 @@ def export_model(
         grid: the training grid ``{role: [[mHc, mA], ...]}``; recorded so the Tagger warns
             for hypotheses far outside it.
     """
-    torch = _torch()
-    from paratag.models import example_inputs, input_names
+    p = load_preset(preset if not isinstance(preset, Mapping) else dict(preset))
+    pp, lengths = _describe(
+        model,
+        p,
+        opset,
+        hypotheses_axis,
+        grid,
+        condition_names,
+        condition_mean,
+        condition_std,
+        class_names,
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path, pp_path = out / MODEL_FILE, out / PREPROCESS_FILE
+    _write(model, p, pp, lengths, out, opset, hypotheses_axis)
+    parity = None
+    if check or check_events is not None:
+        parity = _verify(model, p, pp, lengths, out, check_events, tolerance, hypotheses_axis)
+    return ExportResult(onnx_path, pp_path, parity)
+
+
+def _describe(
+    model: Any,
+    p: Preset,
+    opset: int,
+    hypotheses_axis: bool,
+    grid: Mapping[str, Sequence[Sequence[float]]] | None,
+    condition_names: Sequence[str] | None,
+    condition_mean: Sequence[float] | None,
+    condition_std: Sequence[float] | None,
+    class_names: Sequence[str] | None,
+) -> tuple[Preprocess, dict[str, int]]:
+    """Checked preprocess description of ``model`` on preset ``p``, and the cloud lengths."""
+    from paratag.models import input_names
 
     if opset < 17:
         raise ConfigError(f"opset {opset} is too old; paratag exports with opset >= 17")
-    p = load_preset(preset if not isinstance(preset, Mapping) else dict(preset))
     names = input_names(model)
     _check_dims(model, p, names)
     if hypotheses_axis and (
@@ -242,55 +238,57 @@ def export_model(
             f"preset {p.name!r} pads to {cloud_lengths[0]} particles but the model needs more than "
             f"its kNN k: at least {min_particles(model)}"
         )
-    cond_names = tuple(
-        condition_names if condition_names is not None else getattr(model, "condition_names", ())
-    )
-    mean = (
-        list(condition_mean)
-        if condition_mean is not None
-        else [float(v) for v in getattr(model, "condition_mean", torch.zeros(0)).tolist()]
-    )
-    std = (
-        list(condition_std)
-        if condition_std is not None
-        else [float(v) for v in getattr(model, "condition_std", torch.zeros(0)).tolist()]
-    )
     n_classes = int(getattr(model, "n_classes", 2))
     classes = (
         list(class_names) if class_names is not None else [f"class{i}" for i in range(n_classes)]
     )
     if len(classes) != n_classes:
         raise ConfigError(f"class_names {classes} has {len(classes)} names for {n_classes} outputs")
+    extra: dict[str, Any] = {
+        "model": type(model).__name__,
+        "min_particles": min_particles(model),
+        "bytes_per_graph": estimate_graph_bytes(model, cloud_lengths),
+        "opset": opset,
+    }
+    if grid:
+        extra["grid"] = {k: [list(map(float, q)) for q in v] for k, v in grid.items()}
+    if hypotheses_axis:
+        extra["hypotheses_model"] = MODEL_HYPOTHESES_FILE
+        extra["bytes_per_hypothesis"] = hypothesis_bytes(model, cloud_lengths[0])
+    space = getattr(model, "condition_space", None)
     pp = preprocess_for(
         p,
         names,
-        condition_names=cond_names,
-        condition_mean=mean,
-        condition_std=std,
+        condition_names=tuple(
+            condition_names
+            if condition_names is not None
+            else getattr(model, "condition_names", ())
+        ),
+        condition_mean=list(
+            condition_mean if condition_mean is not None else space.mean if space else ()
+        ),
+        condition_std=list(
+            condition_std if condition_std is not None else space.std if space else ()
+        ),
         class_names=classes,
-        extra={
-            "model": type(model).__name__,
-            "min_particles": min_particles(model),
-            "bytes_per_graph": estimate_graph_bytes(model, cloud_lengths),
-            "opset": opset,
-            **(
-                {"grid": {k: [list(map(float, q)) for q in v] for k, v in grid.items()}}
-                if grid
-                else {}
-            ),
-            **(
-                {
-                    "hypotheses_model": MODEL_HYPOTHESES_FILE,
-                    "bytes_per_hypothesis": _hypothesis_bytes(model, cloud_lengths[0]),
-                }
-                if hypotheses_axis
-                else {}
-            ),
-        },
+        extra=extra,
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path, pp_path = out / MODEL_FILE, out / PREPROCESS_FILE
+    return pp, lengths
+
+
+def _write(
+    model: Any,
+    p: Preset,
+    pp: Preprocess,
+    lengths: Mapping[str, int],
+    out: Path,
+    opset: int,
+    hypotheses_axis: bool,
+) -> None:
+    """Trace ``model.onnx`` (and ``model_hypotheses.onnx``), stamp them, write preprocess.json."""
+    from paratag.models import example_inputs
+
+    names = list(pp.input_names)
     first = p.clouds[0].name
     svs = lengths.get(p.clouds[1].name, 1) if len(p.clouds) > 1 else 1
     examples = example_inputs(model, n=3, p=lengths[first], n_sv=svs)
@@ -302,11 +300,15 @@ def export_model(
             cloud, _ = split_input_name(n, first)
             dynamic[n] = {0: "N", 2: f"P_{cloud}"}
     dynamic["softmax"] = {0: "N"}
+    onnx_path, pp_path, hyp_path = (
+        out / MODEL_FILE,
+        out / PREPROCESS_FILE,
+        out / MODEL_HYPOTHESES_FILE,
+    )
     _trace_to_onnx(
-        model, _Exported.wrap, tuple(examples.values()), onnx_path, list(names), dynamic, opset
+        model, _Exported.wrap, tuple(examples.values()), onnx_path, names, dynamic, opset
     )
     _stamp(onnx_path, pp)
-    hyp_path = out / MODEL_HYPOTHESES_FILE
     if hypotheses_axis:
         hyp_dynamic = {**dynamic, "condition": {0: "H"}, "softmax": {0: "N", 1: "H"}}
         _export_hypotheses(model, examples, hyp_dynamic, hyp_path, opset)
@@ -317,24 +319,37 @@ def export_model(
     check_model(load_preprocess(pp_path), onnx_path)
     if hypotheses_axis:
         check_model(load_preprocess(pp_path), hyp_path)
-    parity = None
-    if check or check_events is not None:
-        if check_events is not None:
-            feed = parity_inputs(check_events, p, pp)
-        else:
-            feed = {
-                k: v.numpy()
-                for k, v in example_inputs(model, n=24, p=lengths[first], n_sv=svs).items()
-            }
-        parity = check_parity(model, onnx_path, feed, tolerance=tolerance)
-        if not parity.ok:
-            raise ModelMismatchError(f"{onnx_path}: ONNX export disagrees with PyTorch: {parity}")
-        if hypotheses_axis:
-            hyp = check_hypotheses_parity(model, hyp_path, feed, tolerance=tolerance)
-            if not hyp.ok:
-                raise ModelMismatchError(f"{hyp_path}: ONNX export disagrees with PyTorch: {hyp}")
-            parity = ParityReport(parity.cases + hyp.cases, tolerance)
-    return ExportResult(onnx_path, pp_path, parity)
+
+
+def _verify(
+    model: Any,
+    p: Preset,
+    pp: Preprocess,
+    lengths: Mapping[str, int],
+    out: Path,
+    check_events: str | Path | Any,
+    tolerance: float,
+    hypotheses_axis: bool,
+) -> ParityReport:
+    """PyTorch against onnxruntime (on ``check_events`` or synthetic inputs); raise on a mismatch."""
+    from paratag.models import example_inputs
+
+    onnx_path, hyp_path = out / MODEL_FILE, out / MODEL_HYPOTHESES_FILE
+    if check_events is not None:
+        feed = parity_inputs(check_events, p, pp)
+    else:
+        svs = lengths.get(p.clouds[1].name, 1) if len(p.clouds) > 1 else 1
+        inputs = example_inputs(model, n=24, p=lengths[p.clouds[0].name], n_sv=svs)
+        feed = {k: v.numpy() for k, v in inputs.items()}
+    parity = check_parity(model, onnx_path, feed, tolerance=tolerance)
+    if not parity.ok:
+        raise ModelMismatchError(f"{onnx_path}: ONNX export disagrees with PyTorch: {parity}")
+    if hypotheses_axis:
+        hyp = check_hypotheses_parity(model, hyp_path, feed, tolerance=tolerance)
+        if not hyp.ok:
+            raise ModelMismatchError(f"{hyp_path}: ONNX export disagrees with PyTorch: {hyp}")
+        parity = ParityReport(parity.cases + hyp.cases, tolerance)
+    return parity
 
 
 def _export_hypotheses(
