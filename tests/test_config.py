@@ -64,7 +64,6 @@ def test_missing_and_bad_files(tmp_path):
         load(BuildConfig, lst)
 
 
-
 def test_a_root_file_where_a_fileset_goes_is_named(pfnano_path):
     from paratag.runner import load_fileset
 

@@ -8,7 +8,8 @@ import hist
 import numpy as np
 from PIL import Image
 
-from paratag.demo import DEMO_HYPOTHESES, _legend_groups, _step, plot_score_hists
+from paratag.demo import DEMO_HYPOTHESES, _legend_groups, plot_score_hists
+from paratag.pipeline import Steps
 
 
 def test_score_plots_group_datasets(tmp_path):
@@ -46,17 +47,23 @@ def test_score_plots_group_datasets(tmp_path):
         assert len(np.unique(np.asarray(img.convert("L")))) > 10  # not blank
 
 
-def test_steps_are_cached_until_forced(tmp_path):
+def test_steps_are_cached_until_forced_or_upstream_ran(tmp_path):
     calls = []
 
     def work():
         calls.append(1)
         return {"value": len(calls)}
 
-    info, ran = _step(tmp_path, "x", False, work, log=lambda _: None)
-    assert ran and info["value"] == 1
-    info, ran = _step(tmp_path, "x", False, work, log=lambda _: None)
-    assert not ran and info["value"] == 1 and len(calls) == 1
-    info, ran = _step(tmp_path, "x", True, work, log=lambda _: None)
-    assert ran and info["value"] == 2
-    assert json.loads((tmp_path / "steps" / "x.json").read_text())["value"] == 2
+    quiet = {"log": lambda _: None}
+    assert Steps(tmp_path, **quiet).run("x", work)["value"] == 1
+    assert Steps(tmp_path, **quiet).run("x", work)["value"] == 1 and len(calls) == 1
+    assert Steps(tmp_path, force=True, **quiet).run("x", work)["value"] == 2
+    # a step after one that ran is redone; with other inputs it is redone too
+    steps = Steps(tmp_path, **quiet)
+    steps.run("first", work)
+    assert steps.run("x", work)["value"] == 4
+    assert Steps(tmp_path, **quiet).run("x", work)["value"] == 4  # nothing upstream ran now
+    assert Steps(tmp_path, **quiet).run("y", work, inputs={"n": 1})["value"] == 5
+    assert Steps(tmp_path, **quiet).run("y", work, inputs={"n": 1})["value"] == 5
+    assert Steps(tmp_path, **quiet).run("y", work, inputs={"n": 2})["value"] == 6
+    assert json.loads((tmp_path / "steps" / "y.json").read_text())["inputs"] == {"n": 2}

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from paratag.pipeline import Steps
 
 __all__ = ["DEMO_HYPOTHESES", "DemoConfig", "plot_score_hists", "run_demo"]
 
@@ -55,28 +56,6 @@ class DemoConfig:
     generate_preset: str = "charged_higgs"
     train_config: str = "demo"
     real_fixture: str = ""
-
-
-def _step(
-    out: Path,
-    name: str,
-    force: bool,
-    fn: Callable[[], Mapping[str, Any]],
-    log: Callable[[str], None],
-) -> tuple[dict[str, Any], bool]:
-    marker = out / "steps" / f"{name}.json"
-    if marker.is_file() and not force:
-        info = json.loads(marker.read_text())
-        log(f"[{name}] cached ({info['time_s']:.1f} s when it ran) -- use --force to redo")
-        return info, False
-    log(f"[{name}] running ...")
-    t0 = time.perf_counter()
-    result = dict(fn())
-    info = {"time_s": time.perf_counter() - t0, **result}
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    log(f"[{name}] done in {info['time_s']:.1f} s")
-    return info, True
 
 
 def plot_score_hists(
@@ -164,15 +143,8 @@ def run_demo(
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     progress = os.environ.get("CI", "").lower() not in ("1", "true") and os.isatty(1)
-    summary: dict[str, Any] = {}
-    redo = force
-
-    def step(name: str, fn: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
-        nonlocal redo
-        info, ran = _step(out, name, redo, fn, log)
-        redo = redo or ran
-        summary[name] = info
-        return info
+    steps = Steps(out, force=force, log=log)
+    step = steps.run
 
     def do_generate() -> dict[str, Any]:
         gen_cfg = GenerateConfig.from_file(cfg.generate_preset)
@@ -270,8 +242,8 @@ def run_demo(
         }
 
     step("score", do_score)
-    total = sum(float(v["time_s"]) for v in summary.values())
-    summary["total_time_s"] = total
+    summary: dict[str, Any] = dict(steps.done)
+    summary["total_time_s"] = sum(float(v["time_s"]) for v in steps.done.values())
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 

@@ -32,9 +32,9 @@ from typing import Any
 
 from paratag.conditions import MassGrid
 from paratag.config import to_dict
-from paratag.demo import _step
 from paratag.errors import ConfigError
-from paratag.validation_summary import TARGETS, read_json, render_markdown, summarize
+from paratag.pipeline import Steps
+from paratag.validation_summary import TARGETS, render_markdown, summarize
 
 __all__ = ["TARGETS", "ValidateConfig", "render_markdown", "run_validate", "summarize"]
 
@@ -198,9 +198,8 @@ def run_validate(
 
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    steps: dict[str, Any] = {}
-    redo = {"higgs": force, "pileup": force, "xbb": force}
-    newest = {"higgs": 0.0, "pileup": 0.0, "xbb": 0.0}  # latest marker time per chain
+    cache = Steps(out, force=force, log=log)
+    steps = cache.done
 
     def step(
         chains: str | tuple[str, ...],
@@ -208,32 +207,7 @@ def run_validate(
         fn: Callable[[], Mapping[str, Any]],
         inputs: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """Cached step; redone when forced, an earlier step of its chains ran, or its inputs changed.
-
-        "Ran" includes an earlier invocation: a step older than an upstream step
-        (e.g. an evaluation interrupted after its models were retrained) is stale.
-        """
-        chains = (chains,) if isinstance(chains, str) else chains
-        marker = out / "steps" / f"{name}.json"
-        recorded = read_json(marker).get("inputs", inputs)  # markers without inputs stay valid
-        changed = json.loads(json.dumps(dict(inputs), default=str)) != recorded
-        if changed:
-            log(f"[{name}] inputs changed since it ran ({recorded} -> {dict(inputs)})")
-        stale = marker.is_file() and marker.stat().st_mtime < max(newest[c] for c in chains)
-        if stale and not changed:
-            log(f"[{name}] older than a step it depends on: redoing it")
-        info, ran = _step(
-            out,
-            name,
-            changed or stale or any(redo[c] for c in chains),
-            lambda: {**fn(), "inputs": dict(inputs)},
-            log,
-        )
-        for c in chains:
-            redo[c] = redo[c] or ran
-            newest[c] = max(newest[c], marker.stat().st_mtime)
-        steps[name] = info
-        return info
+        return cache.run(name, fn, inputs=inputs, chains=chains)
 
     def gen(config: GenerateConfig, where: str, n: int, seed: int) -> dict[str, Any]:
         fs = generate(config, out / where, n, workers=cfg.workers, seed=seed, progress=False)
