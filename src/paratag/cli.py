@@ -13,6 +13,17 @@ from typing import Annotated
 
 import typer
 
+from paratag.cli_options import (
+    ChunksizeOption,
+    ExecutorOption,
+    OnInvalidOption,
+    ProgressOption,
+    RunDirOption,
+    ShardsOption,
+    SkipBadFilesOption,
+    WorkersOption,
+    setup_console,
+)
 from paratag.errors import ConfigError, ParatagError
 
 app = typer.Typer(
@@ -73,20 +84,6 @@ def config_show(
             typer.echo(f.read_text())
             return
     raise ConfigError(f"no packaged config or preset {name!r}; see `paratag config list`")
-
-
-#: options shared by the commands that run over filesets (build, score) and others
-ExecutorOption = Annotated[str, typer.Option(help="iterative, futures or dask")]
-WorkersOption = Annotated[int, typer.Option(help="parallel workers (futures/dask processes)")]
-ChunksizeOption = Annotated[int, typer.Option(help="events per chunk")]
-SkipBadFilesOption = Annotated[
-    bool, typer.Option(help="skip unreadable or non-NanoAOD files (logged and recorded)")
-]
-ProgressOption = Annotated[bool, typer.Option(help="show progress bars")]
-OnInvalidOption = Annotated[
-    str | None,
-    typer.Option(help="NaN/inf/negative-pT inputs: drop, replace or raise (always counted)"),
-]
 
 
 @app.command()
@@ -247,13 +244,6 @@ def score(
         typer.secho(line, fg=typer.colors.YELLOW, err=True)
     for path in write_scores(result, out, parquet=parquet):
         typer.echo(f"wrote {path}")
-
-
-#: options shared by `train` and `tune`
-ShardsOption = Annotated[Path | None, typer.Option(help="shard directory (overrides data.shards)")]
-RunDirOption = Annotated[
-    Path | None, typer.Option("--run-dir", help="output directory (overrides run_dir)")
-]
 
 
 @app.command()
@@ -493,19 +483,7 @@ def _load(cls, path: Path):
 
 def main() -> None:
     """Entry point of the ``paratag`` console script."""
-    import warnings
-
-    # coffea's NanoAODSchema warns for every cross-reference a file lacks (e.g. the
-    # generator's Electron_genPartIdx); paratag never follows those references.
-    warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
-    import logging
-
-    # one line per training epoch (paratag.training) and other progress messages, on stderr
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("paratag")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    setup_console()
     try:
         app()
     except ParatagError as exc:
