@@ -13,7 +13,14 @@ from pathlib import Path
 import paratag
 
 SRC = Path(paratag.__file__).parent
-WORKFLOWS = {"cli.py", "cli_options.py", "demo.py", "validate.py", "validation_summary.py", "pipeline.py"}
+WORKFLOWS = {
+    "cli.py",
+    "cli_options.py",
+    "demo.py",
+    "validate.py",
+    "validation_summary.py",
+    "pipeline.py",
+}
 #: what the core still takes from training, and why (each entry is a debt to pay, not a licence)
 ALLOWED = {
     # the run's config.yaml is a TrainConfig, whose loss/schedule sections live in training
