@@ -14,6 +14,7 @@ from paratag.training.run import TrainConfig, train
 from paratag.config import from_dict
 from paratag.data.synthetic import make_synthetic_shards
 from paratag.evaluate.mass_awareness import (
+    background_auc_matrix,
     binned_index,
     hypothesis_auc_matrix,
     mass_awareness_index,
@@ -55,6 +56,23 @@ def test_binned_index_and_peaks() -> None:
     assert bins[1]["mean"] == pytest.approx(0.6) and bins[1]["pairs"] == 1
     means = np.array([[0.9, 0.5, 0.1], [0.8, 0.7, 0.2], [0.1, 0.2, 0.6]])
     assert peaks_at_own_hypothesis(means) == [True, False, True]
+
+
+def test_background_peaks_ignore_a_hypothesis_dependent_offset() -> None:
+    """Scores at hypothesis 1 are all shifted up: the mean score of signal 0 peaks at the
+    wrong hypothesis, its separation from the background still peaks at its own."""
+    rng = np.random.default_rng(1)
+    sig0, sig1, bkg = rng.normal(1.0, 1, 400), rng.normal(1.0, 1, 400), rng.normal(0, 1, 800)
+    offset = 0.8
+    # at its own hypothesis a signal is 1σ from the background, at the other 0.5σ
+    scores = [[sig0, sig0 - 0.5 + offset], [sig1 - 0.5, sig1 + offset]]
+    background = [bkg, bkg + offset]
+    w, wb = [np.ones(400), np.ones(400)], np.ones(800)
+    means = np.array([[np.mean(x) for x in row] for row in scores])
+    assert peaks_at_own_hypothesis(means) == [False, True]  # the offset wins
+    b = background_auc_matrix(scores, w, background, wb)
+    assert peaks_at_own_hypothesis(b) == [True, True]
+    assert b[0, 0] == pytest.approx(b[1, 1], abs=0.05) and b[0, 1] < b[0, 0] - 0.05
 
 
 def test_equal_weight_auc_is_not_hidden_by_a_large_easy_process() -> None:
@@ -192,6 +210,7 @@ def test_parametric_model_ranks_the_true_hypothesis_first(evaluated) -> None:
     assert ref["mean_at"]["9"] > 0.5
     assert par["mean_at"]["9"] > 0.3
     assert par["peak_fraction"] == 1.0
+    assert par["background_peak_fraction"] == 1.0  # best separated from the SM at its own mA
     assert "dedicated" in aw and "inclusive" not in aw  # inclusive: MA = 0 by construction
 
 

@@ -101,7 +101,12 @@ def summarize(
 def _awareness_summary(hy: Mapping[str, Any]) -> dict[str, Any]:
     """Mass-awareness index, peak fraction and per-background AUCs of the evaluation's study."""
     aware = {
-        k: {"mean_at": a["mean_at"], "bins": a["bins"], "peak_fraction": a["peak_fraction"]}
+        k: {
+            "mean_at": a["mean_at"],
+            "bins": a["bins"],
+            "peak_fraction": a["peak_fraction"],
+            "background_peak_fraction": a.get("background_peak_fraction"),
+        }
         for k, a in (hy.get("awareness") or {}).items()
     }
     keys = ["all", "all (equal weight)", "resonant", *hy.get("processes", [])]
@@ -213,17 +218,18 @@ def _awareness_markdown(ma: Mapping[str, Any]) -> list[str]:
         "",
         "MA(i, j) = AUC_i(sig i vs sig j) + AUC_j(sig j vs sig i) − 1 at the first point's "
         "hypothesis; 0 for a scorer that ignores it. Mean over pairs (pairs) per bin; "
-        "`peaks`: fraction of points whose mean score peaks at their own hypothesis. "
+        "`peaks`: fraction of points whose mean score peaks at their own hypothesis; "
+        "`peaks vs SM`: whose AUC against the backgrounds peaks there. "
         "The inclusive model has MA = 0 by construction.",
         "",
-        "| scorer | " + " | ".join(heads) + f" | Δ{d} ≥ 5 | peaks |",
-        "|---|" + "---|" * (len(heads) + 2),
+        "| scorer | " + " | ".join(heads) + f" | Δ{d} ≥ 5 | peaks | peaks vs SM |",
+        "|---|" + "---|" * (len(heads) + 3),
     ]
     for name, a in aw.items():
         cells = [f"{_f(b['mean'], '.3f')} ({b['pairs']})" for b in a["bins"]]
         lines.append(
             f"| {name} | " + " | ".join(cells) + f" | {_f(a['mean_at'].get('5'), '.3f')} | "
-            f"{_f(a['peak_fraction'], '.2f')} |"
+            f"{_f(a['peak_fraction'], '.2f')} | {_f(a.get('background_peak_fraction'), '.2f')} |"
         )
     procs = ["all", "all (equal weight)", "resonant", *ma.get("processes", [])]
     lines += [

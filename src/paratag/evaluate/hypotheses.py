@@ -146,6 +146,7 @@ def hypothesis_study(
             [weight[slices[j]] for j in have],
             distance,
             mean_scores=mean,
+            background=([d[bkg, h] for h in have], weight[bkg]),
         )
         awareness[name] = ma.to_dict()
 

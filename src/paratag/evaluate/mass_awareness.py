@@ -10,7 +10,9 @@ All functions are pure numpy on scores already computed by the caller:
   :func:`binned_index`, its mean over pairs binned in the distance of one
   condition parameter (e.g. ΔmA).
 - :func:`peaks_at_own_hypothesis`: whether each signal's mean score is largest
-  at its own hypothesis.
+  at its own hypothesis; applied to :func:`background_auc_matrix` (signal ``i``
+  against the backgrounds at each hypothesis), the same question asked of a
+  measure that per-hypothesis rescalings of the score cannot move.
 - :func:`sensitivity`: mean per-event change of the score per unit of each
   condition parameter (finite differences), so a flat response is a number.
 - :func:`auc_with_error`: weighted AUC with a bootstrap σ.
@@ -37,6 +39,7 @@ __all__ = [
     "hypothesis_auc_matrix",
     "mass_awareness",
     "mass_awareness_index",
+    "background_auc_matrix",
     "peaks_at_own_hypothesis",
     "process_aucs",
     "sensitivity",
@@ -123,6 +126,28 @@ def mean_over_pairs(
         if abs(points[i][column] - points[j][column]) >= min_distance and np.isfinite(index[i, j])
     ]
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def background_auc_matrix(
+    scores: Sequence[Sequence[np.ndarray]],
+    weights: Sequence[np.ndarray],
+    background: Sequence[np.ndarray],
+    background_weight: np.ndarray,
+) -> np.ndarray:
+    """``B[i, h]``: AUC of signal ``i`` against the backgrounds, both scored at hypothesis ``h``.
+
+    ``scores[i][h]`` are signal ``i``'s scores at hypothesis ``h``, ``background[h]`` the
+    backgrounds' at ``h``. ``B[i, h]`` is the mean over signal ``i`` of the background
+    rejection its score reaches at ``h``: unlike the mean score, it does not change under a
+    hypothesis-dependent rescaling of the score, so a row peaks at ``i`` only if signal ``i``
+    is best separated from the SM at its own hypothesis.
+    """
+    n = len(scores)
+    out = np.full((n, n), np.nan)
+    for i in range(n):
+        for h in range(n):
+            out[i, h] = _auc(scores[i][h], background[h], weights[i], background_weight)
+    return out
 
 
 def peaks_at_own_hypothesis(mean_scores: np.ndarray) -> list[bool]:
@@ -215,6 +240,8 @@ class MassAwareness:
         mean_at: ``{min_distance: mean MA of pairs at least that far apart}``.
         peaks: per point, whether the mean score peaks at the own hypothesis (None if
             the scorer has no score of every sample at every hypothesis).
+        background_auc: ``B[i, h]`` (:func:`background_auc_matrix`), or None.
+        background_peaks: per point, whether ``B[i]`` peaks at ``i`` (None without ``B``).
     """
 
     scorer: str
@@ -226,11 +253,18 @@ class MassAwareness:
     bins: tuple[dict[str, float], ...]
     mean_at: dict[float, float]
     peaks: tuple[bool, ...] | None = None
+    background_auc: np.ndarray | None = None
+    background_peaks: tuple[bool, ...] | None = None
 
     @property
     def peak_fraction(self) -> float:
         """Fraction of points whose mean score peaks at their own hypothesis."""
         return float(np.mean(self.peaks)) if self.peaks else float("nan")
+
+    @property
+    def background_peak_fraction(self) -> float:
+        """Fraction of points best separated from the backgrounds at their own hypothesis."""
+        return float(np.mean(self.background_peaks)) if self.background_peaks else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -245,6 +279,11 @@ class MassAwareness:
             "mean_at": {f"{k:g}": v for k, v in self.mean_at.items()},
             "peaks": None if self.peaks is None else list(self.peaks),
             "peak_fraction": self.peak_fraction,
+            "background_auc": None if self.background_auc is None else self.background_auc.tolist(),
+            "background_peaks": (
+                None if self.background_peaks is None else list(self.background_peaks)
+            ),
+            "background_peak_fraction": self.background_peak_fraction,
         }
 
 
@@ -257,12 +296,18 @@ def mass_awareness(
     distance: str,
     mean_scores: np.ndarray | None = None,
     min_distances: Sequence[float] = (5.0, 9.0),
+    background: tuple[Sequence[np.ndarray], np.ndarray] | None = None,
 ) -> MassAwareness:
-    """All hypothesis-discrimination measures of one scorer (see the module docstring)."""
+    """All hypothesis-discrimination measures of one scorer (see the module docstring).
+
+    ``background``: the backgrounds' scores at every hypothesis and their weights, for
+    :func:`background_auc_matrix`.
+    """
     names = tuple(condition_names)
     column = names.index(distance)
     auc = hypothesis_auc_matrix(scores, weights)
     index = mass_awareness_index(auc)
+    bkg_auc = None if background is None else background_auc_matrix(scores, weights, *background)
     return MassAwareness(
         scorer=scorer,
         condition_names=names,
@@ -273,4 +318,6 @@ def mass_awareness(
         bins=tuple(binned_index(points, index, column)),
         mean_at={float(d): mean_over_pairs(points, index, column, d) for d in min_distances},
         peaks=None if mean_scores is None else tuple(peaks_at_own_hypothesis(mean_scores)),
+        background_auc=bkg_auc,
+        background_peaks=None if bkg_auc is None else tuple(peaks_at_own_hypothesis(bkg_auc)),
     )

@@ -241,6 +241,7 @@ def _awareness(r: EvaluationResults) -> list[Block]:
                 *[f"{_fmt(b['mean'], 3)} ({b['pairs']})" for b in a["bins"]],
                 *[_fmt(a["mean_at"].get(k), 3) for k in ("5", "9")],
                 _fmt(a["peak_fraction"], 3),
+                _fmt(a.get("background_peak_fraction"), 3),
             ]
         )
     sens = ", ".join(f"{k} = {_fmt(v, 3)}" for k, v in hy.get("sensitivity", {}).items())
@@ -251,12 +252,14 @@ def _awareness(r: EvaluationResults) -> list[Block]:
             "scored at the first point's hypothesis (by its dedicated model for `dedicated`): "
             "0 for a scorer that ignores the hypothesis, 1 for perfect separation. Mean over "
             f"pairs (number of pairs) per bin of Δ{dist}; `peaks` is the fraction of points "
-            "whose mean score is largest at their own hypothesis. The inclusive model has "
-            "MA = 0 by construction.",
+            "whose mean score is largest at their own hypothesis, `peaks vs SM` the fraction "
+            "whose AUC against the backgrounds (both scored at each hypothesis) is largest "
+            "there — a measure that a hypothesis-dependent offset of the score cannot move. "
+            "The inclusive model has MA = 0 by construction.",
         ),
         (
             "table",
-            ["scorer", *labels, f"Δ{dist} ≥ 5", f"Δ{dist} ≥ 9", "peaks"],
+            ["scorer", *labels, f"Δ{dist} ≥ 5", f"Δ{dist} ≥ 9", "peaks", "peaks vs SM"],
             rows,
         ),
         ("p", f"Sensitivity of the parametric score (signal at its own hypothesis): {sens}."),
