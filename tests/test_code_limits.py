@@ -17,8 +17,7 @@ FUNCTION_LIMIT = 80
 
 #: module → its line count today
 KNOWN_MODULES = {
-    "src/paratag/baselines/images.py": 526,
-    "src/paratag/evaluate/report.py": 548,
+    "src/paratag/baselines/images.py": 525,
 }
 #: (module, function) → its line count today
 KNOWN_FUNCTIONS = {
@@ -37,7 +36,6 @@ KNOWN_FUNCTIONS = {
     ("src/paratag/generate/pythia_io.py", "_extract"): 91,
     ("training/tune.py", "tune"): 86,
     ("src/paratag/models/parametric.py", "__init__"): 83,
-    ("src/paratag/baselines/images.py", "jet_images"): 81,
 }
 
 

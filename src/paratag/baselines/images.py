@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -382,13 +383,12 @@ class JetImageConfig:
             )
 
 
-def _field(events, collection: str, name: str, path: str) -> ak.Array:
+def nano_field(events: Any, coll: str, name: str, path: str, needs: str = "PFNano") -> ak.Array:
+    """``events[coll][name]``, or a :class:`MissingBranchError` naming the branch and file."""
     try:
-        return events[collection][name]
+        return events[coll][name]
     except (KeyError, AttributeError, ValueError, ak.errors.FieldNotFoundError) as exc:
-        raise MissingBranchError(
-            f"{collection}_{name}", path, "jet images need PFNano FatJet, PFCands and FatJetPFCands"
-        ) from exc
+        raise MissingBranchError(f"{coll}_{name}", path, f"the baseline needs {needs}") from exc
 
 
 def jet_images(
@@ -411,12 +411,11 @@ def jet_images(
         and the event and FatJet index of every image.
     """
     cfg = config or JetImageConfig()
-    fj_pt = _field(events, "FatJet", "pt", path)
-    fj_eta, fj_phi = _field(events, "FatJet", "eta", path), _field(events, "FatJet", "phi", path)
-    pf_pt, pf_eta = _field(events, "PFCands", "pt", path), _field(events, "PFCands", "eta", path)
-    pf_phi, pf_q = _field(events, "PFCands", "phi", path), _field(events, "PFCands", "charge", path)
-    l_jet = _field(events, "FatJetPFCands", "jetIdx", path)
-    l_pf = _field(events, "FatJetPFCands", "pFCandsIdx", path)
+    fj_pt, fj_eta, fj_phi = (nano_field(events, "FatJet", n, path) for n in ("pt", "eta", "phi"))
+    pf_pt, pf_eta, pf_phi, pf_q = (
+        nano_field(events, "PFCands", n, path) for n in ("pt", "eta", "phi", "charge")
+    )
+    l_jet, l_pf = (nano_field(events, "FatJetPFCands", n, path) for n in ("jetIdx", "pFCandsIdx"))
 
     n_fj, n_pf, n_link = (np.asarray(ak.num(a)) for a in (fj_pt, pf_pt, l_jet))
     fj_start = np.concatenate([[0], np.cumsum(n_fj)[:-1]]).astype(np.int64)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import numpy as np
 
-from paratag.errors import ConfigError, InputFileError, MissingBranchError, require
+from paratag.errors import ConfigError, InputFileError, require
 
 __all__ = [
     "HIGGS_FEATURES",
@@ -211,13 +212,10 @@ class HiggsSelection:
             raise ConfigError(f"HiggsSelection.min_jets must be 1..4, got {self.min_jets}")
 
 
-def _get(events, collection: str, field: str, path: str) -> ak.Array:
-    try:
-        return events[collection][field]
-    except (KeyError, AttributeError, ValueError, ak.errors.FieldNotFoundError) as exc:
-        raise MissingBranchError(
-            f"{collection}_{field}", path, "HIGGS features need Electron, Muon, Jet and MET"
-        ) from exc
+def _get(events: Any, collection: str, field: str, path: str) -> ak.Array:
+    from paratag.baselines.images import nano_field
+
+    return nano_field(events, collection, field, path, "Electron, Muon, Jet and MET")
 
 
 def _p4(pt, eta, cphi, sphi, xp=np):

@@ -138,7 +138,7 @@ def hypothesis_study(
             mean = np.array(
                 [[weighted_mean(d[slices[j], h], weight[slices[j]]) for h in have] for j in have]
             )
-        ma = mass_awareness(
+        awareness[name] = mass_awareness(
             name,
             names,
             [hyps[h] for h in have],
@@ -147,8 +147,7 @@ def hypothesis_study(
             distance,
             mean_scores=mean,
             background=([d[bkg, h] for h in have], weight[bkg]),
-        )
-        awareness[name] = ma.to_dict()
+        ).to_dict()
 
     return {
         "distance": distance,

@@ -9,8 +9,6 @@ inputs were not given says ``not run: <why>``.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from collections.abc import Mapping
@@ -21,12 +19,12 @@ import numpy as np
 
 from paratag.evaluate import plots
 from paratag.evaluate.decorrelation import decorrelation_points
+from paratag.evaluate.render import Block, to_html, to_markdown
 from paratag.evaluate.results import EvaluationResults, compute_results
 from paratag.evaluate.studies import point_label
 
 __all__ = ["build_report", "write_report"]
 
-Block = tuple[Any, ...]
 _TITLES = {
     "metrics": "Metrics",
     "parametric_vs_dedicated": "Parametric vs dedicated",
@@ -462,66 +460,6 @@ def _blocks(r: EvaluationResults, fig: Path) -> list[Block]:
     return blocks
 
 
-def _md(blocks: list[Block], root: Path) -> str:
-    lines: list[str] = []
-    for b in blocks:
-        if b[0] == "h1":
-            lines += [f"# {b[1]}", ""]
-        elif b[0] == "h2":
-            lines += [f"## {b[1]}", ""]
-        elif b[0] == "p":
-            lines += [b[1], ""]
-        elif b[0] == "table":
-            lines.append("| " + " | ".join(b[1]) + " |")
-            lines.append("|" + "---|" * len(b[1]))
-            lines += ["| " + " | ".join(row) + " |" for row in b[2]]
-            lines.append("")
-        elif b[0] == "fig":
-            rel = Path(b[1]).relative_to(root).as_posix()
-            lines += [f"![{b[2]}]({rel})", "", f"*{b[2]}* ([PDF]({rel[:-4]}.pdf))", ""]
-    return "\n".join(lines)
-
-
-def _inline(text: str) -> str:
-    """Escape text and render the Markdown **bold** and `code` used in paragraphs."""
-    parts = html.escape(text).split("**")
-    text = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-    parts = text.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def _html(blocks: list[Block]) -> str:
-    body: list[str] = []
-    for b in blocks:
-        if b[0] in ("h1", "h2"):
-            body.append(f"<{b[0]}>{html.escape(b[1])}</{b[0]}>")
-        elif b[0] == "p":
-            body.append(f"<p>{_inline(b[1])}</p>")
-        elif b[0] == "table":
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in b[1])
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                for row in b[2]
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif b[0] == "fig":
-            data = base64.b64encode(Path(b[1]).read_bytes()).decode("ascii")
-            cap = html.escape(b[2])
-            body.append(
-                f'<figure><img alt="{cap}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{cap}</figcaption></figure>"
-            )
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:auto}"
-        "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #999;padding:2px 8px}"
-        "img{max-width:800px}"
-    )
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>paratag evaluation</title>"
-        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
-
-
 def write_report(results: EvaluationResults | Mapping[str, Any], out_dir: str | Path) -> Path:
     """Write figures, ``results.json``, ``report.md`` and ``report.html``; return report.md.
 
@@ -535,8 +473,8 @@ def write_report(results: EvaluationResults | Mapping[str, Any], out_dir: str | 
     blocks = _blocks(r, fig)
     (out / "results.json").write_text(json.dumps(r.to_dict(), indent=1, allow_nan=False))
     md = out / "report.md"
-    md.write_text(_md(blocks, out))
-    (out / "report.html").write_text(_html(blocks))
+    md.write_text(to_markdown(blocks, out))
+    (out / "report.html").write_text(to_html(blocks))
     return md
 
 
