@@ -185,6 +185,8 @@ class RunState:
             rank=ddp.rank(),
             world_size=ddp.world_size(),
             phases=phases,
+            lengths=self.store.lengths()[train.rows] if d.ragged else None,
+            bucket=d.ragged_bucket if d.ragged else 0,
         )
         va = EpochBatchSampler(len(val), batch_size, shuffle=False)
         return (
@@ -209,6 +211,11 @@ class RunState:
         extra_info: dict[str, Any] | None = None,
         **kw: Any,
     ) -> FitResult:
+        if self.cfg.data.ragged:  # trimmed batches keep at least the model's kNN k + 1 slots
+            from paratag.parity import min_particles
+
+            for loader in (train_loader, val_loader):
+                loader.dataset.trim = min_particles(model)
         return fit(
             model,
             train_loader,

@@ -26,7 +26,7 @@ Batch keys:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ from paratag.shards import read_manifest, read_shard
 
 __all__ = ["GraphDataset", "ShardStore", "make_loader"]
 
+#: Trimmed batches are cut to a multiple of this many slots.
+TRIM_STEP = 8
 _LIGHT = ("label", "condition", "weight")
 _CLOUD = ("points", "features", "mask")
 _SV = ("sv_points", "sv_features", "sv_mask")
@@ -111,6 +113,7 @@ class ShardStore:
             )
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self.has_sv = all(k in self.shapes for k in _SV)
+        self._lengths: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.table["label"])
@@ -128,6 +131,17 @@ class ShardStore:
     def dataset_names(self) -> list[str]:
         """Dataset name of every row's ``dataset`` index."""
         return [d["name"] for d in self.datasets]
+
+    def lengths(self) -> np.ndarray:
+        """Real constituents of the first cloud per row ``(N,)`` (each file's mask read once)."""
+        if self._lengths is None:
+            out = np.zeros(len(self), np.int64)
+            for fi, (path, _) in enumerate(self.files):
+                sel = np.flatnonzero(self.table["file"] == fi)
+                mask = read_shard(path, self.shapes, columns=["mask"])["mask"]
+                out[sel] = lengths_of(mask)[self.table["row"][sel]]
+            self._lengths = out
+        return self._lengths
 
     def cloud_arrays(self, file_index: int, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """Decoded cloud arrays of one file, through the LRU cache."""
@@ -180,6 +194,10 @@ class GraphDataset(Dataset):
         phases: curriculum phases ``[(first_epoch, weight, background_points,
             background_probabilities), ...]`` that replace the weights and the
             background draw from ``first_epoch`` on.
+        trim: cut every batch along P to its own longest graph (rounded up to
+            :data:`TRIM_STEP`, at least ``trim`` slots in the first cloud: the model's
+            largest kNN k + 1); None keeps the shards' padded length. Exact: only
+            padding is removed (pair it with the sampler's length buckets).
     """
 
     def __init__(
@@ -196,6 +214,7 @@ class GraphDataset(Dataset):
         seed: int = 0,
         use_sv: bool = False,
         spectator: str | None = None,
+        trim: int | None = None,
         labels: np.ndarray | None = None,
         phases: Sequence[
             tuple[int, np.ndarray, Sequence[Sequence[float]], Sequence[float] | None]
@@ -224,6 +243,7 @@ class GraphDataset(Dataset):
                 "build with the jet preset, or set data.use_sv: false",
             )
         self.keys = _CLOUD + (_SV if use_sv else ())
+        self.trim = None if trim is None else max(1, int(trim))
         self.spectator = spectator
         self.labels = (
             store.table["label"][self.rows] if labels is None else np.asarray(labels, np.int64)
@@ -269,7 +289,10 @@ class GraphDataset(Dataset):
         else:
             epoch, positions = 0, np.asarray([int(key)], dtype=np.int64)
         rows = self.rows[positions]
-        batch = {k: torch.from_numpy(v) for k, v in self.store.gather(rows, self.keys).items()}
+        arrays = self.store.gather(rows, self.keys)
+        if self.trim is not None:
+            arrays = trim_padding(arrays, self.trim)
+        batch = {k: torch.from_numpy(v) for k, v in arrays.items()}
         mass = self.conditions_for(positions, epoch)
         batch["mass"] = torch.from_numpy(mass)
         batch["condition"] = torch.from_numpy(
@@ -283,6 +306,34 @@ class GraphDataset(Dataset):
             spec = self.store.table[f"spec_{self.spectator}"][rows]
             batch["spectator"] = torch.from_numpy(spec.astype(np.float32))
         return batch
+
+
+def lengths_of(mask: np.ndarray) -> np.ndarray:
+    """Real constituents per graph ``(N,)`` of a padded ``mask (N, 1, P)``."""
+    return np.asarray(mask[:, 0] > 0).sum(axis=1).astype(np.int64)
+
+
+def trim_padding(arrays: Mapping[str, np.ndarray], first_min: int = 1) -> dict[str, np.ndarray]:
+    """Cut each cloud (``points``/``features``/``mask``, ``sv_*``) to its batch's longest graph.
+
+    The length is rounded up to a multiple of :data:`TRIM_STEP` and kept at least
+    ``first_min`` in the first cloud; real constituents sit first (padding last), so
+    nothing but padding is removed.
+    """
+    out = dict(arrays)
+    for prefix in ("", "sv_"):
+        mask = arrays.get(f"{prefix}mask")
+        if mask is None:
+            continue
+        p = mask.shape[-1]
+        need = int(lengths_of(mask).max()) if len(mask) else 1
+        need = -(-max(need, 1) // TRIM_STEP) * TRIM_STEP
+        cut = min(p, max(need, first_min if prefix == "" else 1))
+        for kind in _CLOUD:
+            key = f"{prefix}{kind}"
+            if key in out:
+                out[key] = np.ascontiguousarray(out[key][..., :cut])
+    return out
 
 
 def make_loader(

@@ -14,6 +14,13 @@ the single-process batch, so averaged gradients match single-process ones.
 
 A curriculum is a list of phases ``(first_epoch, active positions)``; the
 sampler draws only from the phase active at the current epoch.
+
+With ``lengths`` (constituents per row) and ``bucket`` > 0, the shuffled order is
+cut into buckets of ``bucket`` batches, each bucket is sorted by length and cut
+into batches, and the batches of the epoch are shuffled: every batch holds graphs
+of similar size, so a dataset that trims each batch to its own longest graph
+(:class:`paratag.data.dataset.GraphDataset` with ``trim``) pays only for real
+constituents. Every row of the epoch is still used exactly once.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ class EpochBatchSampler:
         window: number of files shuffled together (the LRU cache size).
         rank, world_size: DDP rank and world size.
         phases: curriculum phases ``[(first_epoch, positions), ...]`` sorted by epoch.
+        lengths: constituents per row, for length bucketing (None: off).
+        bucket: batches per length bucket (0: off).
     """
 
     def __init__(
@@ -55,6 +64,8 @@ class EpochBatchSampler:
         rank: int = 0,
         world_size: int = 1,
         phases: Sequence[tuple[int, np.ndarray]] | None = None,
+        lengths: np.ndarray | None = None,
+        bucket: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -73,6 +84,10 @@ class EpochBatchSampler:
             if phases
             else []
         )
+        self.lengths = None if lengths is None else np.asarray(lengths, dtype=np.int64)
+        if self.lengths is not None and len(self.lengths) != self.n:
+            raise ValueError(f"lengths has {len(self.lengths)} rows for a dataset of {self.n}")
+        self.bucket = max(0, int(bucket))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -108,12 +123,31 @@ class EpochBatchSampler:
 
     def _batches(self) -> list[np.ndarray]:
         order = self.order()
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if batches and len(batches[-1]) < self.batch_size:
+        bs = self.batch_size
+        if self.shuffle and self.bucket and self.lengths is not None:
+            return self._bucketed(order)
+        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
+        if batches and len(batches[-1]) < bs:
             too_small = len(batches[-1]) < 2 * self.world_size and self.shuffle
             if self.drop_last or (self.drop_last is None and too_small):
                 batches.pop()
         return batches
+
+    def _bucketed(self, order: np.ndarray) -> list[np.ndarray]:
+        """Batches of similar length: sort each bucket of the order, cut, shuffle the batches."""
+        assert self.lengths is not None
+        bs, span = self.batch_size, self.batch_size * self.bucket
+        batches = []
+        for start in range(0, len(order), span):
+            chunk = order[start : start + span]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + bs] for i in range(0, len(chunk), bs)]
+        small = [i for i, b in enumerate(batches) if len(b) < 2 * self.world_size]
+        if self.drop_last:
+            small = [i for i, b in enumerate(batches) if len(b) < bs]
+        batches = [b for i, b in enumerate(batches) if i not in small]
+        rng = np.random.default_rng([self.seed & 0x7FFFFFFF, self.epoch & 0x7FFFFFFF, 11])
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         for batch in self._batches():

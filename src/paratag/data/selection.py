@@ -79,6 +79,10 @@ class DataConfig:
             signal weight there (0: off).
         wrong_mass_label: the (background) class of those copies; ``None``: the
             first label that is not ``signal_label``.
+        ragged: batches of similar constituent count (length buckets of ``ragged_bucket``
+            batches, shuffled between and within buckets) cut to their own longest graph:
+            exact, nothing is truncated; pays only for real constituents.
+        ragged_bucket: batches per length bucket.
     """
 
     shards: str = ""
@@ -98,8 +102,12 @@ class DataConfig:
     binary: bool = False
     wrong_mass_weight: float = 0.0
     wrong_mass_label: int | None = None
+    ragged: bool = False
+    ragged_bucket: int = 16
 
     def __post_init__(self) -> None:
+        if self.ragged_bucket < 1:
+            raise ConfigError(f"data.ragged_bucket must be >= 1, got {self.ragged_bucket}")
         if not 0.0 <= self.wrong_mass_weight <= 10.0:
             raise ConfigError(
                 f"data.wrong_mass_weight must be in [0, 10], got {self.wrong_mass_weight}"
