@@ -261,14 +261,7 @@ def evaluate_run(
     test_sample = _overall(run, scorer, test, "test")
 
     ded_src, why = _dedicated_models(run, hyps, out / "dedicated", dedicated_trainer)
-    ded_aucs: dict[Point, float] = {}
-    for p, path in ded_src.items():
-        rows = np.concatenate([test.points[p], test.background])
-        probs = scorer.probs(
-            load_model_for_eval(path, dev), test, rows, [np.asarray(p)], f"dedicated {p}"
-        )
-        d, n = scorer.disc(probs[:, 0], test.label[rows]), len(test.points[p])
-        ded_aucs[p] = scorer.auc(d[:n], d[n:], test.weight[rows[:n]], test.weight[rows[n:]])
+    ded_aucs = _dedicated_aucs(scorer, test, ded_src, dev)
 
     inclusive = None
     if inclusive_model is not None:
@@ -293,46 +286,9 @@ def evaluate_run(
     splits = {p: _SPLIT[grid.role_of(p)] for p in hyps}
     wrong = wrong_hypothesis_from_matrix(hyps, hyps, matrix, names) if len(hyps) > 1 else None
 
-    train_sample = None
-    train_path = Path(cfg.data.shards) if cfg.data.shards else None
-    if train_path is None or not train_path.is_dir():
-        skipped["ks"] = (
-            f"training shards {cfg.data.shards!r} are not available to score the training fold"
-        )
-    elif test_sample is not None:
-        tr = EvalSample(train_path, run, "train_fold", test.mass_name)
-        train_sample = _overall(run, scorer, tr, "training fold")
-
-    seed_aucs: dict[int, dict[Point, float]] = {}
-    if seeds_runs:
-        seed_aucs[int(cfg.seed)] = par_aucs
-        for other_dir in seeds_runs:
-            other = load_run(other_dir, dev)
-            if other.grid.names != names:
-                raise ConfigError(
-                    f"{other_dir}: conditions {list(other.grid.names)} differ from {list(names)}"
-                )
-            if int(other.cfg.seed) in seed_aucs:
-                raise ConfigError(
-                    f"{other_dir}: seed {other.cfg.seed} is already used by another run; "
-                    "seed stability needs runs trained with different seeds"
-                )
-            seed_aucs[int(other.cfg.seed)] = _per_point(
-                scorer, other.model, test, hyps, f"seed {other.cfg.seed}"
-            )[0]
-
-    pileup: dict[str, ScoredSample] = {}
-    for level, pu_dir in (pileup_shards or {}).items():
-        s = _overall(
-            run, scorer, EvalSample(Path(pu_dir), run, selection, test.mass_name), f"pileup {level}"
-        )
-        if s is None:
-            raise InputFileError(
-                str(pu_dir),
-                "no signal at a training point or no background events",
-                "build the pileup shards from the same processes as the test shards",
-            )
-        pileup[level] = s
+    train_sample = _training_fold(run, scorer, test, skipped, wanted=test_sample is not None)
+    seed_aucs = _seed_aucs(run, scorer, test, hyps, par_aucs, seeds_runs, dev)
+    pileup = _pileup(run, scorer, test, selection, pileup_shards or {})
 
     csv_path = run.path / "metrics.csv"
     res = compute_results(
@@ -361,12 +317,7 @@ def evaluate_run(
     info = {
         "run_dir": str(run.path),
         "test_shards": str(test_shards),
-        "selection": test.selection,
-        "events": test.counts(grid),
-        "hypotheses": [grid.name(p) for p in hyps],
-        "splits": {grid.name(p): s for p, s in splits.items()},
-        "dedicated_models": {grid.name(p): str(f) for p, f in ded_src.items()},
-        "mass_spectator": test.mass_name,
+        **_selection_info(run, test, hyps, splits, ded_src),
         "seeds": sorted(seed_aucs),
         "pileup": {k: str(v) for k, v in (pileup_shards or {}).items()},
         "device": str(dev),
@@ -374,6 +325,109 @@ def evaluate_run(
     }
     (out / "evaluation.json").write_text(json.dumps(info, indent=1) + "\n")
     return md
+
+
+def _selection_info(
+    run: LoadedRun,
+    test: EvalSample,
+    hyps: list[Point],
+    splits: Mapping[Point, str],
+    dedicated: Mapping[Point, Path],
+) -> dict[str, Any]:
+    """What was evaluated: the event selection, counts, hypotheses, splits, dedicated models."""
+    grid = run.grid
+    return {
+        "selection": test.selection,
+        "events": test.counts(grid),
+        "hypotheses": [grid.name(p) for p in hyps],
+        "splits": {grid.name(p): s for p, s in splits.items()},
+        "dedicated_models": {grid.name(p): str(f) for p, f in dedicated.items()},
+        "mass_spectator": test.mass_name,
+    }
+
+
+def _dedicated_aucs(
+    scorer: _Scorer, test: EvalSample, models: Mapping[Point, Path], dev: torch.device
+) -> dict[Point, float]:
+    """AUC of each point's dedicated model: its signal against every background."""
+    out: dict[Point, float] = {}
+    for p, path in models.items():
+        rows = np.concatenate([test.points[p], test.background])
+        probs = scorer.probs(
+            load_model_for_eval(path, dev), test, rows, [np.asarray(p)], f"dedicated {p}"
+        )
+        d, n = scorer.disc(probs[:, 0], test.label[rows]), len(test.points[p])
+        out[p] = scorer.auc(d[:n], d[n:], test.weight[rows[:n]], test.weight[rows[n:]])
+    return out
+
+
+def _training_fold(
+    run: LoadedRun, scorer: _Scorer, test: EvalSample, skipped: dict[str, str], *, wanted: bool
+) -> ScoredSample | None:
+    """The training fold scored like the test sample (for the KS test), or why not."""
+    cfg = run.cfg
+    train_path = Path(cfg.data.shards) if cfg.data.shards else None
+    if train_path is None or not train_path.is_dir():
+        skipped["ks"] = (
+            f"training shards {cfg.data.shards!r} are not available to score the training fold"
+        )
+        return None
+    if not wanted:
+        return None
+    tr = EvalSample(train_path, run, "train_fold", test.mass_name)
+    return _overall(run, scorer, tr, "training fold")
+
+
+def _seed_aucs(
+    run: LoadedRun,
+    scorer: _Scorer,
+    test: EvalSample,
+    hyps: list[Point],
+    par_aucs: dict[Point, float],
+    seeds_runs: Sequence[str | Path],
+    dev: torch.device,
+) -> dict[int, dict[Point, float]]:
+    """Per-point parametric AUCs of this run and of runs trained with other seeds."""
+    if not seeds_runs:
+        return {}
+    names = run.grid.names
+    out = {int(run.cfg.seed): par_aucs}
+    for other_dir in seeds_runs:
+        other = load_run(other_dir, dev)
+        if other.grid.names != names:
+            raise ConfigError(
+                f"{other_dir}: conditions {list(other.grid.names)} differ from {list(names)}"
+            )
+        if int(other.cfg.seed) in out:
+            raise ConfigError(
+                f"{other_dir}: seed {other.cfg.seed} is already used by another run; "
+                "seed stability needs runs trained with different seeds"
+            )
+        tag = f"seed {other.cfg.seed}"
+        out[int(other.cfg.seed)] = _per_point(scorer, other.model, test, hyps, tag)[0]
+    return out
+
+
+def _pileup(
+    run: LoadedRun,
+    scorer: _Scorer,
+    test: EvalSample,
+    selection: Selection,
+    shards: Mapping[str, str | Path],
+) -> dict[str, ScoredSample]:
+    """The overall sample of every pileup level's shards."""
+    out: dict[str, ScoredSample] = {}
+    for level, pu_dir in shards.items():
+        sample = EvalSample(Path(pu_dir), run, selection, test.mass_name)
+        s = _overall(run, scorer, sample, f"pileup {level}")
+        if s is None:
+            raise InputFileError(
+                str(pu_dir),
+                "no signal at a training point or no background events",
+                "build the pileup shards from the same processes as the test shards",
+            )
+        out[level] = s
+    return out
 
 
 def _dedicated_models(
