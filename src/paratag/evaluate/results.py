@@ -9,7 +9,7 @@ that are not given leave their section ``None`` with the reason in ``skipped``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,66 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+Binary = Callable[[ScoredSample], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _test_metrics(
+    test: ScoredSample,
+    train: ScoredSample | None,
+    binary: Binary,
+    class_names: Sequence[str],
+    n_boot: int,
+    seed: int,
+    sig_effs: Sequence[float],
+    bkg_effs: Sequence[float],
+) -> dict[str, Any]:
+    """Bootstrapped test metrics, ROC curves and (with a training sample) the KS check."""
+    y, d, w = binary(test)
+    out: dict[str, Any] = {"metrics": bootstrap_metrics(y, d, w, n_boot, seed, sig_effs, bkg_effs)}
+    roc = {"test": roc_curve(y, d, w)}
+    if train is not None:
+        ty, td, tw = binary(train)
+        roc["train"] = roc_curve(ty, td, tw)
+        out["ks"] = ks_train_test(
+            td, train.labels, d, test.labels, tw, w, class_names=list(class_names)
+        )
+    out["roc"] = roc
+    return out
+
+
+def _comparison(
+    kw: dict[str, Any],
+    skipped: dict[str, str],
+    parametric_aucs: Mapping[Any, float] | None,
+    dedicated_aucs: Mapping[Any, float] | None,
+    splits: Mapping[Any, str] | None,
+    thresholds: Mapping[str, float] | None,
+    condition_names: Sequence[str],
+) -> None:
+    """Parametric vs dedicated per split into ``kw``, or why not into ``skipped``."""
+    if not (parametric_aucs and dedicated_aucs):
+        why = "no parametric AUCs" if not parametric_aucs else "no dedicated-model AUCs"
+        skipped["parametric_vs_dedicated"] = skipped["interp_extrap"] = f"{why} were given"
+        return
+    cmp = compare_to_dedicated(parametric_aucs, dedicated_aucs, splits, thresholds, condition_names)
+    kw["comparison"] = cmp
+    if "train" not in cmp.split:
+        skipped["parametric_vs_dedicated"] = "no dedicated AUC at a training mass point"
+    if not {"interp", "extrap"} & set(cmp.split):
+        skipped["interp_extrap"] = "no dedicated AUC at an interpolation/extrapolation point"
+
+
+def _sculpting(
+    name: str, s: ScoredSample, binary: Binary, effs: Sequence[float], mass_bins: int | np.ndarray
+) -> SculptingResult:
+    """Background mass shapes after cuts at the signal efficiencies ``effs``."""
+    if s.mass is None:
+        raise InvalidValueError(f"sculpting sample {name!r} has no mass spectator")
+    y, d, w = binary(s)
+    sig, bkg = y == 1, y == 0
+    return sculpting(np.asarray(s.mass)[bkg], d[bkg], d[sig], w[bkg], w[sig], effs, mass_bins)
+
+
 def compute_results(
     *,
     test: ScoredSample | None = None,
@@ -228,31 +288,12 @@ def compute_results(
         return s.is_signal(signal_index), s.discriminant(signal_index, bw), s.w()
 
     if test is not None:
-        y, d, w = _binary(test)
-        kw["metrics"] = bootstrap_metrics(y, d, w, n_boot, seed, sig_effs, bkg_effs)
-        roc = {"test": roc_curve(y, d, w)}
-        if train is not None:
-            _, td, tw = _binary(train)
-            roc["train"] = roc_curve(train.is_signal(signal_index), td, tw)
-            kw["ks"] = ks_train_test(
-                td, train.labels, d, test.labels, tw, w, class_names=list(class_names)
-            )
-        kw["roc"] = roc
+        kw.update(
+            _test_metrics(test, train, _binary, class_names, n_boot, seed, sig_effs, bkg_effs)
+        )
     else:
         skipped["metrics"] = "no scored test sample was given"
-
-    if parametric_aucs and dedicated_aucs:
-        cmp = compare_to_dedicated(
-            parametric_aucs, dedicated_aucs, splits, thresholds, condition_names
-        )
-        kw["comparison"] = cmp
-        if "train" not in cmp.split:
-            skipped["parametric_vs_dedicated"] = "no dedicated AUC at a training mass point"
-        if not {"interp", "extrap"} & set(cmp.split):
-            skipped["interp_extrap"] = "no dedicated AUC at an interpolation/extrapolation point"
-    else:
-        why = "no parametric AUCs" if not parametric_aucs else "no dedicated-model AUCs"
-        skipped["parametric_vs_dedicated"] = skipped["interp_extrap"] = f"{why} were given"
+    _comparison(kw, skipped, parametric_aucs, dedicated_aucs, splits, thresholds, condition_names)
 
     if wrong_hypothesis is not None:
         kw["wrong_hypothesis"] = wrong_hypothesis
@@ -272,16 +313,8 @@ def compute_results(
     samples = dict(sculpting_samples or {})
     if not samples and test is not None and test.mass is not None:
         samples = {"model": test}
-    scul: dict[str, SculptingResult] = {}
-    for name, s in samples.items():
-        if s.mass is None:
-            raise InvalidValueError(f"sculpting sample {name!r} has no mass spectator")
-        y, d, w = _binary(s)
-        sig, bkg = y == 1, y == 0
-        effs = sorted(set(sculpting_sig_effs) | {decorrelation_sig_eff}, reverse=True)
-        scul[name] = sculpting(
-            np.asarray(s.mass)[bkg], d[bkg], d[sig], w[bkg], w[sig], effs, mass_bins
-        )
+    effs = sorted(set(sculpting_sig_effs) | {decorrelation_sig_eff}, reverse=True)
+    scul = {name: _sculpting(name, s, _binary, effs, mass_bins) for name, s in samples.items()}
     if scul:
         kw["sculpting"] = scul
     else:
