@@ -445,3 +445,20 @@ def test_cascade_needs_a_resonance_and_a_condition_parameter() -> None:
     )
     with pytest.raises(ConfigError, match="cascade 'mX' is not a condition"):
         build_model(cfg, point_dims=2, feature_dims=6)
+
+
+def test_every_graph_model_keeps_the_typed_contract() -> None:
+    from paratag.models import GraphModel, input_names
+
+    kw = {"point_dims": 2, "feature_dims": 5}
+    for name, extra, cond in (
+        ("particlenet", {}, ()),
+        ("parametric_particlenet", {}, ("mHc", "mA")),
+        ("interaction_net", {"sv_dims": 3}, ()),
+    ):
+        model = build_model(ModelConfig(name=name, condition_names=cond), **kw, **extra)
+        assert isinstance(model, GraphModel), name
+        assert ("condition" in input_names(model)) == model.uses_condition
+        assert ("sv_features" in input_names(model)) == (model.sv_dims > 0)
+    with pytest.raises(ConfigError, match="not a paratag graph model"):
+        input_names(torch.nn.Linear(2, 2))

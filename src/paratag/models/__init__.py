@@ -18,6 +18,7 @@ from paratag.errors import require
 require("torch", "train")  # every model is a torch module: a clear hint on a scoring-only install
 
 from paratag.models.registry import (  # noqa: E402
+    GraphModel,
     available_models,
     build_model,
     example_inputs,
@@ -28,6 +29,7 @@ from paratag.models.registry import (  # noqa: E402
 )
 
 __all__ = [
+    "GraphModel",
     "InteractionNet",
     "ParametricParticleNet",
     "ParticleNet",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,7 @@ from paratag.config import ModelConfig
 from paratag.errors import ConfigError
 
 __all__ = [
+    "GraphModel",
     "available_models",
     "build_model",
     "example_inputs",
@@ -128,6 +129,35 @@ def resolve_options(
     return from_dict(cls, data, where=f"model.options ({cls.__name__})")
 
 
+@runtime_checkable
+class GraphModel(Protocol):
+    """The contract every graph model keeps (``forward(points, features, mask, condition=None)``).
+
+    The attributes always exist: input sizes (``sv_dims`` is 0 without a secondary
+    cloud), the class count, the condition names (empty when unconditioned) and
+    whether ``forward`` reads the condition.
+    """
+
+    n_classes: int
+    condition_names: tuple[str, ...]
+    point_dims: int
+    feature_dims: int
+    sv_dims: int
+
+    @property
+    def uses_condition(self) -> bool:
+        """Whether ``forward`` reads ``condition``."""
+
+    @property
+    def n_conditions(self) -> int:
+        """Number of condition parameters."""
+
+    def forward(
+        self, points: Tensor, features: Tensor, mask: Tensor, condition: Tensor | None = None
+    ) -> Tensor:
+        """Logits ``(N, n_classes)``."""
+
+
 def input_names(model: nn.Module) -> list[str]:
     """ONNX input names of ``model`` in call order.
 
@@ -135,13 +165,19 @@ def input_names(model: nn.Module) -> list[str]:
     ``sv_features, sv_mask`` if it has a secondary-vertex input. A model may
     override this with an ``input_names`` attribute or method.
     """
-    custom = getattr(model, "input_names", None)
+    custom = getattr(model, "input_names", None)  # baselines (images, tabular) name their own
     if custom is not None:
         return list(custom() if callable(custom) else custom)
+    if not isinstance(model, GraphModel):
+        raise ConfigError(
+            f"{type(model).__name__} is not a paratag graph model (GraphModel: n_classes, "
+            "condition_names, point_dims, feature_dims, sv_dims, uses_condition) and names no "
+            "input_names"
+        )
     names = ["points", "features", "mask"]
-    if getattr(model, "uses_condition", False):
+    if model.uses_condition:
         names.append("condition")
-    if int(cast(int, getattr(model, "sv_dims", 0))) > 0:
+    if model.sv_dims > 0:
         names += ["sv_features", "sv_mask"]
     return names
 
