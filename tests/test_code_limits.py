@@ -25,7 +25,6 @@ KNOWN_FUNCTIONS = {
     ("src/paratag/evaluate/results.py", "compute_results"): 123,
     ("src/paratag/validate.py", "run_validate"): 119,
     ("src/paratag/evaluate/hypotheses.py", "hypothesis_study"): 115,
-    ("src/paratag/demo.py", "run_demo"): 113,
     ("src/paratag/validate.py", "_higgs_chain"): 111,
     ("src/paratag/generate/jets.py", "cluster_jets"): 109,
     ("src/paratag/generate/detector.py", "simulate"): 109,

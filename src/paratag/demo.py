@@ -16,6 +16,7 @@ A finished step writes ``OUT/steps/<step>.json``; rerunning skips it unless
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -133,115 +134,137 @@ def _legend_groups(fileset: Mapping[str, Any], hypotheses: Any) -> dict[str, str
     return out
 
 
+@dataclass(frozen=True)
+class _DemoRun:
+    """What every demo step reads: the config, the output folder, the earlier steps."""
+
+    cfg: DemoConfig
+    out: Path
+    progress: bool
+    steps: Steps
+
+    def done(self, step: str, key: str) -> Any:
+        """Output ``key`` of an earlier step."""
+        return self.steps.done[step][key]
+
+
+def _generate(r: _DemoRun) -> dict[str, Any]:
+    from paratag.generate import GenerateConfig, generate
+
+    gen_cfg = GenerateConfig.from_file(r.cfg.generate_preset)
+    fileset = generate(
+        gen_cfg,
+        r.out / "generated",
+        r.cfg.events,
+        workers=r.cfg.workers,
+        seed=r.cfg.seed,
+        progress=r.progress,
+    )
+    return {"fileset": str(fileset)}
+
+
+def _build(r: _DemoRun) -> dict[str, Any]:
+    from paratag.build import BuildConfig, build_shards
+
+    manifest = build_shards(
+        r.done("generate", "fileset"),
+        r.out / "shards",
+        BuildConfig(preset="event", condition=("mHc", "mA")),
+        executor="futures",
+        workers=r.cfg.workers,
+    )
+    return {"manifest": str(manifest)}
+
+
+def _train(r: _DemoRun) -> dict[str, Any]:
+    from paratag.training import load_train_config, train
+
+    train_cfg = load_train_config(
+        r.cfg.train_config,
+        shards=str(r.out / "shards"),
+        run_dir=str(r.out / "run"),
+        seed=r.cfg.seed,
+    )
+    result = train(train_cfg)
+    times = {
+        k: v.get("time_s")
+        for k, v in result.items()
+        if k.startswith("stage") and isinstance(v, dict)
+    }
+    return {"run_dir": str(r.out / "run"), "stage_times_s": times}
+
+
+def _evaluate(r: _DemoRun) -> dict[str, Any]:
+    from paratag.evaluate.run import evaluate_run
+    from paratag.training import dedicated_trainer
+
+    report = evaluate_run(
+        r.out / "run",
+        r.out / "shards",
+        r.out / "evaluation",
+        progress=r.progress,
+        dedicated_trainer=dedicated_trainer(r.out / "run", progress=r.progress),
+    )
+    return {"report": str(report), "html": str(Path(report).with_suffix(".html"))}
+
+
+def _export(r: _DemoRun) -> dict[str, Any]:
+    from paratag.export import export_run
+
+    events = _first_signal_file(r.done("generate", "fileset"))
+    result = export_run(r.out / "run", r.out / "export", check=True, check_events=events)
+    return {
+        "onnx": str(result.onnx_path),
+        "preprocess": str(result.preprocess_path),
+        "parity": str(result.parity) if result.parity is not None else "not run",
+    }
+
+
+def _score(r: _DemoRun) -> dict[str, Any]:
+    from paratag.processors.tagger import Tagger, score_fileset, write_scores
+    from paratag.runner import load_fileset
+
+    fileset = load_fileset(r.done("generate", "fileset"))
+    if r.cfg.real_fixture:
+        fileset["CMS_DY_NanoAOD"] = {
+            "files": {r.cfg.real_fixture: "Events"},
+            "metadata": {"label": -1},
+        }
+    tagger = Tagger(r.done("export", "onnx"), hypotheses=list(DEMO_HYPOTHESES), output="hist")
+    result = score_fileset(
+        fileset, tagger, executor="dask", workers=r.cfg.workers, progress=r.progress
+    )
+    written = write_scores(result, r.out / "scores")
+    groups = _legend_groups(fileset, DEMO_HYPOTHESES)
+    plots = plot_score_hists(result["hist"], r.out / "scores" / "plots", groups)
+    return {
+        "outputs": [str(p) for p in written],
+        "plots": [str(p) for p in plots if p.suffix == ".png"],
+    }
+
+
+#: The demo chain, in order: each step is cached (:class:`paratag.pipeline.Steps`).
+DEMO_STEPS: tuple[tuple[str, Callable[[_DemoRun], dict[str, Any]]], ...] = (
+    ("generate", _generate),
+    ("build", _build),
+    ("train", _train),
+    ("evaluate", _evaluate),
+    ("export", _export),
+    ("score", _score),
+)
+
+
 def run_demo(
     cfg: DemoConfig = DemoConfig(), *, force: bool = False, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Run (or resume) the demo chain and return a summary of every step."""
-    from paratag.build import BuildConfig, build_shards
-    from paratag.generate import GenerateConfig, generate
-
+    """Run (or resume) the demo chain (:data:`DEMO_STEPS`); a summary of every step."""
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     progress = os.environ.get("CI", "").lower() not in ("1", "true") and os.isatty(1)
     steps = Steps(out, force=force, log=log)
-    step = steps.run
-
-    def do_generate() -> dict[str, Any]:
-        gen_cfg = GenerateConfig.from_file(cfg.generate_preset)
-        fileset = generate(
-            gen_cfg,
-            out / "generated",
-            cfg.events,
-            workers=cfg.workers,
-            seed=cfg.seed,
-            progress=progress,
-        )
-        return {"fileset": str(fileset)}
-
-    gen = step("generate", do_generate)
-
-    def do_build() -> dict[str, Any]:
-        manifest = build_shards(
-            gen["fileset"],
-            out / "shards",
-            BuildConfig(preset="event", condition=("mHc", "mA")),
-            executor="futures",
-            workers=cfg.workers,
-        )
-        return {"manifest": str(manifest)}
-
-    step("build", do_build)
-
-    def do_train() -> dict[str, Any]:
-        from paratag.training import load_train_config, train
-
-        train_cfg = load_train_config(
-            cfg.train_config, shards=str(out / "shards"), run_dir=str(out / "run"), seed=cfg.seed
-        )
-        result = train(train_cfg)
-        return {
-            "run_dir": str(out / "run"),
-            "stage_times_s": {
-                k: v.get("time_s")
-                for k, v in result.items()
-                if k.startswith("stage") and isinstance(v, dict)
-            },
-        }
-
-    step("train", do_train)
-
-    def do_evaluate() -> dict[str, Any]:
-        from paratag.evaluate.run import evaluate_run
-        from paratag.training import dedicated_trainer
-
-        report = evaluate_run(
-            out / "run",
-            out / "shards",
-            out / "evaluation",
-            progress=progress,
-            dedicated_trainer=dedicated_trainer(out / "run", progress=progress),
-        )
-        return {"report": str(report), "html": str(Path(report).with_suffix(".html"))}
-
-    step("evaluate", do_evaluate)
-
-    def do_export() -> dict[str, Any]:
-        from paratag.export import export_run
-
-        result = export_run(
-            out / "run", out / "export", check=True, check_events=_first_signal_file(gen["fileset"])
-        )
-        return {
-            "onnx": str(result.onnx_path),
-            "preprocess": str(result.preprocess_path),
-            "parity": str(result.parity) if result.parity is not None else "not run",
-        }
-
-    exported = step("export", do_export)
-
-    def do_score() -> dict[str, Any]:
-        from paratag.processors.tagger import Tagger, score_fileset, write_scores
-        from paratag.runner import load_fileset
-
-        fileset = load_fileset(gen["fileset"])
-        if cfg.real_fixture:
-            fileset["CMS_DY_NanoAOD"] = {
-                "files": {cfg.real_fixture: "Events"},
-                "metadata": {"label": -1},
-            }
-        tagger = Tagger(exported["onnx"], hypotheses=list(DEMO_HYPOTHESES), output="hist")
-        result = score_fileset(
-            fileset, tagger, executor="dask", workers=cfg.workers, progress=progress
-        )
-        written = write_scores(result, out / "scores")
-        groups = _legend_groups(fileset, DEMO_HYPOTHESES)
-        plots = plot_score_hists(result["hist"], out / "scores" / "plots", groups)
-        return {
-            "outputs": [str(p) for p in written],
-            "plots": [str(p) for p in plots if p.suffix == ".png"],
-        }
-
-    step("score", do_score)
+    run = _DemoRun(cfg, out, progress, steps)
+    for name, fn in DEMO_STEPS:
+        steps.run(name, functools.partial(fn, run))
     summary: dict[str, Any] = dict(steps.done)
     summary["total_time_s"] = sum(float(v["time_s"]) for v in steps.done.values())
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
