@@ -23,7 +23,6 @@ KNOWN_MODULES = {
 KNOWN_FUNCTIONS = {
     ("src/paratag/evaluate/run.py", "evaluate_run"): 134,
     ("src/paratag/evaluate/results.py", "compute_results"): 123,
-    ("src/paratag/validate.py", "run_validate"): 119,
     ("src/paratag/evaluate/hypotheses.py", "hypothesis_study"): 115,
     ("src/paratag/validate.py", "_higgs_chain"): 111,
     ("src/paratag/generate/jets.py", "cluster_jets"): 109,

@@ -194,7 +194,6 @@ def run_validate(
     """
     from paratag.build import BuildConfig, build_shards
     from paratag.generate import GenerateConfig, generate
-    from paratag.training import load_train_config
 
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -227,72 +226,85 @@ def run_validate(
     if "higgs" in chains:
         _higgs_chain(cfg, out, step, gen, build, chains)
 
-    # -- chain 2: X -> bb jets, Interaction Network with and without DisCo ------------------
     if cfg.xbb_generate_config and "xbb" in chains:
-        xcfg = GenerateConfig.from_file(cfg.xbb_generate_config)
-        n_x = cfg.xbb_events or cfg.events
-        xin = {"config": cfg.xbb_generate_config, "events": n_x, "seed": cfg.seed}
-        gx = step("xbb", "xbb_generate", lambda: gen(xcfg, "xbb/generated", n_x, cfg.seed), xin)
-        step("xbb", "xbb_build", lambda: build(gx["fileset"], "xbb/shards", "jet", ("mX",)), xin)
-        xbase = _scaled_schedule(
-            load_train_config(
-                cfg.xbb_train_config, shards=str(out / "xbb" / "shards"), seed=cfg.seeds[0]
-            ),
-            cfg.stage1_epochs,
-            cfg.stage3_epochs,
-        )
-        xruns = {"disco": out / "xbb" / "run_disco", "no_disco": out / "xbb" / "run_nodisco"}
-
-        def do_xbb_train() -> dict[str, Any]:
-            cfgs = [
-                dataclasses.replace(
-                    xbase,
-                    run_dir=str(r),
-                    progress=False,
-                    loss=dataclasses.replace(
-                        xbase.loss, disco_lambda=0.0 if k == "no_disco" else xbase.loss.disco_lambda
-                    ),
-                )
-                for k, r in xruns.items()
-            ]
-            res = _train_parallel(cfgs, cfg.workers)
-            return {
-                "runs": dict(zip(xruns, res, strict=True)),
-                "disco_lambda": xbase.loss.disco_lambda,
-                "stage1_epochs": xbase.stage1.epochs,
-                "stage3_epochs": xbase.stage3.epochs,
-            }
-
-        xtin = {
-            "config": cfg.xbb_train_config,
-            "seed": cfg.seeds[0],
-            "stage1_epochs": xbase.stage1.epochs,
-            "stage3_epochs": xbase.stage3.epochs,
-        }
-        step("xbb", "xbb_train", do_xbb_train, xtin)
-
-        def do_xbb_evaluate() -> dict[str, Any]:
-            from paratag.evaluate.run import evaluate_run
-
-            res = {}
-            for k, r in xruns.items():
-                md = evaluate_run(
-                    r,
-                    out / "xbb" / "shards",
-                    out / "xbb" / f"evaluation_{k}",
-                    n_boot=0,
-                    progress=False,
-                )
-                res[k] = str(Path(md).parent / "results.json")
-            return {"results": res}
-
-        step("xbb", "xbb_evaluate", do_xbb_evaluate, {})
+        _xbb_chain(cfg, out, step, gen, build)
 
     summary = summarize(out, cfg, command=command, steps=list(steps))
     (out / "validation.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "validation.md").write_text(render_markdown(summary))
     log(f"wrote {out / 'validation.json'} and {out / 'validation.md'}")
     return summary
+
+
+def _xbb_chain(
+    cfg: ValidateConfig,
+    out: Path,
+    step: Callable[..., dict[str, Any]],
+    gen: Callable[..., dict[str, Any]],
+    build: Callable[..., dict[str, Any]],
+) -> None:
+    """Chain 2: X -> bb jets, the Interaction Network with and without DisCo."""
+    from paratag.generate import GenerateConfig
+    from paratag.training import load_train_config
+
+    xcfg = GenerateConfig.from_file(cfg.xbb_generate_config)
+    n_x = cfg.xbb_events or cfg.events
+    xin = {"config": cfg.xbb_generate_config, "events": n_x, "seed": cfg.seed}
+    gx = step("xbb", "xbb_generate", lambda: gen(xcfg, "xbb/generated", n_x, cfg.seed), xin)
+    step("xbb", "xbb_build", lambda: build(gx["fileset"], "xbb/shards", "jet", ("mX",)), xin)
+    xbase = _scaled_schedule(
+        load_train_config(
+            cfg.xbb_train_config, shards=str(out / "xbb" / "shards"), seed=cfg.seeds[0]
+        ),
+        cfg.stage1_epochs,
+        cfg.stage3_epochs,
+    )
+    xruns = {"disco": out / "xbb" / "run_disco", "no_disco": out / "xbb" / "run_nodisco"}
+
+    def do_xbb_train() -> dict[str, Any]:
+        cfgs = [
+            dataclasses.replace(
+                xbase,
+                run_dir=str(r),
+                progress=False,
+                loss=dataclasses.replace(
+                    xbase.loss, disco_lambda=0.0 if k == "no_disco" else xbase.loss.disco_lambda
+                ),
+            )
+            for k, r in xruns.items()
+        ]
+        res = _train_parallel(cfgs, cfg.workers)
+        return {
+            "runs": dict(zip(xruns, res, strict=True)),
+            "disco_lambda": xbase.loss.disco_lambda,
+            "stage1_epochs": xbase.stage1.epochs,
+            "stage3_epochs": xbase.stage3.epochs,
+        }
+
+    xtin = {
+        "config": cfg.xbb_train_config,
+        "seed": cfg.seeds[0],
+        "stage1_epochs": xbase.stage1.epochs,
+        "stage3_epochs": xbase.stage3.epochs,
+    }
+    step("xbb", "xbb_train", do_xbb_train, xtin)
+
+    def do_xbb_evaluate() -> dict[str, Any]:
+        from paratag.evaluate.run import evaluate_run
+
+        res = {}
+        for k, r in xruns.items():
+            md = evaluate_run(
+                r,
+                out / "xbb" / "shards",
+                out / "xbb" / f"evaluation_{k}",
+                n_boot=0,
+                progress=False,
+            )
+            res[k] = str(Path(md).parent / "results.json")
+        return {"results": res}
+
+    step("xbb", "xbb_evaluate", do_xbb_evaluate, {})
 
 
 def _higgs_chain(
