@@ -67,6 +67,7 @@ def _subset(inputs: GraphInputs, keep: np.ndarray) -> GraphInputs:
         event_index=inputs.event_index[keep],
         spectators={k: v[keep] for k, v in inputs.spectators.items()},
         weight=inputs.weight[keep],
+        candidate_index=inputs.candidate_index[keep],
     )
 
 

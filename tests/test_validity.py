@@ -138,6 +138,40 @@ def test_tagger_gives_nan_for_the_dropped_jet_and_reports(broken, model_dir, pfn
         )
 
 
+def test_tagger_rows_stay_aligned_with_the_events(broken, model_dir, pfnano_path):
+    """The dropped jet keeps its place (NaN score); every other jet keeps its own score."""
+    from paratag.processors import Tagger
+
+    path, (with_inf, with_nan) = broken
+    hyp = [{"mHc": 130, "mA": 90}]
+    tagger = Tagger(model_dir[0] / "model.onnx", hyp, selection="")
+    clean = ak.to_numpy(ak.flatten(tagger(load_events(pfnano_path)).FatJet.score_mHc130_mA90))
+    with pytest.warns(InvalidInputWarning):
+        got = ak.to_numpy(ak.flatten(tagger(load_events(path)).FatJet.score_mHc130_mA90))
+    assert len(got) == len(clean) and np.isnan(got[with_nan])
+    same = np.setdiff1d(np.arange(len(clean)), [with_nan, with_inf])
+    np.testing.assert_allclose(got[same], clean[same], atol=1e-6)
+    assert abs(got[with_inf] - clean[with_inf]) > 0  # one constituent fewer
+    with pytest.warns(InvalidInputWarning):
+        cols = next(
+            iter(
+                Tagger(model_dir[0] / "model.onnx", hyp, selection="", output="both")
+                .process(load_events(path))["test"]["chunks"]
+                .values()
+            )
+        )
+    ref = next(
+        iter(
+            Tagger(model_dir[0] / "model.onnx", hyp, selection="", output="both")
+            .process(load_events(pfnano_path))["test"]["chunks"]
+            .values()
+        )
+    )
+    keep = np.setdiff1d(np.arange(len(clean)), [with_nan])
+    np.testing.assert_array_equal(cols["object_index"], ref["object_index"][keep])
+    np.testing.assert_array_equal(cols["event"], ref["event"][keep])
+
+
 def test_event_preset_drops_an_infinite_muon(nano_dy_path, tmp_path):
     ev = load_events(nano_dy_path)
     e = int(np.flatnonzero(ak.to_numpy(ak.num(ev.Muon)) > 0)[0])

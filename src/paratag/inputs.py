@@ -36,6 +36,8 @@ class GraphInputs:
         weight: (N,) float64 per-graph event weight (1 when the weight branch is absent).
         n_candidates: graphs before the selection (objects or events).
         invalid: the chunk's invalid input values and what was done with them.
+        candidate_index: (N,) index of each graph among the ``n_candidates`` (objects
+            dropped by the selection or for invalid values leave gaps).
     """
 
     clouds: dict[str, PaddedCloud]
@@ -44,6 +46,7 @@ class GraphInputs:
     weight: np.ndarray
     n_candidates: int
     invalid: InvalidTracker = dataclasses.field(default_factory=InvalidTracker)
+    candidate_index: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return int(self.event_index.shape[0])
@@ -392,7 +395,13 @@ def build_inputs(
         if not np.all(np.isfinite(arr)):
             raise InvalidValueError(f"{chunk.where}: {name} has NaN or inf values")
     return GraphInputs(
-        clouds, chunk.obj_event[selected], spectators, weight, chunk.n_objects, chunk.invalid
+        clouds,
+        chunk.obj_event[selected],
+        spectators,
+        weight,
+        chunk.n_objects,
+        chunk.invalid,
+        selected.astype(np.int64),
     )
 
 
