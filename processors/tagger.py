@@ -34,7 +34,7 @@ from coffea import processor
 
 from paratag.conditions import parse_hypotheses, point_name
 from paratag.errors import ConfigError, InputFileError, ModelMismatchError
-from paratag.inputs import GraphInputs, build_inputs
+from paratag.inputs import GraphInputs, build_inputs, to_candidates
 from paratag.integrity import check_chunk_counts
 from paratag.preprocess import Preprocess, load_preprocess, preprocess_for
 from paratag.presets import Preset, load_preset
@@ -243,7 +243,9 @@ class Tagger(processor.ProcessorABC):
         scores = np.full((len(inputs), len(self.names)), np.nan, dtype=np.float32)
         scores[run] = self.scorer.score(arrays)
         if len(inputs) < inputs.n_candidates:  # objects dropped for invalid values: NaN rows
-            return _all_candidates(inputs, selected, scores, events, self.preset)
+            inputs, (selected, scores) = to_candidates(
+                inputs, events, self.preset, [(selected, False), (scores, np.nan)]
+            )
         return inputs, selected, scores
 
     # -------------------------------------------------------------- outputs
@@ -404,36 +406,6 @@ class Tagger(processor.ProcessorABC):
             f"Tagger(model={self.model_path!r}, hypotheses={len(self.names)}, "
             f"preset={self.preset.name!r}, output={self.output!r})"
         )
-
-
-def _all_candidates(
-    inputs: GraphInputs, selected: np.ndarray, scores: np.ndarray, events: Any, preset: Preset
-) -> tuple[GraphInputs, np.ndarray, np.ndarray]:
-    """Inputs, selection and scores spread back over every object of the chunk.
-
-    Objects that ``build_inputs`` dropped (invalid values) come back unselected, with
-    NaN scores and spectators and zero weight, so rows stay aligned with the events.
-    """
-    n, idx = inputs.n_candidates, inputs.candidate_index
-    if preset.kind == "jet":
-        counts = np.asarray(ak.num(events[preset.object], axis=1), dtype=np.int64)
-        event_index = np.repeat(np.arange(len(events)), counts)
-    else:
-        event_index = np.arange(len(events))
-
-    def spread(values: np.ndarray, fill: float) -> np.ndarray:
-        out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
-        out[idx] = values
-        return out
-
-    full = dataclasses.replace(
-        inputs,
-        event_index=event_index,
-        spectators={k: spread(v, np.nan) for k, v in inputs.spectators.items()},
-        weight=spread(inputs.weight, 0.0),
-        candidate_index=np.arange(n, dtype=np.int64),
-    )
-    return full, spread(selected, False), spread(scores, np.nan)
 
 
 def _is_dask(events: Any) -> bool:

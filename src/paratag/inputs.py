@@ -10,6 +10,7 @@ preprocessing and pads. Invalid input values are found and handled here
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from paratag.graphs import PaddedCloud, pad_cloud
 from paratag.presets import CloudSpec, Preset, SourceSpec, load_preset
 from paratag.validity import InvalidTracker, OnInvalid, check_on_invalid
 
-__all__ = ["GraphInputs", "build_inputs"]
+__all__ = ["GraphInputs", "build_inputs", "to_candidates"]
 
 
 @dataclass(frozen=True)
@@ -423,3 +424,34 @@ def _graph_names(preset: Preset, selection: str, *, with_weight: bool) -> set[st
         exprs += [e for src in cloud.sources for e in (*src.fields.values(), src.selection)]
     names = set().union(*(referenced_names(e) for e in exprs if e))
     return {n for n in names if n.startswith(("jet.", "event."))}
+
+
+def to_candidates(
+    inputs: GraphInputs, events: Any, preset: Preset, columns: Sequence[tuple[np.ndarray, Any]]
+) -> tuple[GraphInputs, list[np.ndarray]]:
+    """Per-graph bookkeeping and ``columns`` spread back over every candidate of the chunk.
+
+    Graphs ``build_inputs`` dropped (invalid values) get the fill value of each column,
+    NaN spectators and zero weight, so rows stay aligned with the events' objects (the
+    clouds are not spread: they hold only the built graphs).
+    """
+    n, idx = inputs.n_candidates, inputs.candidate_index
+    if preset.kind == "jet":
+        counts = np.asarray(ak.num(events[preset.object], axis=1), dtype=np.int64)
+        event_index = np.repeat(np.arange(len(events)), counts)
+    else:
+        event_index = np.arange(len(events))
+
+    def spread(values: np.ndarray, fill: Any) -> np.ndarray:
+        out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
+        out[idx] = values
+        return out
+
+    full = dataclasses.replace(
+        inputs,
+        event_index=event_index,
+        spectators={k: spread(v, np.nan) for k, v in inputs.spectators.items()},
+        weight=spread(inputs.weight, 0.0),
+        candidate_index=np.arange(n, dtype=np.int64),
+    )
+    return full, [spread(v, fill) for v, fill in columns]
