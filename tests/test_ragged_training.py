@@ -104,3 +104,26 @@ def test_a_ragged_run_trains_every_stage(tmp_path) -> None:
     assert (tmp_path / "run" / "stage3" / "model.pt").is_file()
     assert 0.5 < summary["stage3"]["best_val_auc"] <= 1.0  # it learned something
     assert len(summary["stage3"]["val_auc_per_point"]) >= 3
+
+
+def test_the_stage1_fingerprint_ignores_new_data_settings_at_their_defaults() -> None:
+    import dataclasses
+
+    from paratag.training.config import load_train_config, stage1_fingerprint
+
+    cfg = load_train_config("tiny")
+    base = stage1_fingerprint(cfg)
+    off = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, ragged=False))
+    on = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, ragged=True))
+    assert stage1_fingerprint(off) == base
+    assert stage1_fingerprint(on) != base  # ragged batches train a different model
+    # at their defaults the new keys are not hashed: fingerprints recorded before they existed
+    # still match (hashing them would change every fingerprint)
+    import paratag.training.config as tc
+
+    saved = dict(tc.FINGERPRINT_DEFAULTS)
+    try:
+        tc.FINGERPRINT_DEFAULTS.clear()
+        assert stage1_fingerprint(cfg) != base
+    finally:
+        tc.FINGERPRINT_DEFAULTS.update(saved)

@@ -28,6 +28,7 @@ from paratag.data.selection import DataConfig
 from paratag.errors import ConfigError
 
 __all__ = [
+    "FINGERPRINT_DEFAULTS",
     "STAGE3_ONLY_DATA",
     "TrainConfig",
     "derive_seed",
@@ -161,6 +162,11 @@ def resolve_config(
     return dataclasses.replace(cfg, model=model)
 
 
+#: data settings added after fingerprints were first recorded: left out of the fingerprint
+#: while at these defaults, so models trained before they existed are still reused
+FINGERPRINT_DEFAULTS: dict[str, Any] = {"ragged": False, "ragged_bucket": 16}
+_UNSET = object()
+
 #: data settings that only stage 3 reads (a stage-1 model does not depend on them)
 STAGE3_ONLY_DATA = ("wrong_mass_weight", "wrong_mass_label")
 
@@ -174,7 +180,11 @@ def stage1_fingerprint(cfg: TrainConfig) -> str:
     """
     d = to_dict(cfg)
     key = {
-        "data": {k: v for k, v in d["data"].items() if k not in STAGE3_ONLY_DATA},
+        "data": {
+            k: v
+            for k, v in d["data"].items()
+            if k not in STAGE3_ONLY_DATA and FINGERPRINT_DEFAULTS.get(k, _UNSET) != v
+        },
         "train_points": d["grid"]["train"],
         **{k: d[k] for k in ("model", "loss", "stage1", "seed")},
     }
