@@ -1,6 +1,6 @@
 """Stage-1 training on jet shards with and without ragged batches (``data.ragged``), side by side.
 
-Usage: python benchmarks/bench_ragged_training.py SHARDS   (jet-preset shards with mX points,
+Usage: python examples/ragged_training.py SHARDS   (jet-preset shards with mX points,
 e.g. ``paratag validate --only xbb --events 300`` writes them to OUT/xbb/shards)
 
 Trains the X->bb Interaction Network (``train_validate_xbb.yaml``, 4 stage-1 epochs, one
@@ -16,6 +16,8 @@ from paratag.training.config import load_train_config
 from paratag.training.run import train
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
     shards = sys.argv[1]
     out: dict[str, dict] = {}
     for ragged in (False, True, False, True):
