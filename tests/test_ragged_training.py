@@ -9,9 +9,10 @@ import torch
 from conftest import TINY_PN
 from paratag.build import BuildConfig, build_shards
 from paratag.config import ModelConfig
-from paratag.data.dataset import GraphDataset, ShardStore, lengths_of, trim_padding
+from paratag.data.dataset import GraphDataset, ShardStore, trim_padding
 from paratag.data.sampler import EpochBatchSampler
 from paratag.data.selection import DataConfig
+from paratag.graphs import graph_lengths
 from paratag.models import build_model
 from paratag.parity import min_particles
 
@@ -52,7 +53,7 @@ def test_trim_keeps_every_constituent_and_the_model_output(pfnano_path) -> None:
 
     pf = build_inputs(load_events(pfnano_path), "jet").clouds["pf"]
     arrays = {"points": pf.points, "features": pf.features, "mask": pf.mask}
-    order = np.argsort(lengths_of(pf.mask))[:8]  # the eight shortest jets
+    order = np.argsort(graph_lengths(pf.mask))[:8]  # the eight shortest jets
     batch = {k: v[order] for k, v in arrays.items()}
     torch.manual_seed(0)
     trunk = {k: TINY_PN[k] for k in ("conv_params", "fc_params")}
@@ -61,7 +62,7 @@ def test_trim_keeps_every_constituent_and_the_model_output(pfnano_path) -> None:
     trimmed = trim_padding(batch, min_particles(model))
     p = trimmed["mask"].shape[-1]
     assert p < 100 and (p % 8 == 0 or p == min_particles(model))
-    assert lengths_of(trimmed["mask"]).tolist() == lengths_of(batch["mask"]).tolist()
+    assert graph_lengths(trimmed["mask"]).tolist() == graph_lengths(batch["mask"]).tolist()
     with torch.no_grad():
         full = model(*(torch.from_numpy(batch[k]) for k in ("points", "features", "mask")))
         cut = model(*(torch.from_numpy(trimmed[k]) for k in ("points", "features", "mask")))
@@ -74,7 +75,7 @@ def test_store_lengths_and_trimmed_dataset_batches(pfnano_path, tmp_path) -> Non
     build_shards(fileset, tmp_path / "shards", BuildConfig(preset="jet", condition=("mX",)))
     store = ShardStore(tmp_path / "shards")
     masks = store.gather(np.arange(len(store)), ["mask"])["mask"]
-    np.testing.assert_array_equal(store.lengths(), lengths_of(masks))
+    np.testing.assert_array_equal(store.lengths(), graph_lengths(masks))
     n = len(store)
     ds = GraphDataset(store, np.arange(n), np.full((n, 1), 125.0), np.ones(n), trim=8)
     short = np.argsort(store.lengths())[:4]

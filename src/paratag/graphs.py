@@ -19,7 +19,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PaddedCloud", "knn", "local_index", "pad_cloud"]
+__all__ = [
+    "TRIM_STEP",
+    "PaddedCloud",
+    "graph_lengths",
+    "knn",
+    "local_index",
+    "pad_cloud",
+    "trim_length",
+]
+
+#: Padded axes cut to a batch's own longest graph are rounded up to a multiple of this.
+TRIM_STEP = 8
 
 
 @dataclass(frozen=True)
@@ -164,3 +175,22 @@ def knn(points, mask, k: int):  # noqa: ANN001, ANN201 - torch is imported lazil
     # exactly equal distances are reordered.
     key = dist.double() + arange.double() * 1e-9
     return key.topk(k, dim=-1, largest=False, sorted=True).indices
+
+
+def graph_lengths(mask: np.ndarray) -> np.ndarray:
+    """Per graph ``(N,)``, the slot after its last real element in ``mask (N, 1, P)`` (0: empty)."""
+    m = np.asarray(mask)[:, 0] > 0
+    last = m.shape[1] - np.argmax(m[:, ::-1], axis=1)
+    return np.where(m.any(axis=1), last, 0).astype(np.int64)
+
+
+def trim_length(lengths: np.ndarray, full: int, minimum: int = 1) -> int:
+    """Padded length to cut a batch of graphs with ``lengths`` to.
+
+    The batch's longest graph, rounded up to :data:`TRIM_STEP`, at least ``minimum``
+    and at most the padded length ``full``: padding never changes a model's output,
+    so nothing real is lost.
+    """
+    need = int(np.max(lengths)) if len(lengths) else 1
+    need = -(-max(need, 1) // TRIM_STEP) * TRIM_STEP
+    return min(int(full), max(need, int(minimum)))

@@ -14,7 +14,7 @@ use it. All hypotheses of a batch are scored in one pass over the padded inputs:
 - ``"auto"``: "hypotheses" when the export has that graph, else "loop".
 
 With ``ragged`` (default) graphs are ordered by constituent count and each
-micro-batch is cut to its own longest graph (rounded up to :data:`RAGGED_STEP`):
+micro-batch is cut to its own longest graph (:func:`paratag.graphs.trim_length`):
 padded slots cost (almost) nothing and the scores equal the fully padded ones
 (the models are invariant to padding, tested). Each call holds at most
 ``memory_mb`` of estimated working memory.
@@ -35,16 +35,15 @@ import numpy as np
 
 from paratag.conditions import ConditionSpace, point_name
 from paratag.errors import ConfigError
+from paratag.graphs import graph_lengths, trim_length
 from paratag.model_check import check_model, output_tensor
 from paratag.preprocess import Preprocess, split_input_name
 
-__all__ = ["DEFAULT_MAX_ROWS", "RAGGED_STEP", "OnnxScorer", "onnx_session", "resolve_providers"]
+__all__ = ["DEFAULT_MAX_ROWS", "OnnxScorer", "onnx_session", "resolve_providers"]
 
 #: Rows (graphs x hypotheses) per onnxruntime call by default: larger calls were not faster
 #: for the full ParticleNet (bench_tagger.py --sweep: 8-128 rows flat, 256 rows 15% slower).
 DEFAULT_MAX_ROWS = 64
-#: Ragged micro-batches are cut to a multiple of this many slots.
-RAGGED_STEP = 8
 #: Working memory assumed per graph when the preprocess file has no estimate (CMSSW files).
 FALLBACK_BYTES_PER_GRAPH = 8 * 2**20
 
@@ -215,30 +214,25 @@ class OnnxScorer:
 
     def lengths(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per cloud, the slot after each graph's last real element ``(N,)`` (from its mask)."""
-        out: dict[str, np.ndarray] = {}
-        for name, (cloud, kind) in self.input_map.items():
-            if kind == "mask":
-                m = arrays[name][:, 0] > 0  # (N, P)
-                last = m.shape[1] - np.argmax(m[:, ::-1], axis=1)
-                out[cloud] = np.where(m.any(axis=1), last, 0)
-        return out
+        return {
+            cloud: graph_lengths(arrays[name])
+            for name, (cloud, kind) in self.input_map.items()
+            if kind == "mask"
+        }
 
     def trimmed(
         self, arrays: Mapping[str, np.ndarray], idx: np.ndarray, lengths: Mapping[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
         """Rows ``idx`` of every input, cut along P to the batch's own longest graph.
 
-        The length is rounded up to a multiple of :data:`RAGGED_STEP`, kept at least
-        the model's minimum (largest kNN k + 1) and at most the exported length, so
-        nothing real is ever dropped.
+        :func:`~paratag.graphs.trim_length`: at least the model's minimum (largest kNN
+        k + 1) in the first cloud and at most the exported length.
         """
         cut: dict[str, int] = {}
         for cloud, lens in lengths.items():
             name = next(n for n, (c, _) in self.input_map.items() if c == cloud)
-            need = int(lens[idx].max()) if len(idx) else 1
-            need = -(-max(need, 1) // RAGGED_STEP) * RAGGED_STEP
             low = self.min_particles if cloud == self.first_cloud else 1
-            cut[cloud] = min(int(arrays[name].shape[-1]), max(need, low))
+            cut[cloud] = trim_length(lens[idx], arrays[name].shape[-1], low)
         return {
             name: np.ascontiguousarray(
                 arrays[name][idx][..., : cut[c]] if c in cut else arrays[name][idx]

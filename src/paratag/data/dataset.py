@@ -36,12 +36,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from paratag.conditions import ConditionSpace, draw_background_conditions
 from paratag.errors import InputFileError, InvalidValueError
+from paratag.graphs import graph_lengths, trim_length
 from paratag.shards import read_manifest, read_shard
 
 __all__ = ["GraphDataset", "ShardStore", "make_loader"]
 
-#: Trimmed batches are cut to a multiple of this many slots.
-TRIM_STEP = 8
 _LIGHT = ("label", "condition", "weight")
 _CLOUD = ("points", "features", "mask")
 _SV = ("sv_points", "sv_features", "sv_mask")
@@ -139,7 +138,7 @@ class ShardStore:
             for fi, (path, _) in enumerate(self.files):
                 sel = np.flatnonzero(self.table["file"] == fi)
                 mask = read_shard(path, self.shapes, columns=["mask"])["mask"]
-                out[sel] = lengths_of(mask)[self.table["row"][sel]]
+                out[sel] = graph_lengths(mask)[self.table["row"][sel]]
             self._lengths = out
         return self._lengths
 
@@ -195,7 +194,7 @@ class GraphDataset(Dataset):
             background_probabilities), ...]`` that replace the weights and the
             background draw from ``first_epoch`` on.
         trim: cut every batch along P to its own longest graph (rounded up to
-            :data:`TRIM_STEP`, at least ``trim`` slots in the first cloud: the model's
+            :data:`paratag.graphs.TRIM_STEP`, at least ``trim`` slots in the first cloud: the model's
             largest kNN k + 1); None keeps the shards' padded length. Exact: only
             padding is removed (pair it with the sampler's length buckets).
     """
@@ -308,27 +307,18 @@ class GraphDataset(Dataset):
         return batch
 
 
-def lengths_of(mask: np.ndarray) -> np.ndarray:
-    """Real constituents per graph ``(N,)`` of a padded ``mask (N, 1, P)``."""
-    return np.asarray(mask[:, 0] > 0).sum(axis=1).astype(np.int64)
-
-
 def trim_padding(arrays: Mapping[str, np.ndarray], first_min: int = 1) -> dict[str, np.ndarray]:
     """Cut each cloud (``points``/``features``/``mask``, ``sv_*``) to its batch's longest graph.
 
-    The length is rounded up to a multiple of :data:`TRIM_STEP` and kept at least
-    ``first_min`` in the first cloud; real constituents sit first (padding last), so
-    nothing but padding is removed.
+    The length is :func:`paratag.graphs.trim_length` of the batch (at least ``first_min``
+    in the first cloud): nothing but padding is removed.
     """
     out = dict(arrays)
     for prefix in ("", "sv_"):
         mask = arrays.get(f"{prefix}mask")
         if mask is None:
             continue
-        p = mask.shape[-1]
-        need = int(lengths_of(mask).max()) if len(mask) else 1
-        need = -(-max(need, 1) // TRIM_STEP) * TRIM_STEP
-        cut = min(p, max(need, first_min if prefix == "" else 1))
+        cut = trim_length(graph_lengths(mask), mask.shape[-1], first_min if prefix == "" else 1)
         for kind in _CLOUD:
             key = f"{prefix}{kind}"
             if key in out:
