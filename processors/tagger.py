@@ -244,7 +244,7 @@ class Tagger(processor.ProcessorABC):
         scores[run] = self.scorer.score(arrays)
         if len(inputs) < inputs.n_candidates:  # objects dropped for invalid values: NaN rows
             inputs, (selected, scores) = to_candidates(
-                inputs, events, self.preset, [(selected, False), (scores, np.nan)]
+                inputs, [(selected, False), (scores, np.nan)]
             )
         return inputs, selected, scores
 

@@ -39,6 +39,7 @@ class GraphInputs:
         invalid: the chunk's invalid input values and what was done with them.
         candidate_index: (N,) index of each graph among the ``n_candidates`` (objects
             dropped by the selection or for invalid values leave gaps).
+        candidate_event: (n_candidates,) event of every candidate inside the chunk.
     """
 
     clouds: dict[str, PaddedCloud]
@@ -48,6 +49,7 @@ class GraphInputs:
     n_candidates: int
     invalid: InvalidTracker = dataclasses.field(default_factory=InvalidTracker)
     candidate_index: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    candidate_event: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return int(self.event_index.shape[0])
@@ -403,6 +405,7 @@ def build_inputs(
         chunk.n_objects,
         chunk.invalid,
         selected.astype(np.int64),
+        chunk.obj_event,
     )
 
 
@@ -427,7 +430,7 @@ def _graph_names(preset: Preset, selection: str, *, with_weight: bool) -> set[st
 
 
 def to_candidates(
-    inputs: GraphInputs, events: Any, preset: Preset, columns: Sequence[tuple[np.ndarray, Any]]
+    inputs: GraphInputs, columns: Sequence[tuple[np.ndarray, Any]]
 ) -> tuple[GraphInputs, list[np.ndarray]]:
     """Per-graph bookkeeping and ``columns`` spread back over every candidate of the chunk.
 
@@ -436,11 +439,6 @@ def to_candidates(
     clouds are not spread: they hold only the built graphs).
     """
     n, idx = inputs.n_candidates, inputs.candidate_index
-    if preset.kind == "jet":
-        counts = np.asarray(ak.num(events[preset.object], axis=1), dtype=np.int64)
-        event_index = np.repeat(np.arange(len(events)), counts)
-    else:
-        event_index = np.arange(len(events))
 
     def spread(values: np.ndarray, fill: Any) -> np.ndarray:
         out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
@@ -449,7 +447,7 @@ def to_candidates(
 
     full = dataclasses.replace(
         inputs,
-        event_index=event_index,
+        event_index=inputs.candidate_event,
         spectators={k: spread(v, np.nan) for k, v in inputs.spectators.items()},
         weight=spread(inputs.weight, 0.0),
         candidate_index=np.arange(n, dtype=np.int64),
