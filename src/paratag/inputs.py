@@ -20,7 +20,7 @@ import numpy as np
 from paratag.errors import ConfigError, InvalidValueError, MissingBranchError, SchemaError
 from paratag.features import apply_preprocessing, evaluate, referenced_names
 from paratag.graphs import PaddedCloud, pad_cloud
-from paratag.presets import CloudSpec, Preset, SourceSpec, load_preset
+from paratag.presets import CloudSpec, Preset, SourceSpec, constituent_names, load_preset
 from paratag.validity import InvalidTracker, OnInvalid, check_on_invalid
 
 __all__ = ["GraphInputs", "build_inputs", "to_candidates"]
@@ -140,13 +140,11 @@ class _Chunk:
         """(n_objects,) True where a per-graph name (``jet.x``, ``event.y``) is invalid."""
         bad = np.zeros(self.n_objects, dtype=bool)
         for name in sorted(names):
+            branch = self.preset.branch(name)
             if name.startswith("jet.") and self.preset.kind == "jet":
-                branch = f"{self.preset.object}_{name[4:]}"
                 bad |= self.invalid.check(self.object_value(name[4:]), branch, self.obj_event)
             elif name.startswith("event."):
-                branch = name[6:].replace(".", "_")
-                per_event = self.invalid.check(self.event_value(name[6:]), branch)
-                bad |= per_event[self.obj_event]
+                bad |= self.invalid.check(self.event_value(name[6:]), branch)[self.obj_event]
         return bad
 
     def graph_resolver(self, selected: np.ndarray):
@@ -253,15 +251,7 @@ class _SourceView:
         event = self.chunk.obj_event[self.selected[self.graph]] if len(self.graph) else self.graph
         bad = np.zeros(len(self.graph), dtype=bool)
         for name in sorted(names):
-            table, field_name = (
-                (src.link, name[5:])
-                if name.startswith("link.")
-                else (
-                    src.collection,
-                    name,
-                )
-            )
-            bad |= tracker.check(self.raw(name), f"{table}_{field_name}", event)
+            bad |= tracker.check(self.raw(name), self.chunk.preset.branch(name, src), event)
         if bad.any() and tracker.policy != "replace":
             tracker.dropped_constituents += int(bad.sum())
             self._set(self.graph[~bad], self.coll_idx[~bad], self.link_idx[~bad])
@@ -307,7 +297,7 @@ def _build_cloud(
     selected: np.ndarray,
 ) -> PaddedCloud:
     views = [
-        _SourceView(chunk, src, graph_of_object, selected, _source_names(cloud, src))
+        _SourceView(chunk, src, graph_of_object, selected, constituent_names(cloud, src))
         for src in cloud.sources
     ]
     per_source = [(v.graph, v.resolve) for v in views]
@@ -364,7 +354,7 @@ def build_inputs(
     is_data = referenced_names(preset.weight or "0") == {"event.genWeight"} and "genWeight" not in (
         getattr(events, "fields", None) or []
     )
-    bad = chunk.invalid_graphs(_graph_names(preset, sel_expr, with_weight=not is_data))
+    bad = chunk.invalid_graphs(preset.graph_names(sel_expr, with_weight=not is_data))
     chunk.invalid.dropped_graphs = int(bad.sum())
     if sel_expr and chunk.n_objects:
         passed = (
@@ -407,26 +397,6 @@ def build_inputs(
         selected.astype(np.int64),
         chunk.obj_event,
     )
-
-
-def _source_names(cloud: CloudSpec, src: SourceSpec) -> set[str]:
-    """Constituent-level names (bare or ``link.``) that ``src`` reads for ``cloud``."""
-    if src.fields:
-        exprs = [*src.fields.values()]
-    else:
-        exprs = [s.expr for s in (*cloud.points, *cloud.features)] + [cloud.sort_by]
-    names = set().union(*(referenced_names(e) for e in [*exprs, src.selection] if e))
-    return {n for n in names if n != "type" and not n.startswith(("jet.", "event."))}
-
-
-def _graph_names(preset: Preset, selection: str, *, with_weight: bool) -> set[str]:
-    """Per-graph names (``jet.x``, ``event.y``) that ``preset`` reads."""
-    exprs = [selection, *preset.spectators.values(), preset.weight if with_weight else ""]
-    for cloud in preset.clouds:
-        exprs += [s.expr for s in (*cloud.points, *cloud.features)]
-        exprs += [e for src in cloud.sources for e in (*src.fields.values(), src.selection)]
-    names = set().union(*(referenced_names(e) for e in exprs if e))
-    return {n for n in names if n.startswith(("jet.", "event."))}
 
 
 def to_candidates(

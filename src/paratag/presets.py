@@ -28,6 +28,8 @@ __all__ = [
     "CloudSpec",
     "Preset",
     "SourceSpec",
+    "constituent_names",
+    "source_names",
     "builtin_presets",
     "load_preset",
 ]
@@ -173,52 +175,68 @@ class Preset:
             optional.add("genWeight")
         return self.branches() - optional
 
-    def branches(self) -> set[str]:
-        """NanoAOD branch names this preset reads (for column-usage checks)."""
-        out: set[str] = set()
-        obj = self.object
-        exprs_graph = [self.selection, *self.spectators.values(), self.weight]
+    def graph_names(self, selection: str | None = None, *, with_weight: bool = True) -> set[str]:
+        """Per-graph names (``jet.x``, ``event.y``) this preset reads.
+
+        From the selection (``selection`` overrides the preset's), the spectators, the
+        weight (unless ``with_weight`` is False) and every source's expressions.
+        """
+        sel = self.selection if selection is None else selection
+        exprs = [sel, *self.spectators.values(), self.weight if with_weight else ""]
+        names = set().union(*(referenced_names(e) for e in exprs if e))
         for cloud in self.clouds:
             for src in cloud.sources:
-                names: set[str] = set()
-                if src.fields:
-                    for e in src.fields.values():
-                        names |= referenced_names(e)
-                    if src.selection:
-                        names |= referenced_names(src.selection)
-                else:
-                    for spec in (*cloud.points, *cloud.features):
-                        names |= referenced_names(spec.expr)
-                    names |= referenced_names(cloud.sort_by)
-                    if src.selection:
-                        names |= referenced_names(src.selection)
-                for n in names:
-                    if n.startswith("jet."):
-                        out.add(f"{obj}_{n[4:]}")
-                    elif n.startswith("link."):
-                        out.add(f"{src.link}_{n[5:]}")
-                    elif n.startswith("event."):
-                        exprs_graph.append(n)
-                    elif n != "type":
-                        out.add(f"{src.collection}_{n}")
+                names |= source_names(cloud, src)
+        return {n for n in names if n.startswith(("jet.", "event."))}
+
+    def branch(self, name: str, src: SourceSpec | None = None) -> str:
+        """The NanoAOD branch of a name as expressions write it (``jet.pt`` → ``FatJet_pt``).
+
+        Bare and ``link.`` names are fields of ``src``'s collection and link table.
+        """
+        if name.startswith("jet."):
+            return f"{self.object}_{name[4:]}"
+        if name.startswith("event."):
+            return name[6:].replace(".", "_")
+        if src is None:
+            raise ConfigError(f"preset {self.name!r}: {name!r} needs its source to name a branch")
+        if name.startswith("link."):
+            return f"{src.link}_{name[5:]}"
+        return f"{src.collection}_{name}"
+
+    def branches(self) -> set[str]:
+        """NanoAOD branch names this preset reads (for column-usage checks)."""
+        out = {self.branch(n) for n in self.graph_names()}
+        for cloud in self.clouds:
+            for src in cloud.sources:
+                out |= {self.branch(n, src) for n in constituent_names(cloud, src)}
                 if src.link:
-                    out |= {f"{src.link}_{src.link_object_index}"}
+                    out.add(f"{src.link}_{src.link_object_index}")
                     if src.link_target_index:
                         out.add(f"{src.link}_{src.link_target_index}")
-            if not cloud.sources[0].fields:
-                for spec in (*cloud.points, *cloud.features):
-                    exprs_graph.append(spec.expr)
         if self.truth:
             out |= TRUTH_BRANCHES
-        for e in exprs_graph:
-            if not e:
-                continue
-            for n in referenced_names(e):
-                if n.startswith("jet."):
-                    out.add(f"{obj}_{n[4:]}")
-                elif n.startswith("event."):
-                    out.add(n[6:].replace(".", "_"))
         return out
+
+
+def source_names(cloud: CloudSpec, src: SourceSpec) -> set[str]:
+    """Every name ``src`` reads for ``cloud``: bare, ``link.``, ``jet.``, ``event.``, ``type``.
+
+    With ``fields`` the cloud sees only those aliases, so the names are the aliases'
+    expressions'; otherwise the cloud's own expressions. Plus the source's selection.
+    """
+    if src.fields:
+        exprs = [*src.fields.values()]
+    else:
+        exprs = [s.expr for s in (*cloud.points, *cloud.features)] + [cloud.sort_by]
+    return set().union(*(referenced_names(e) for e in [*exprs, src.selection] if e))
+
+
+def constituent_names(cloud: CloudSpec, src: SourceSpec) -> set[str]:
+    """:func:`source_names` of the constituents themselves (bare and ``link.``)."""
+    return {
+        n for n in source_names(cloud, src) if n != "type" and not n.startswith(("jet.", "event."))
+    }
 
 
 def builtin_presets() -> list[str]:
