@@ -71,6 +71,7 @@ from paratag.training.evaluation import (
     to_device,
 )
 from paratag.training.monitor import MetricsLogger, progress
+from paratag.training.optim import make_optimizer, make_scheduler
 from torch import Tensor, nn
 
 from paratag.errors import ConfigError
@@ -162,33 +163,6 @@ def softmax_score(index: int = 0) -> ScoreFn:
 _SIGNAL_SCORE = softmax_score(0)
 
 
-def make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
-    """The optimizer named by ``cfg`` over the trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-    raise ConfigError(f"optimizer {cfg.optimizer!r} is unknown; use adam, adamw or sgd")
-
-
-def make_scheduler(
-    opt: torch.optim.Optimizer, cfg: FitConfig
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The per-epoch learning-rate schedule named by ``cfg`` (None for ``none``)."""
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=max(cfg.epochs, 1), eta_min=cfg.min_lr
-        )
-    if cfg.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
-    return None
-
-
 def _better(value: float, best: float | None, monitor: str, min_delta: float) -> bool:
     if math.isnan(value):
         return False
@@ -222,19 +196,38 @@ class FitState:
     time_s: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True)
+class _Hooks:
+    """What a :func:`fit` call plugs in: loss, forward and score functions, logs, checkpoints."""
+
+    loss_fn: Callable[[Any, Batch], Tensor]
+    forward_fn: ForwardFn
+    score_fn: ScoreFn | None
+    signal_label: int
+    checkpoint_dir: str | Path | None
+    checkpoint_info: Mapping[str, Any] | None
+    logger: MetricsLogger | None
+    stage: str
+    point: str
+    group_names: Sequence[str]
+    early_stopping_from: int
+    show_progress: bool
+
+
 class _Fit:
     """One :func:`fit` call: the model, optimiser, schedule, AMP scaler and checkpoints."""
 
-    def __init__(self, model: nn.Module, config: FitConfig, dev: torch.device, **kw: Any) -> None:
+    def __init__(
+        self, model: nn.Module, config: FitConfig, dev: torch.device, hooks: _Hooks
+    ) -> None:
         self.model, self.config, self.dev = model.to(dev), config, dev
         self.amp = config.amp and dev.type == "cuda"
         self.opt = make_optimizer(model, config)
         self.sched = make_scheduler(self.opt, config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.kw = kw
-        ckpt = kw["checkpoint_dir"]
-        self.ckpt = Path(ckpt) if ckpt is not None else None
-        self.info = dict(kw["checkpoint_info"] or {})
+        self.hooks = hooks
+        self.ckpt = Path(hooks.checkpoint_dir) if hooks.checkpoint_dir is not None else None
+        self.info = dict(hooks.checkpoint_info or {})
         self.main = ddp.is_main()
         self.state = FitState()
         self.best_state: dict[str, Tensor] | None = None
@@ -248,7 +241,7 @@ class _Fit:
 
     def resume(self, resume: bool) -> None:
         """Continue from ``last.pt`` (model, optimiser, schedule, scaler, RNG, state)."""
-        logger, stage, point = self.kw["logger"], self.kw["stage"], self.kw["point"]
+        logger, stage, point = self.hooks.logger, self.hooks.stage, self.hooks.point
         if resume and self.ckpt is not None and (self.ckpt / "last.pt").is_file():
             payload = load_checkpoint(self.ckpt / "last.pt", map_location=self.dev)
             unwrap(self.model).load_state_dict(payload["model_state"])
@@ -267,19 +260,19 @@ class _Fit:
 
     def train_epoch(self, loader: Iterable[Batch], epoch: int) -> float:
         """One pass over the training batches; the mean loss over all ranks."""
-        kw, dev, opt, scaler = self.kw, self.dev, self.opt, self.scaler
+        h, dev, opt, scaler = self.hooks, self.dev, self.opt, self.scaler
         self.train_model.train()
         set_epoch(loader, epoch)
         total, count = 0.0, 0
-        desc = f"{kw['stage']} {kw['point']} epoch {epoch}"
-        bar = progress(loader, desc=desc, enabled=kw["show_progress"] and self.main)
+        desc = f"{h.stage} {h.point} epoch {epoch}"
+        bar = progress(loader, desc=desc, enabled=h.show_progress and self.main)
         for raw in bar:
             batch = to_device(raw, dev)
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=self.amp):
-                loss = kw["loss_fn"](kw["forward_fn"](self.train_model, batch), batch)
+                loss = h.loss_fn(h.forward_fn(self.train_model, batch), batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"{kw['stage']} {kw['point']}: non-finite training loss at epoch {epoch}; "
+                    f"{h.stage} {h.point}: non-finite training loss at epoch {epoch}; "
                     "lower the learning rate or check the inputs for extreme values"
                 )
             opt.zero_grad(set_to_none=True)
@@ -300,17 +293,17 @@ class _Fit:
         self, loader: Iterable[Batch] | None, epoch: int, row: dict[str, Any]
     ) -> tuple[float, dict[int, float]]:
         """Validation loss and AUC into ``row``; returns (monitored value, per-group AUCs)."""
-        kw = self.kw
+        h = self.hooks
         if loader is None:
             row.update(val_loss=float("nan"), val_auc=float("nan"))
             return row["train_loss"], {}
         ev = evaluate(
             unwrap(self.model),
             loader,
-            loss_fn=kw["loss_fn"],
-            forward_fn=kw["forward_fn"],
-            score_fn=kw["score_fn"],
-            signal_label=kw["signal_label"],
+            loss_fn=h.loss_fn,
+            forward_fn=h.forward_fn,
+            score_fn=h.score_fn,
+            signal_label=h.signal_label,
             device=self.dev,
             amp=self.amp,
             epoch=epoch,
@@ -322,9 +315,9 @@ class _Fit:
         self, epoch: int, metric: float, groups: dict[int, float], row: dict[str, Any]
     ) -> None:
         """Best model, early stopping, ``last.pt`` and the metrics log after an epoch."""
-        cfg, st, kw = self.config, self.state, self.kw
+        cfg, st, h = self.config, self.state, self.hooks
         # only epochs that train on every point may become the delivered model (curricula)
-        eligible = epoch >= kw["early_stopping_from"]
+        eligible = epoch >= h.early_stopping_from
         improved = eligible and _better(metric, st.best, cfg.monitor, cfg.min_delta)
         if improved:
             st.best, st.best_epoch, st.best_group_auc = metric, epoch, groups
@@ -348,14 +341,14 @@ class _Fit:
                     "rng": capture_rng(),
                 },
             )
-        if kw["logger"] is not None and self.main:
+        if h.logger is not None and self.main:
             keys = ("train_loss", "val_loss", "val_auc", "lr", "time_s")
-            kw["logger"].log(
-                kw["stage"],
-                kw["point"],
+            h.logger.log(
+                h.stage,
+                h.point,
                 epoch,
                 {k: row.get(k) for k in keys},
-                _named(groups, kw["group_names"]),
+                _named(groups, h.group_names),
             )
 
     def save_best(self, epoch: int, row: Mapping[str, Any], groups: Mapping[int, float]) -> None:
@@ -366,7 +359,7 @@ class _Fit:
             }
         elif self.main:
             meta = {"epoch": epoch, "metrics": _clean(row)}
-            meta["group_auc"] = _named(groups, self.kw["group_names"])
+            meta["group_auc"] = _named(groups, self.hooks.group_names)
             save_checkpoint(self.ckpt / "model.pt", self.model, {**self.info, **meta})
 
     def epochs(
@@ -464,10 +457,7 @@ def fit(
         show_progress: draw a tqdm bar (only on a TTY, never in CI).
     """
     dev = ddp.select_device("auto") if device is None else torch.device(device)
-    run = _Fit(
-        model,
-        config,
-        dev,
+    hooks = _Hooks(
         loss_fn=loss_fn,
         forward_fn=forward_fn,
         score_fn=score_fn,
@@ -481,6 +471,7 @@ def fit(
         early_stopping_from=early_stopping_from,
         show_progress=show_progress,
     )
+    run = _Fit(model, config, dev, hooks)
     run.resume(resume)
     return run.epochs(train_loader, val_loader, callbacks)
 
