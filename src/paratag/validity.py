@@ -136,7 +136,7 @@ def warn_invalid(tracker: InvalidTracker) -> None:
     """One warning naming the file and branches of a chunk with invalid values."""
     if not tracker.values:
         return
-    what = ", ".join(f"{b}: {n}" for b, n in sorted(tracker.values.items()))
+    what = _counts_text(tracker.values)
     action = {
         "drop": (
             f"dropped {tracker.dropped_graphs} object(s)/event(s) and "
@@ -165,10 +165,15 @@ def invalid_summary(result: Mapping[str, Any]) -> list[str]:
     for name, ds in result.items():
         flow = ds.get("cutflow", {}) if isinstance(ds, Mapping) else {}
         for where, counts in sorted(flow.get("invalid_values", {}).items()):
-            what = ", ".join(f"{b}: {n}" for b, n in sorted(counts.items()))
+            what = _counts_text(counts)
             lines.append(
                 f"{name}: invalid values (NaN, inf or negative pT) in {where} -- {what}; the "
                 f"dataset lost {flow.get('invalid_dropped_graphs', 0)} object(s)/event(s) and "
                 f"{flow.get('invalid_dropped_constituents', 0)} constituent(s) to them"
             )
     return lines
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    """``"FatJet_eta: 1, PFCands_pt: 2"`` (branches in order)."""
+    return ", ".join(f"{b}: {n}" for b, n in sorted(counts.items()))
