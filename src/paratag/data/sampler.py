@@ -123,31 +123,30 @@ class EpochBatchSampler:
 
     def _batches(self) -> list[np.ndarray]:
         order = self.order()
-        bs = self.batch_size
-        if self.shuffle and self.bucket and self.lengths is not None:
-            return self._bucketed(order)
-        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-        if batches and len(batches[-1]) < bs:
+        bucketed = self.shuffle and self.bucket and self.lengths is not None
+        batches = self._sorted_buckets(order) if bucketed else self._cut(order)
+        if batches and len(batches[-1]) < self.batch_size:
             too_small = len(batches[-1]) < 2 * self.world_size and self.shuffle
             if self.drop_last or (self.drop_last is None and too_small):
                 batches.pop()
+        if bucketed:
+            rng = np.random.default_rng([self.seed & 0x7FFFFFFF, self.epoch & 0x7FFFFFFF, 11])
+            batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
-    def _bucketed(self, order: np.ndarray) -> list[np.ndarray]:
-        """Batches of similar length: sort each bucket of the order, cut, shuffle the batches."""
+    def _cut(self, order: np.ndarray) -> list[np.ndarray]:
+        bs = self.batch_size
+        return [order[i : i + bs] for i in range(0, len(order), bs)]
+
+    def _sorted_buckets(self, order: np.ndarray) -> list[np.ndarray]:
+        """Batches of similar length: each bucket of the order sorted by length, then cut."""
         assert self.lengths is not None
-        bs, span = self.batch_size, self.batch_size * self.bucket
+        span = self.batch_size * self.bucket
         batches = []
         for start in range(0, len(order), span):
             chunk = order[start : start + span]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches += [chunk[i : i + bs] for i in range(0, len(chunk), bs)]
-        small = [i for i, b in enumerate(batches) if len(b) < 2 * self.world_size]
-        if self.drop_last:
-            small = [i for i, b in enumerate(batches) if len(b) < bs]
-        batches = [b for i, b in enumerate(batches) if i not in small]
-        rng = np.random.default_rng([self.seed & 0x7FFFFFFF, self.epoch & 0x7FFFFFFF, 11])
-        return [batches[i] for i in rng.permutation(len(batches))]
+            batches += self._cut(chunk[np.argsort(self.lengths[chunk], kind="stable")])
+        return batches
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         for batch in self._batches():
