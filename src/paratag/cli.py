@@ -335,6 +335,10 @@ def evaluate(
             "and epochs, all training points' signal, no hypothesis"
         ),
     ] = False,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=CHECKPOINT of another tagger for the comparison table (repeat)"),
+    ] = None,
     n_boot: Annotated[int, typer.Option(help="bootstrap replicas (0 disables)")] = 100,
     batch_size: Annotated[int, typer.Option(help="inference batch size")] = 2048,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
@@ -342,6 +346,7 @@ def evaluate(
 ) -> None:
     """Score a trained run on test shards and write report.md, report.html and results.json."""
     from paratag.evaluate.run import evaluate_run, parse_pileup
+    from paratag.evaluate.runs import parse_named_paths
     from paratag.training import dedicated_trainer
 
     inclusive_model = None
@@ -365,6 +370,7 @@ def evaluate(
         if train_dedicated
         else None,
         inclusive_model=inclusive_model,
+        compare=parse_named_paths(compare or (), "--compare", "pnlite=runs/pn/inclusive/model.pt"),
         batch_size=batch_size,
         device=device,
         progress=progress,
@@ -453,6 +459,17 @@ def validate(
     train_config: Annotated[
         str, typer.Option(help="charged-Higgs train config or YAML")
     ] = "validate",
+    xbb_tagger: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="unconditioned X->bb tagger of the jet table (repeat; default: "
+            "interaction_net, particlenet_lite, resnet15_image)"
+        ),
+    ] = None,
+    xbb_disco_lambda: Annotated[
+        list[float] | None,
+        typer.Option(help="DisCo strength of a conditioned X->bb IN run (repeat)"),
+    ] = None,
 ) -> None:
     """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""
     from paratag.validate import ValidateConfig, run_validate
@@ -470,6 +487,8 @@ def validate(
         only=tuple(only or ()),
         generate_config=generate_config,
         train_config=train_config,
+        xbb_disco_lambdas=tuple(xbb_disco_lambda or ()),
+        **({"xbb_taggers": tuple(xbb_tagger)} if xbb_tagger else {}),
     )
     run_validate(cfg, force=force, command="paratag " + " ".join(sys.argv[1:]), log=typer.echo)
     typer.echo((out / "validation.md").read_text())

@@ -8,8 +8,10 @@ Three independent chains, each step one library call cached like :mod:`paratag.d
    same hard scatters) → ``train`` (the three-stage schedule, one run per seed, run
    in parallel) → ``evaluate`` (parametric vs dedicated with dedicated models trained
    on demand at untrained points, seed spread, pileup robustness);
-2. X→bb̄ jets — ``xbb_generate`` → ``xbb_build`` → ``xbb_train`` (Interaction Network
-   with and without DisCo) → ``xbb_evaluate`` (QCD soft-drop-mass sculpting, JSD at
+2. X→bb̄ jets (:mod:`paratag.validate_xbb`) — ``xbb_generate`` → ``xbb_build`` →
+   ``xbb_train`` (the mX-conditioned Interaction Network with and without DisCo, and the
+   unconditioned IN, ParticleNet-Lite and ResNet-15 on jet images) → ``xbb_evaluate``
+   (the jet-tagger table on the same test jets, QCD soft-drop-mass sculpting, JSD at
    50% signal efficiency);
 3. ``summary`` — ``validation.json`` and the markdown table ``validation.md``.
 
@@ -22,17 +24,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import multiprocessing
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from paratag.conditions import MassGrid
 from paratag.config import to_dict
 from paratag.errors import ConfigError
+from paratag.jobs import scaled_schedule, train_parallel
 from paratag.pipeline import Steps
 from paratag.validation_summary import TARGETS, render_markdown, summarize
 
@@ -59,6 +60,10 @@ class ValidateConfig:
         xbb_generate_config: X→bb generate preset/YAML ("" skips the sculpting chain).
         train_config: charged-Higgs train config name or YAML.
         xbb_train_config: X→bb train config name or YAML.
+        xbb_taggers: unconditioned taggers of the jet table
+            (:data:`paratag.validate_xbb.JET_TAGGERS`).
+        xbb_disco_lambdas: DisCo strengths of the conditioned X→bb IN runs (one run
+            each, plus one without DisCo); empty: the train config's ``disco_lambda``.
         n_boot: bootstrap replicas of the evaluation metrics.
         only: chains to run, among ``higgs`` (generate, build, train, evaluate), ``pileup``
             (the charged-Higgs pileup samples, needs ``higgs``) and ``xbb``; empty: all.
@@ -79,6 +84,8 @@ class ValidateConfig:
     xbb_generate_config: str = "validate_xbb"
     train_config: str = "validate"
     xbb_train_config: str = "validate_xbb"
+    xbb_taggers: tuple[str, ...] = ("interaction_net", "particlenet_lite", "resnet15_image")
+    xbb_disco_lambdas: tuple[float, ...] = ()
     n_boot: int = 50
     only: tuple[str, ...] = ()
 
@@ -92,51 +99,15 @@ class ValidateConfig:
             raise ConfigError(f"validate: events must be > 0, got {self.events}/{self.xbb_events}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"validate: seeds must be distinct and non-empty, got {self.seeds}")
+        from paratag.validate_xbb import JET_TAGGERS
+
+        if set(self.xbb_taggers) - set(JET_TAGGERS) or any(x <= 0 for x in self.xbb_disco_lambdas):
+            raise ConfigError(
+                f"validate: xbb_taggers {list(self.xbb_taggers)} must be among "
+                f"{sorted(JET_TAGGERS)} and xbb_disco_lambdas {list(self.xbb_disco_lambdas)} > 0"
+            )
         if self.workers < 1 or self.pileup_mu < 0:
             raise ConfigError(f"validate: need workers >= 1 and pileup_mu >= 0, got {self}")
-
-
-def _scaled_schedule(cfg: Any, stage1_epochs: int | None, stage3_epochs: int | None) -> Any:
-    """``cfg`` with fewer epochs; curriculum phases keep their share of stage 3."""
-    from paratag.training.schedule import CurriculumPhase
-
-    if stage1_epochs is not None:
-        cfg = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, epochs=stage1_epochs))
-    if stage3_epochs is not None:
-        s3 = cfg.stage3
-        total = sum(p.epochs for p in s3.curriculum) or 1
-        phases = [max(1, round(p.epochs * stage3_epochs / total)) for p in s3.curriculum]
-        if phases:
-            phases[-1] = max(1, stage3_epochs - sum(phases[:-1]))
-        curriculum = tuple(
-            CurriculumPhase(n, p.masses) for n, p in zip(phases, s3.curriculum, strict=True)
-        )
-        patience = None if s3.patience is None else min(s3.patience, stage3_epochs)
-        cfg = dataclasses.replace(
-            cfg,
-            stage3=dataclasses.replace(
-                s3, epochs=sum(phases) or stage3_epochs, curriculum=curriculum, patience=patience
-            ),
-        )
-    return cfg
-
-
-def _train_one(cfg: Any) -> dict[str, Any]:
-    """Train one run (in a worker process); stage wall times and best AUCs."""
-    from paratag.training import train
-
-    t0 = time.perf_counter()
-    summary = train(cfg, reuse=True)  # stage-1 models of an identical earlier run are kept
-    return {
-        "run_dir": cfg.run_dir,
-        "seed": cfg.seed,
-        "time_s": time.perf_counter() - t0,
-        "stage_times_s": {
-            k: v.get("time_s")
-            for k, v in summary.items()
-            if k.startswith("stage") and isinstance(v, dict)
-        },
-    }
 
 
 def _train_dedicated_models(
@@ -152,26 +123,6 @@ def _train_dedicated_models(
         if not isinstance(got, Path):
             raise ConfigError(f"validate: no dedicated model at {grid.name(p)}: {got}")
     return {"dedicated": len(points), "time_s": time.perf_counter() - t0}
-
-
-def _call(task: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    return task()
-
-
-def _train_parallel(
-    cfgs: Sequence[Any], workers: int, side: Sequence[Callable[[], dict[str, Any]]] = ()
-) -> list[dict[str, Any]]:
-    """Train several runs, ``workers`` at a time in separate processes (1 thread each).
-
-    ``side`` tasks (picklable callables) queue behind the runs, on the core a
-    run count that does not divide evenly leaves idle.
-    """
-    tasks = [functools.partial(_train_one, c) for c in cfgs] + list(side)
-    if workers <= 1 or len(tasks) == 1:
-        return [t() for t in tasks]
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        return list(pool.map(_call, tasks))
 
 
 def run_validate(
@@ -227,84 +178,15 @@ def run_validate(
         _higgs_chain(cfg, out, step, gen, build, chains)
 
     if cfg.xbb_generate_config and "xbb" in chains:
-        _xbb_chain(cfg, out, step, gen, build)
+        from paratag.validate_xbb import xbb_chain
+
+        xbb_chain(cfg, out, step, gen, build)
 
     summary = summarize(out, cfg, command=command, steps=list(steps))
     (out / "validation.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "validation.md").write_text(render_markdown(summary))
     log(f"wrote {out / 'validation.json'} and {out / 'validation.md'}")
     return summary
-
-
-def _xbb_chain(
-    cfg: ValidateConfig,
-    out: Path,
-    step: Callable[..., dict[str, Any]],
-    gen: Callable[..., dict[str, Any]],
-    build: Callable[..., dict[str, Any]],
-) -> None:
-    """Chain 2: X -> bb jets, the Interaction Network with and without DisCo."""
-    from paratag.generate import GenerateConfig
-    from paratag.training import load_train_config
-
-    xcfg = GenerateConfig.from_file(cfg.xbb_generate_config)
-    n_x = cfg.xbb_events or cfg.events
-    xin = {"config": cfg.xbb_generate_config, "events": n_x, "seed": cfg.seed}
-    gx = step("xbb", "xbb_generate", lambda: gen(xcfg, "xbb/generated", n_x, cfg.seed), xin)
-    step("xbb", "xbb_build", lambda: build(gx["fileset"], "xbb/shards", "jet", ("mX",)), xin)
-    xbase = _scaled_schedule(
-        load_train_config(
-            cfg.xbb_train_config, shards=str(out / "xbb" / "shards"), seed=cfg.seeds[0]
-        ),
-        cfg.stage1_epochs,
-        cfg.stage3_epochs,
-    )
-    xruns = {"disco": out / "xbb" / "run_disco", "no_disco": out / "xbb" / "run_nodisco"}
-
-    def do_xbb_train() -> dict[str, Any]:
-        cfgs = [
-            dataclasses.replace(
-                xbase,
-                run_dir=str(r),
-                progress=False,
-                loss=dataclasses.replace(
-                    xbase.loss, disco_lambda=0.0 if k == "no_disco" else xbase.loss.disco_lambda
-                ),
-            )
-            for k, r in xruns.items()
-        ]
-        res = _train_parallel(cfgs, cfg.workers)
-        return {
-            "runs": dict(zip(xruns, res, strict=True)),
-            "disco_lambda": xbase.loss.disco_lambda,
-            "stage1_epochs": xbase.stage1.epochs,
-            "stage3_epochs": xbase.stage3.epochs,
-        }
-
-    xtin = {
-        "config": cfg.xbb_train_config,
-        "seed": cfg.seeds[0],
-        "stage1_epochs": xbase.stage1.epochs,
-        "stage3_epochs": xbase.stage3.epochs,
-    }
-    step("xbb", "xbb_train", do_xbb_train, xtin)
-
-    def do_xbb_evaluate() -> dict[str, Any]:
-        from paratag.evaluate.run import evaluate_run
-
-        res = {}
-        for k, r in xruns.items():
-            md = evaluate_run(
-                r,
-                out / "xbb" / "shards",
-                out / "xbb" / f"evaluation_{k}",
-                n_boot=0,
-                progress=False,
-            )
-            res[k] = str(Path(md).parent / "results.json")
-        return {"results": res}
-
-    step("xbb", "xbb_evaluate", do_xbb_evaluate, {})
 
 
 def _higgs_chain(
@@ -323,7 +205,7 @@ def _higgs_chain(
     gin = {"config": cfg.generate_config, "events": cfg.events, "seed": cfg.seed}
     g = step("higgs", "generate", lambda: gen(ch, "generated", cfg.events, cfg.seed), gin)
     step("higgs", "build", lambda: build(g["fileset"], "shards", "event", ("mHc", "mA")), gin)
-    base = _scaled_schedule(
+    base = scaled_schedule(
         load_train_config(cfg.train_config, shards=str(out / "shards")),
         cfg.stage1_epochs,
         cfg.stage3_epochs,
@@ -343,7 +225,7 @@ def _higgs_chain(
                 _train_dedicated_models, cfgs[0], untrained, out / "evaluation" / "dedicated"
             )
         ]
-        *done, dedicated = _train_parallel(cfgs, cfg.workers, side)
+        *done, dedicated = train_parallel(cfgs, cfg.workers, side)
         return {
             "runs": done,
             "dedicated": dedicated,

@@ -36,6 +36,7 @@ _TITLES = {
     "seed_stability": "Seed stability",
     "decorrelation": "Decorrelation (sculpting/JSD)",
     "pileup": "Pileup robustness",
+    "model_comparison": "Model comparison (same test events)",
     "training_curves": "Training curves",
 }
 
@@ -402,6 +403,19 @@ def _pileup(r: EvaluationResults, fig: Path) -> list[Block]:
     ]
 
 
+def _models(r: EvaluationResults) -> list[Block]:
+    mc = r.models
+    if mc is None:
+        return [_not_run(r.skipped.get("model_comparison", "no models to compare given"))]
+    head, rows = mc.table()
+    text = (
+        f"Every model on the same {mc.n_background} background and per-point signal events; "
+        "rejection is 1/εB at the signal efficiency shown; ± is the bootstrap σ "
+        f"({mc.n_boot} replicas). `all`: the training points pooled."
+    )
+    return [("p", text), ("table", head, rows)]
+
+
 def _training(r: EvaluationResults, fig: Path) -> list[Block]:
     tc = r.training
     if tc is None:
@@ -449,6 +463,7 @@ def _blocks(r: EvaluationResults, fig: Path) -> list[Block]:
         "seed_stability": lambda: _seeds(r, fig),
         "decorrelation": lambda: _decorrelation(r, fig),
         "pileup": lambda: _pileup(r, fig),
+        "model_comparison": lambda: _models(r),
         "training_curves": lambda: _training(r, fig),
     }
     if r.comparison is not None:  # one bar plot shared by the two comparison sections

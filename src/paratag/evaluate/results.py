@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from paratag.errors import InvalidValueError
+from paratag.evaluate.comparison import ModelComparison
 from paratag.evaluate.curves import TrainingCurves, read_metrics_csv
 from paratag.evaluate.decorrelation import SculptingResult, decorrelation_points, sculpting
 from paratag.evaluate.metrics import (
@@ -55,6 +56,7 @@ SECTIONS = (
     "seed_stability",
     "decorrelation",
     "pileup",
+    "model_comparison",
     "training_curves",
 )
 
@@ -120,6 +122,7 @@ class EvaluationResults:
     pileup: PileupRobustness | None = None
     training: TrainingCurves | None = None
     hypotheses: dict[str, Any] | None = None
+    models: ModelComparison | None = None
     skipped: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -141,6 +144,7 @@ class EvaluationResults:
             d["decorrelation"] = decorrelation_points(self.sculpting, self.decorrelation_sig_eff)
         d["training"] = None if self.training is None else self.training.summary()
         d["hypotheses"] = self.hypotheses
+        d["model_comparison"] = None if self.models is None else self.models.to_dict()
         return jsonable(d)
 
 

@@ -39,6 +39,7 @@ import torch
 from paratag.conditions import draw_background_conditions
 from paratag.data.selection import balance_weights
 from paratag.errors import ConfigError, InputFileError
+from paratag.evaluate.comparison import ModelComparison, compare_models
 from paratag.evaluate.hypotheses import hypothesis_study, signal_layout, weighted_mean
 from paratag.evaluate.metrics import roc_auc
 from paratag.evaluate.reference import reference_from_preset
@@ -202,6 +203,7 @@ def evaluate_run(
     pileup_shards: Mapping[str, str | Path] | None = None,
     dedicated_trainer: DedicatedTrainer | None = None,
     inclusive_model: str | Path | None = None,
+    compare: Mapping[str, str | Path] | None = None,
     selection: Selection = "auto",
     mass_spectator: str | None = None,
     background_weights: Mapping[int, float] | Sequence[float] | None = None,
@@ -226,6 +228,9 @@ def evaluate_run(
             ``out_dir/dedicated``); None: those points get no dedicated AUC.
         inclusive_model: checkpoint of the inclusive (unconditioned) model
             (:func:`paratag.training.train_inclusive`) for the mass-awareness study.
+        compare: ``{name: checkpoint}`` of further taggers (any architecture) scored on
+            the same test events beside the run's parametric model, in the report's
+            model-comparison table.
         selection: ``auto``, ``test_fold`` (force the run's held-out fold) or ``all``.
         mass_spectator: spectator for sculpting (default: the DisCo spectator or the first
             of :data:`MASS_SPECTATORS` in the shards).
@@ -312,7 +317,8 @@ def evaluate_run(
     )
     skipped.update({f"dedicated {grid.name(p)}": v for p, v in why.items()})
     skipped.update(_reasons(res.skipped, run, test.selection, why))
-    res = dataclasses.replace(res, skipped={**res.skipped, **skipped})
+    models = _compare(run, scorer, test, hyps, compare or {}, dev, n_boot, seed)
+    res = dataclasses.replace(res, models=models, skipped={**res.skipped, **skipped})
     md = write_report(res, out)
     info = {
         "run_dir": str(run.path),
@@ -325,6 +331,43 @@ def evaluate_run(
     }
     (out / "evaluation.json").write_text(json.dumps(info, indent=1) + "\n")
     return md
+
+
+def _compare(
+    run: LoadedRun,
+    scorer: _Scorer,
+    test: EvalSample,
+    hyps: list[Point],
+    compare: Mapping[str, str | Path],
+    dev: torch.device,
+    n_boot: int,
+    seed: int,
+) -> ModelComparison | None:
+    """The run's parametric model and the ``compare`` checkpoints on the same test events."""
+    if not compare or not len(test.background):
+        return None
+
+    def score(model: LoadedModel, rows: np.ndarray, points: Sequence[Point]) -> np.ndarray:
+        conds = [np.asarray(p if model.space.names else (), np.float32) for p in points]
+        probs = scorer.probs(model, test, rows, conds, f"compare: {len(rows)} events")
+        return np.stack([scorer.disc(probs[:, j], test.label[rows]) for j in range(len(points))], 1)
+
+    if "parametric" in compare:
+        raise ConfigError("compare: 'parametric' names the run's own model; choose another name")
+    models = {"parametric": run.model}
+    models.update({name: load_model_for_eval(Path(p), dev) for name, p in compare.items()})
+    return compare_models(
+        models,
+        signal={p: test.points[p] for p in hyps},
+        background=test.background,
+        weight=test.weight,
+        train_points=list(run.grid.train),
+        point_name=run.grid.name,
+        score=score,
+        conditioned=lambda m: bool(getattr(m.module, "uses_condition", False)),
+        n_boot=n_boot,
+        seed=seed,
+    )
 
 
 def _selection_info(

@@ -29,6 +29,7 @@ __all__ = [
     "LoadedRun",
     "load_model_for_eval",
     "load_run",
+    "parse_named_paths",
     "parse_pileup",
 ]
 
@@ -101,15 +102,22 @@ def load_run(run_dir: str | Path, device: torch.device) -> LoadedRun:
     return LoadedRun(run, cfg, grid, load_model_for_eval(ckpt, device), dedicated)
 
 
-def parse_pileup(items: Iterable[str]) -> dict[str, Path]:
-    """Parse ``LEVEL=SHARD_DIR`` strings (the CLI's ``--pileup``) into ``{level: dir}``."""
+def parse_named_paths(items: Iterable[str], option: str, example: str) -> dict[str, Path]:
+    """Parse ``NAME=PATH`` strings of a repeated CLI option into ``{name: path}``."""
     out: dict[str, Path] = {}
     for item in items:
-        level, sep, path = item.partition("=")
-        if not sep or not level or not path:
-            raise ConfigError(f"--pileup {item!r}: expected LEVEL=SHARD_DIR, e.g. PU60=shards_pu60")
-        out[level] = Path(path)
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"{option} {item!r}: expected NAME=PATH, e.g. {example}")
+        if name in out:
+            raise ConfigError(f"{option}: {name!r} is given twice")
+        out[name] = Path(path)
     return out
+
+
+def parse_pileup(items: Iterable[str]) -> dict[str, Path]:
+    """Parse ``LEVEL=SHARD_DIR`` strings (the CLI's ``--pileup``) into ``{level: dir}``."""
+    return parse_named_paths(items, "--pileup", "PU60=shards_pu60")
 
 
 def same_shards(a: Path, b: Path) -> bool:

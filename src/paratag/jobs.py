@@ -1,0 +1,90 @@
+"""Training runs as picklable jobs for the workflows: shortened schedules, runs in parallel.
+
+Workflow layer (used by :mod:`paratag.validate` and :mod:`paratag.validate_xbb`):
+each job is one :func:`paratag.training.train` or
+:func:`paratag.training.train_inclusive` call in its own process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+__all__ = ["scaled_schedule", "train_inclusive_job", "train_one", "train_parallel"]
+
+
+def scaled_schedule(cfg: Any, stage1_epochs: int | None, stage3_epochs: int | None) -> Any:
+    """``cfg`` with fewer epochs; curriculum phases keep their share of stage 3."""
+    from paratag.training.schedule import CurriculumPhase
+
+    if stage1_epochs is not None:
+        cfg = dataclasses.replace(cfg, stage1=dataclasses.replace(cfg.stage1, epochs=stage1_epochs))
+    if stage3_epochs is not None:
+        s3 = cfg.stage3
+        total = sum(p.epochs for p in s3.curriculum) or 1
+        phases = [max(1, round(p.epochs * stage3_epochs / total)) for p in s3.curriculum]
+        if phases:
+            phases[-1] = max(1, stage3_epochs - sum(phases[:-1]))
+        curriculum = tuple(
+            CurriculumPhase(n, p.masses) for n, p in zip(phases, s3.curriculum, strict=True)
+        )
+        patience = None if s3.patience is None else min(s3.patience, stage3_epochs)
+        cfg = dataclasses.replace(
+            cfg,
+            stage3=dataclasses.replace(
+                s3, epochs=sum(phases) or stage3_epochs, curriculum=curriculum, patience=patience
+            ),
+        )
+    return cfg
+
+
+def train_one(cfg: Any) -> dict[str, Any]:
+    """Train one run (in a worker process); stage wall times and best AUCs."""
+    from paratag.training import train
+
+    t0 = time.perf_counter()
+    summary = train(cfg, reuse=True)  # stage-1 models of an identical earlier run are kept
+    return {
+        "run_dir": cfg.run_dir,
+        "seed": cfg.seed,
+        "time_s": time.perf_counter() - t0,
+        "stage_times_s": {
+            k: v.get("time_s")
+            for k, v in summary.items()
+            if k.startswith("stage") and isinstance(v, dict)
+        },
+    }
+
+
+def train_inclusive_job(cfg: Any) -> dict[str, Any]:
+    """Train (or reuse) the inclusive model of ``cfg`` (in a worker process); its wall time."""
+    from paratag.training import train_inclusive
+
+    t0 = time.perf_counter()
+    path = train_inclusive(cfg)
+    return {"run_dir": cfg.run_dir, "model": str(path), "time_s": time.perf_counter() - t0}
+
+
+def _call(task: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return task()
+
+
+def train_parallel(
+    cfgs: Sequence[Any], workers: int, side: Sequence[Callable[[], dict[str, Any]]] = ()
+) -> list[dict[str, Any]]:
+    """Train several runs, ``workers`` at a time in separate processes (1 thread each).
+
+    ``side`` tasks (picklable callables) queue behind the runs, on the core a
+    run count that does not divide evenly leaves idle.
+    """
+    tasks = [functools.partial(train_one, c) for c in cfgs] + list(side)
+    if workers <= 1 or len(tasks) == 1:
+        return [t() for t in tasks]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+        return list(pool.map(_call, tasks))
