@@ -34,11 +34,33 @@ def load_events(n_jets: int) -> ak.Array:
     tree = uproot.open(FIXTURE)["Events"]
     colls = {
         "FatJet": ["pt", "eta", "phi", "mass", "msoftdrop"],
-        "PFCands": ["pt", "eta", "phi", "mass", "charge", "pdgId", "d0", "d0Err", "dz", "dzErr",
-                    "puppiWeight"],
+        "PFCands": [
+            "pt",
+            "eta",
+            "phi",
+            "mass",
+            "charge",
+            "pdgId",
+            "d0",
+            "d0Err",
+            "dz",
+            "dzErr",
+            "puppiWeight",
+        ],
         "FatJetPFCands": ["jetIdx", "pFCandsIdx"],
-        "FatJetSVs": ["jetIdx", "pt", "mass", "ntracks", "dxy", "dxysig", "d3d", "d3dsig",
-                      "costhetasvpv", "ptrel", "deltaR"],
+        "FatJetSVs": [
+            "jetIdx",
+            "pt",
+            "mass",
+            "ntracks",
+            "dxy",
+            "dxysig",
+            "d3d",
+            "d3dsig",
+            "costhetasvpv",
+            "ptrel",
+            "deltaR",
+        ],
     }
     fields = {}
     for coll, names in colls.items():
@@ -65,7 +87,9 @@ def jagged_inputs(events: ak.Array) -> dict[str, ak.Array]:
 
 def coffea_pattern(jagged: dict[str, ak.Array]) -> np.ndarray:
     """The ml_tools test pattern: pad_none/fill_none per feature, concatenate slices."""
-    cols = [ak.fill_none(ak.pad_none(x, P, clip=True), 0.0)[:, np.newaxis, :] for x in jagged.values()]
+    cols = [
+        ak.fill_none(ak.pad_none(x, P, clip=True), 0.0)[:, np.newaxis, :] for x in jagged.values()
+    ]
     return ak.to_numpy(ak.concatenate(cols, axis=1)).astype(np.float32)
 
 
@@ -104,8 +128,10 @@ def main() -> None:
     print(f"paratag pad_cloud       : {n / t_ours:12,.0f} jets/s")
     print(f"ratio paratag / pattern : {t_peer / t_ours:12.1f}x   (target >= 20x)")
     t_full, _ = best_of(lambda: build_inputs(events, "jet", selection=""), args.repeat)
-    print(f"paratag full NanoEvents -> padded (jet preset, 15 features + SV cloud): "
-          f"{n / t_full:,.0f} jets/s")
+    print(
+        f"paratag full NanoEvents -> padded (jet preset, 15 features + SV cloud): "
+        f"{n / t_full:,.0f} jets/s"
+    )
 
 
 if __name__ == "__main__":

@@ -488,7 +488,7 @@ def validate(
         generate_config=generate_config,
         train_config=train_config,
         xbb_disco_lambdas=tuple(xbb_disco_lambda or ()),
-        **({"xbb_taggers": tuple(xbb_tagger)} if xbb_tagger else {}),
+        xbb_taggers=tuple(xbb_tagger) if xbb_tagger else ValidateConfig.xbb_taggers,
     )
     run_validate(cfg, force=force, command="paratag " + " ".join(sys.argv[1:]), log=typer.echo)
     typer.echo((out / "validation.md").read_text())
