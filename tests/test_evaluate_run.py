@@ -166,6 +166,34 @@ def test_evaluate_run_report_has_real_numbers(trained: dict[str, Path]) -> None:
     assert rows[TRAIN[1]]["auc_parametric"] == pytest.approx(expected, abs=1e-6)
 
 
+def test_model_comparison_uses_the_same_events(trained: dict[str, Path]) -> None:
+    """The table's numbers agree with the per-point comparison computed independently."""
+    out = trained["tmp"] / "eval_compare"
+    point = "mHc130_mA50"
+    compare = {
+        "dedicated_130_50": trained["run"] / "stage1" / point / "model.pt",
+        "seed1": trained["run2"] / "stage3" / "model.pt",
+    }
+    evaluate_run(trained["run"], trained["shards"], out, n_boot=0, compare=compare, progress=False)
+    res = json.loads((out / "results.json").read_text())
+    mc = res["model_comparison"]
+    assert mc["models"] == ["parametric", "dedicated_130_50", "seed1"]
+    assert mc["rows"][-1] == "all" and mc["n_signal"][point] == 30 and mc["n_background"] == 120
+    rows = {tuple(r["point"]): r for r in res["comparison"]["rows"]}
+    for p, r in rows.items():
+        name = "mHc{:g}_mA{:g}".format(*p)
+        assert mc["nominal"]["parametric"][name]["auc"] == pytest.approx(r["auc_parametric"])
+    assert mc["nominal"]["dedicated_130_50"][point]["auc"] == pytest.approx(
+        rows[TRAIN[1]]["auc_dedicated"]
+    )
+    assert mc["conditioned"] == {"parametric": True, "dedicated_130_50": True, "seed1": True}
+    assert "## Model comparison (same test events)" in (out / "report.md").read_text()
+    with pytest.raises(ConfigError, match="'parametric' names the run's own model"):
+        evaluate_run(
+            trained["run"], trained["shards"], out, compare={"parametric": compare["seed1"]}
+        )
+
+
 def test_cli_evaluate_separate_sample_and_skips(trained: dict[str, Path]) -> None:
     out = trained["tmp"] / "eval_cli"
     result = CliRunner().invoke(
@@ -180,10 +208,13 @@ def test_cli_evaluate_separate_sample_and_skips(trained: dict[str, Path]) -> Non
             "--n-boot",
             "0",
             "--no-progress",
+            "--compare",
+            f"seed1={trained['run2'] / 'stage3' / 'model.pt'}",
         ],
     )
     assert result.exit_code == 0, result.output
     assert f"wrote {out / 'report.md'}" in result.output
+    assert "| seed1 | all | 180 |" in (out / "report.md").read_text()  # 3 training points x 60
     text = (out / "report.md").read_text()
     info = json.loads((out / "evaluation.json").read_text())
     assert info["selection"] == "all events (separate test sample)"
@@ -223,3 +254,5 @@ def test_parse_pileup() -> None:
     assert parse_pileup(["PU0=a", "PU60=b/c"]) == {"PU0": Path("a"), "PU60": Path("b/c")}
     with pytest.raises(ConfigError, match="LEVEL=SHARD_DIR"):
         parse_pileup(["PU0"])
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_pileup(["PU0=a", "PU0=b"])

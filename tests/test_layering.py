@@ -1,7 +1,7 @@
 """The package's layering: the core library does not import the training application.
 
 Walks every ``import`` statement (module level and inside functions) of the core
-modules. The workflow layer (``cli``, ``demo``, ``validate``) may use training;
+modules. The workflow layer (``cli``, ``demo``, ``validate``, ``jobs``) may use training;
 ``paratag.training`` and ``processors`` are the applications on top.
 """
 
@@ -18,6 +18,8 @@ WORKFLOWS = {
     "cli_options.py",
     "demo.py",
     "validate.py",
+    "validate_xbb.py",
+    "jobs.py",
     "validation_summary.py",
     "pipeline.py",
 }

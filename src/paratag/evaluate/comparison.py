@@ -79,6 +79,16 @@ class ModelComparison:
                 body.append([m, r, str(self.n_signal[r]), *cells])
         return head, body
 
+    def report_blocks(self) -> list[tuple[Any, ...]]:
+        """The report section: what is compared, then :meth:`table`."""
+        text = (
+            f"Every model on the same {self.n_background} background and per-point signal "
+            "events; rejection is 1/εB at the signal efficiency shown (inf: no background "
+            f"event passes); ± is the bootstrap σ ({self.n_boot} replicas). `all`: the "
+            "training points pooled."
+        )
+        return [("p", text), ("table", *self.table())]
+
     def best(self, row: str = ALL, metric: str = "auc") -> str:
         """Name of the model with the largest ``metric`` in ``row``."""
         return max(self.models, key=lambda m: self.nominal[m][row][metric])

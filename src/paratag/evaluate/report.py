@@ -404,16 +404,9 @@ def _pileup(r: EvaluationResults, fig: Path) -> list[Block]:
 
 
 def _models(r: EvaluationResults) -> list[Block]:
-    mc = r.models
-    if mc is None:
+    if r.models is None:
         return [_not_run(r.skipped.get("model_comparison", "no models to compare given"))]
-    head, rows = mc.table()
-    text = (
-        f"Every model on the same {mc.n_background} background and per-point signal events; "
-        "rejection is 1/εB at the signal efficiency shown; ± is the bootstrap σ "
-        f"({mc.n_boot} replicas). `all`: the training points pooled."
-    )
-    return [("p", text), ("table", head, rows)]
+    return r.models.report_blocks()
 
 
 def _training(r: EvaluationResults, fig: Path) -> list[Block]:

@@ -39,16 +39,14 @@ import torch
 from paratag.conditions import draw_background_conditions
 from paratag.data.selection import balance_weights
 from paratag.errors import ConfigError, InputFileError
-from paratag.evaluate.comparison import ModelComparison, compare_models
-from paratag.evaluate.hypotheses import hypothesis_study, signal_layout, weighted_mean
-from paratag.evaluate.metrics import roc_auc
+from paratag.evaluate.hypotheses import hypothesis_study
+from paratag.evaluate.inference import Scorer, compare_run, dedicated_aucs, per_point
 from paratag.evaluate.reference import reference_from_preset
 from paratag.evaluate.report import write_report
 from paratag.evaluate.results import ScoredSample, compute_results
 from paratag.evaluate.runs import (
     MASS_SPECTATORS,
     EvalSample,
-    LoadedModel,
     LoadedRun,
     load_model_for_eval,
     load_run,
@@ -70,85 +68,7 @@ _SPLIT = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class _Scorer:
-    """Inference settings shared by every scoring call."""
-
-    signal_index: int
-    background_weights: Any
-    batch_size: int
-    device: torch.device
-    show: bool
-
-    @torch.no_grad()
-    def probs(
-        self,
-        model: LoadedModel,
-        sample: EvalSample,
-        rows: np.ndarray,
-        conditions: Sequence[np.ndarray],
-        desc: str,
-    ) -> np.ndarray:
-        """Class probabilities ``(len(rows), len(conditions), C)`` of ``model``.
-
-        Each condition is a physical point ``(K,)`` for every row or ``(len(rows), K)``;
-        the inputs of each batch are read once and scored at every condition.
-        """
-        from paratag.models.io import graph_forward
-        from paratag.runtime import progress
-
-        sv = ["sv_points", "sv_features", "sv_mask"] if model.use_sv else []
-        order = np.argsort(rows, kind="stable")  # read shard files in order
-        n, k = len(rows), len(model.space.names)
-        out = np.zeros(
-            (n, len(conditions), int(model.info["model_config"]["n_classes"])), np.float32
-        )
-        starts = range(0, n, self.batch_size)
-        for lo in progress(starts, desc=desc, total=len(starts), enabled=self.show):
-            idx = order[lo : lo + self.batch_size]
-            arrays = sample.store.gather(rows[idx], ["points", "features", "mask", *sv])
-            batch = {key: torch.from_numpy(v).to(self.device) for key, v in arrays.items()}
-            for j, c in enumerate(conditions):
-                c = np.asarray(c, np.float32)
-                phys = np.broadcast_to(c.reshape(1, k), (len(idx), k)) if c.ndim == 1 else c[idx]
-                batch["condition"] = torch.from_numpy(model.space.normalise(phys)).to(self.device)
-                logits = graph_forward(model.module, batch).float()
-                out[idx, j] = torch.softmax(logits, dim=1).cpu().numpy()
-        return out
-
-    def disc(self, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """1-D signal discriminant of ``(N, C)`` probabilities."""
-        return ScoredSample(probs, labels).discriminant(self.signal_index, self.background_weights)
-
-    @staticmethod
-    def auc(s_sig: np.ndarray, s_bkg: np.ndarray, w_sig: np.ndarray, w_bkg: np.ndarray) -> float:
-        """Weighted AUC of signal vs background scores."""
-        y = np.r_[np.ones(len(s_sig)), np.zeros(len(s_bkg))]
-        return roc_auc(y, np.r_[s_sig, s_bkg], np.r_[w_sig, w_bkg])
-
-
-def _per_point(
-    scorer: _Scorer, model: LoadedModel, sample: EvalSample, hyps: list[Point], tag: str
-) -> tuple[dict[Point, float], np.ndarray, np.ndarray]:
-    """Parametric AUC per point, the wrong-hypothesis matrix and the discriminant ``(rows, H)``.
-
-    Rows are every point's signal (in ``hyps`` order) followed by the backgrounds.
-    """
-    rows, slices, bkg = signal_layout(sample, hyps)
-    probs = scorer.probs(
-        model, sample, rows, [np.asarray(h) for h in hyps], f"{tag}: {len(hyps)} hypotheses"
-    )
-    labels, w = sample.label[rows], sample.weight[rows]
-    disc = np.stack([scorer.disc(probs[:, j], labels) for j in range(len(hyps))], axis=1)
-    aucs: dict[Point, float] = {}
-    matrix = np.zeros((len(hyps), len(hyps)))
-    for i, (p, sl) in enumerate(zip(hyps, slices, strict=True)):
-        aucs[p] = scorer.auc(disc[sl, i], disc[bkg, i], w[sl], w[bkg])
-        matrix[i] = [weighted_mean(disc[sl, j], w[sl]) for j in range(len(hyps))]
-    return aucs, matrix, disc
-
-
-def _overall(run: LoadedRun, scorer: _Scorer, sample: EvalSample, tag: str) -> ScoredSample | None:
+def _overall(run: LoadedRun, scorer: Scorer, sample: EvalSample, tag: str) -> ScoredSample | None:
     """Signal of the training points at their true hypothesis + backgrounds, weighted as in training.
 
     Every background event is scored at one hypothesis drawn (fixed, like the
@@ -251,7 +171,7 @@ def evaluate_run(
     out = Path(out_dir) if out_dir is not None else run.path / "evaluation"
     grid, cfg, names = run.grid, run.cfg, run.grid.names
     sig = cfg.data.signal_label
-    scorer = _Scorer(sig, background_weights, batch_size, dev, progress)
+    scorer = Scorer(sig, background_weights, batch_size, dev, progress)
     test = EvalSample(Path(test_shards), run, selection, mass_spectator)
     if not test.points:
         raise InputFileError(
@@ -262,30 +182,14 @@ def evaluate_run(
     hyps = [p for p in grid.points() if p in test.points]
     skipped: dict[str, str] = {}
 
-    par_aucs, matrix, par_disc = _per_point(scorer, run.model, test, hyps, "parametric")
+    par_aucs, matrix, par_disc = per_point(scorer, run.model, test, hyps, "parametric")
     test_sample = _overall(run, scorer, test, "test")
 
     ded_src, why = _dedicated_models(run, hyps, out / "dedicated", dedicated_trainer)
-    ded_aucs = _dedicated_aucs(scorer, test, ded_src, dev)
+    ded_aucs = dedicated_aucs(scorer, test, ded_src, dev)
 
-    inclusive = None
-    if inclusive_model is not None:
-        inc = load_model_for_eval(Path(inclusive_model), dev)
-        inclusive = (Path(inclusive_model), tuple(inc.info.get("inclusive_condition", hyps[0])))
-    study = hypothesis_study(
-        hyps=hyps,
-        names=names,
-        test=test,
-        scorer=scorer,
-        parametric=run.model,
-        parametric_disc=par_disc,
-        parametric_mean=matrix,
-        dedicated=ded_src,
-        inclusive=inclusive,
-        reference=_reference(test, names),
-        load=lambda path: load_model_for_eval(Path(path), dev),
-        n_boot=n_boot,
-        seed=seed,
+    study = _study(
+        run, scorer, test, hyps, (par_disc, matrix), ded_src, inclusive_model, n_boot, seed
     )
 
     splits = {p: _SPLIT[grid.role_of(p)] for p in hyps}
@@ -317,7 +221,7 @@ def evaluate_run(
     )
     skipped.update({f"dedicated {grid.name(p)}": v for p, v in why.items()})
     skipped.update(_reasons(res.skipped, run, test.selection, why))
-    models = _compare(run, scorer, test, hyps, compare or {}, dev, n_boot, seed)
+    models = compare_run(run, scorer, test, hyps, compare or {}, dev, n_boot, seed)
     res = dataclasses.replace(res, models=models, skipped={**res.skipped, **skipped})
     md = write_report(res, out)
     info = {
@@ -333,38 +237,36 @@ def evaluate_run(
     return md
 
 
-def _compare(
+def _study(
     run: LoadedRun,
-    scorer: _Scorer,
+    scorer: Scorer,
     test: EvalSample,
     hyps: list[Point],
-    compare: Mapping[str, str | Path],
-    dev: torch.device,
+    parametric: tuple[np.ndarray, np.ndarray],
+    dedicated: Mapping[Point, Path],
+    inclusive_model: str | Path | None,
     n_boot: int,
     seed: int,
-) -> ModelComparison | None:
-    """The run's parametric model and the ``compare`` checkpoints on the same test events."""
-    if not compare or not len(test.background):
-        return None
-
-    def score(model: LoadedModel, rows: np.ndarray, points: Sequence[Point]) -> np.ndarray:
-        conds = [np.asarray(p if model.space.names else (), np.float32) for p in points]
-        probs = scorer.probs(model, test, rows, conds, f"compare: {len(rows)} events")
-        return np.stack([scorer.disc(probs[:, j], test.label[rows]) for j in range(len(points))], 1)
-
-    if "parametric" in compare:
-        raise ConfigError("compare: 'parametric' names the run's own model; choose another name")
-    models = {"parametric": run.model}
-    models.update({name: load_model_for_eval(Path(p), dev) for name, p in compare.items()})
-    return compare_models(
-        models,
-        signal={p: test.points[p] for p in hyps},
-        background=test.background,
-        weight=test.weight,
-        train_points=list(run.grid.train),
-        point_name=run.grid.name,
-        score=score,
-        conditioned=lambda m: bool(getattr(m.module, "uses_condition", False)),
+) -> dict[str, Any]:
+    """The hypothesis study; ``parametric`` is the model's discriminant and mean-score matrix."""
+    dev = scorer.device
+    inclusive = None
+    if inclusive_model is not None:
+        inc = load_model_for_eval(Path(inclusive_model), dev)
+        inclusive = (Path(inclusive_model), tuple(inc.info.get("inclusive_condition", hyps[0])))
+    names = run.grid.names
+    return hypothesis_study(
+        hyps=hyps,
+        names=names,
+        test=test,
+        scorer=scorer,
+        parametric=run.model,
+        parametric_disc=parametric[0],
+        parametric_mean=parametric[1],
+        dedicated=dedicated,
+        inclusive=inclusive,
+        reference=_reference(test, names),
+        load=lambda path: load_model_for_eval(Path(path), dev),
         n_boot=n_boot,
         seed=seed,
     )
@@ -389,23 +291,8 @@ def _selection_info(
     }
 
 
-def _dedicated_aucs(
-    scorer: _Scorer, test: EvalSample, models: Mapping[Point, Path], dev: torch.device
-) -> dict[Point, float]:
-    """AUC of each point's dedicated model: its signal against every background."""
-    out: dict[Point, float] = {}
-    for p, path in models.items():
-        rows = np.concatenate([test.points[p], test.background])
-        probs = scorer.probs(
-            load_model_for_eval(path, dev), test, rows, [np.asarray(p)], f"dedicated {p}"
-        )
-        d, n = scorer.disc(probs[:, 0], test.label[rows]), len(test.points[p])
-        out[p] = scorer.auc(d[:n], d[n:], test.weight[rows[:n]], test.weight[rows[n:]])
-    return out
-
-
 def _training_fold(
-    run: LoadedRun, scorer: _Scorer, test: EvalSample, skipped: dict[str, str], *, wanted: bool
+    run: LoadedRun, scorer: Scorer, test: EvalSample, skipped: dict[str, str], *, wanted: bool
 ) -> ScoredSample | None:
     """The training fold scored like the test sample (for the KS test), or why not."""
     cfg = run.cfg
@@ -423,7 +310,7 @@ def _training_fold(
 
 def _seed_aucs(
     run: LoadedRun,
-    scorer: _Scorer,
+    scorer: Scorer,
     test: EvalSample,
     hyps: list[Point],
     par_aucs: dict[Point, float],
@@ -447,13 +334,13 @@ def _seed_aucs(
                 "seed stability needs runs trained with different seeds"
             )
         tag = f"seed {other.cfg.seed}"
-        out[int(other.cfg.seed)] = _per_point(scorer, other.model, test, hyps, tag)[0]
+        out[int(other.cfg.seed)] = per_point(scorer, other.model, test, hyps, tag)[0]
     return out
 
 
 def _pileup(
     run: LoadedRun,
-    scorer: _Scorer,
+    scorer: Scorer,
     test: EvalSample,
     selection: Selection,
     shards: Mapping[str, str | Path],

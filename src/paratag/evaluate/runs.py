@@ -102,13 +102,15 @@ def load_run(run_dir: str | Path, device: torch.device) -> LoadedRun:
     return LoadedRun(run, cfg, grid, load_model_for_eval(ckpt, device), dedicated)
 
 
-def parse_named_paths(items: Iterable[str], option: str, example: str) -> dict[str, Path]:
+def parse_named_paths(
+    items: Iterable[str], option: str, example: str, form: str = "NAME=PATH"
+) -> dict[str, Path]:
     """Parse ``NAME=PATH`` strings of a repeated CLI option into ``{name: path}``."""
     out: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise ConfigError(f"{option} {item!r}: expected NAME=PATH, e.g. {example}")
+            raise ConfigError(f"{option} {item!r}: expected {form}, e.g. {example}")
         if name in out:
             raise ConfigError(f"{option}: {name!r} is given twice")
         out[name] = Path(path)
@@ -117,7 +119,7 @@ def parse_named_paths(items: Iterable[str], option: str, example: str) -> dict[s
 
 def parse_pileup(items: Iterable[str]) -> dict[str, Path]:
     """Parse ``LEVEL=SHARD_DIR`` strings (the CLI's ``--pileup``) into ``{level: dir}``."""
-    return parse_named_paths(items, "--pileup", "PU60=shards_pu60")
+    return parse_named_paths(items, "--pileup", "PU60=shards_pu60", "LEVEL=SHARD_DIR")
 
 
 def same_shards(a: Path, b: Path) -> bool:

@@ -1,0 +1,158 @@
+"""Batched inference of loaded models on selected test rows, and the per-model AUC tables.
+
+:class:`Scorer` holds the inference settings of one evaluation; the helpers score
+the run's parametric model per hypothesis, each dedicated model at its point, and
+further taggers beside them (:func:`compare_run`) on the same rows of an
+:class:`~paratag.evaluate.runs.EvalSample`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from paratag.errors import ConfigError
+from paratag.evaluate.comparison import ModelComparison, compare_models
+from paratag.evaluate.hypotheses import signal_layout, weighted_mean
+from paratag.evaluate.metrics import roc_auc
+from paratag.evaluate.results import ScoredSample
+from paratag.evaluate.runs import EvalSample, LoadedModel, LoadedRun, load_model_for_eval
+
+__all__ = ["Scorer", "compare_run", "dedicated_aucs", "per_point"]
+
+Point = tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """Inference settings shared by every scoring call."""
+
+    signal_index: int
+    background_weights: Any
+    batch_size: int
+    device: torch.device
+    show: bool
+
+    @torch.no_grad()
+    def probs(
+        self,
+        model: LoadedModel,
+        sample: EvalSample,
+        rows: np.ndarray,
+        conditions: Sequence[np.ndarray],
+        desc: str,
+    ) -> np.ndarray:
+        """Class probabilities ``(len(rows), len(conditions), C)`` of ``model``.
+
+        Each condition is a physical point ``(K,)`` for every row or ``(len(rows), K)``;
+        the inputs of each batch are read once and scored at every condition.
+        """
+        from paratag.models.io import graph_forward
+        from paratag.runtime import progress
+
+        sv = ["sv_points", "sv_features", "sv_mask"] if model.use_sv else []
+        order = np.argsort(rows, kind="stable")  # read shard files in order
+        n, k = len(rows), len(model.space.names)
+        out = np.zeros(
+            (n, len(conditions), int(model.info["model_config"]["n_classes"])), np.float32
+        )
+        starts = range(0, n, self.batch_size)
+        for lo in progress(starts, desc=desc, total=len(starts), enabled=self.show):
+            idx = order[lo : lo + self.batch_size]
+            arrays = sample.store.gather(rows[idx], ["points", "features", "mask", *sv])
+            batch = {key: torch.from_numpy(v).to(self.device) for key, v in arrays.items()}
+            for j, c in enumerate(conditions):
+                c = np.asarray(c, np.float32)
+                phys = np.broadcast_to(c.reshape(1, k), (len(idx), k)) if c.ndim == 1 else c[idx]
+                batch["condition"] = torch.from_numpy(model.space.normalise(phys)).to(self.device)
+                logits = graph_forward(model.module, batch).float()
+                out[idx, j] = torch.softmax(logits, dim=1).cpu().numpy()
+        return out
+
+    def disc(self, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """1-D signal discriminant of ``(N, C)`` probabilities."""
+        return ScoredSample(probs, labels).discriminant(self.signal_index, self.background_weights)
+
+    @staticmethod
+    def auc(s_sig: np.ndarray, s_bkg: np.ndarray, w_sig: np.ndarray, w_bkg: np.ndarray) -> float:
+        """Weighted AUC of signal vs background scores."""
+        y = np.r_[np.ones(len(s_sig)), np.zeros(len(s_bkg))]
+        return roc_auc(y, np.r_[s_sig, s_bkg], np.r_[w_sig, w_bkg])
+
+
+def per_point(
+    scorer: Scorer, model: LoadedModel, sample: EvalSample, hyps: list[Point], tag: str
+) -> tuple[dict[Point, float], np.ndarray, np.ndarray]:
+    """Parametric AUC per point, the wrong-hypothesis matrix and the discriminant ``(rows, H)``.
+
+    Rows are every point's signal (in ``hyps`` order) followed by the backgrounds.
+    """
+    rows, slices, bkg = signal_layout(sample, hyps)
+    probs = scorer.probs(
+        model, sample, rows, [np.asarray(h) for h in hyps], f"{tag}: {len(hyps)} hypotheses"
+    )
+    labels, w = sample.label[rows], sample.weight[rows]
+    disc = np.stack([scorer.disc(probs[:, j], labels) for j in range(len(hyps))], axis=1)
+    aucs: dict[Point, float] = {}
+    matrix = np.zeros((len(hyps), len(hyps)))
+    for i, (p, sl) in enumerate(zip(hyps, slices, strict=True)):
+        aucs[p] = scorer.auc(disc[sl, i], disc[bkg, i], w[sl], w[bkg])
+        matrix[i] = [weighted_mean(disc[sl, j], w[sl]) for j in range(len(hyps))]
+    return aucs, matrix, disc
+
+
+def dedicated_aucs(
+    scorer: Scorer, test: EvalSample, models: Mapping[Point, Path], dev: torch.device
+) -> dict[Point, float]:
+    """AUC of each point's dedicated model: its signal against every background."""
+    out: dict[Point, float] = {}
+    for p, path in models.items():
+        rows = np.concatenate([test.points[p], test.background])
+        probs = scorer.probs(
+            load_model_for_eval(path, dev), test, rows, [np.asarray(p)], f"dedicated {p}"
+        )
+        d, n = scorer.disc(probs[:, 0], test.label[rows]), len(test.points[p])
+        out[p] = scorer.auc(d[:n], d[n:], test.weight[rows[:n]], test.weight[rows[n:]])
+    return out
+
+
+def compare_run(
+    run: LoadedRun,
+    scorer: Scorer,
+    test: EvalSample,
+    hyps: list[Point],
+    compare: Mapping[str, str | Path],
+    dev: torch.device,
+    n_boot: int,
+    seed: int,
+) -> ModelComparison | None:
+    """The run's parametric model and the ``compare`` checkpoints on the same test events."""
+    if not compare or not len(test.background):
+        return None
+
+    def score(model: LoadedModel, rows: np.ndarray, points: Sequence[Point]) -> np.ndarray:
+        conds = [np.asarray(p if model.space.names else (), np.float32) for p in points]
+        probs = scorer.probs(model, test, rows, conds, f"compare: {len(rows)} events")
+        return np.stack([scorer.disc(probs[:, j], test.label[rows]) for j in range(len(points))], 1)
+
+    if "parametric" in compare:
+        raise ConfigError("compare: 'parametric' names the run's own model; choose another name")
+    models = {"parametric": run.model}
+    models.update({name: load_model_for_eval(Path(p), dev) for name, p in compare.items()})
+    return compare_models(
+        models,
+        signal={p: test.points[p] for p in hyps},
+        background=test.background,
+        weight=test.weight,
+        train_points=list(run.grid.train),
+        point_name=run.grid.name,
+        score=score,
+        conditioned=lambda m: bool(getattr(m.module, "uses_condition", False)),
+        n_boot=n_boot,
+        seed=seed,
+    )
