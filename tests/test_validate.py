@@ -12,7 +12,8 @@ import yaml
 from paratag.training import load_train_config
 
 from paratag.errors import ConfigError
-from paratag.validate import ValidateConfig, _scaled_schedule, render_markdown, run_validate
+from paratag.jobs import scaled_schedule
+from paratag.validate import ValidateConfig, render_markdown, run_validate
 
 GENERATE = {
     "chunk_size": 50,
@@ -51,7 +52,7 @@ def _train_yaml(path: Path) -> Path:
 
 def test_scaled_schedule_keeps_curriculum_shares() -> None:
     """Shorter stage 3: phases keep their order and sum to the new epoch count."""
-    cfg = _scaled_schedule(load_train_config("validate"), 3, 6)
+    cfg = scaled_schedule(load_train_config("validate"), 3, 6)
     assert cfg.stage1.epochs == 3
     assert cfg.stage3.epochs == 6
     assert [p.epochs for p in cfg.stage3.curriculum] == [1, 1, 4]
@@ -64,6 +65,10 @@ def test_bad_config_is_a_clear_error() -> None:
         ValidateConfig(seeds=(1, 1))
     with pytest.raises(ConfigError, match="events"):
         ValidateConfig(events=0)
+    with pytest.raises(ConfigError, match="xbb_taggers"):
+        ValidateConfig(xbb_taggers=("bdt",))
+    with pytest.raises(ConfigError, match="xbb_disco_lambdas"):
+        ValidateConfig(xbb_disco_lambdas=(0.0,))
 
 
 @pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")  # coffea schema
@@ -135,3 +140,67 @@ def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
     run_validate(cfg, log=logs.append)
     assert any("[train] inputs changed" in line for line in logs)
     assert [m.stat().st_mtime_ns for m in stage1] == stamps
+
+
+XBB_GENERATE = {
+    "chunk_size": 50,
+    "processes": [
+        {
+            "name": "XToBB",
+            "kind": "xbb",
+            "group": "xbb",
+            "pthat_min": 400.0,
+            "mass_points": [{"mX": 50}, {"mX": 100}, {"mX": 125}, {"mX": 150}],
+        },
+        {"name": "QCD", "kind": "qcd", "group": "qcd", "pthat_min": 300.0},
+    ],
+}
+
+
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")  # coffea schema
+def test_validate_xbb_chain_writes_the_jet_table(tmp_path: Path) -> None:
+    """The X->bb chain: conditioned IN with/without DisCo and two taggers, one table, cached."""
+    gen = tmp_path / "generate_xbb.yaml"
+    gen.write_text(yaml.safe_dump(XBB_GENERATE))
+    with resources.as_file(resources.files("paratag") / "configs" / "train_validate_xbb.yaml") as p:
+        train_cfg = yaml.safe_load(p.read_text())
+    train_cfg["model"]["options"] = {
+        "relational_hidden": [8],
+        "edge_dim": 4,
+        "object_hidden": [8],
+        "object_dim": 4,
+    }
+    train_cfg["stage1"]["batch_size"] = train_cfg["stage3"]["batch_size"] = 64
+    (tmp_path / "train_xbb.yaml").write_text(yaml.safe_dump(train_cfg))
+    cfg = ValidateConfig(
+        out=str(tmp_path / "out"),
+        xbb_events=40,
+        workers=2,
+        stage1_epochs=1,
+        stage3_epochs=1,
+        xbb_generate_config=str(gen),
+        xbb_train_config=str(tmp_path / "train_xbb.yaml"),
+        xbb_taggers=("particlenet_lite", "resnet15_image"),
+        xbb_disco_lambdas=(5.0,),
+        n_boot=0,
+        only=("xbb",),
+    )
+    logs: list[str] = []
+    s = run_validate(cfg, command="pytest", log=logs.append)
+    t = s["xbb_table"]
+    assert t["models"] == ["parametric", "particlenet_lite", "resnet15_image"]
+    assert t["rows"] == ["mX50", "mX100", "mX150", "mX125", "all"]  # 125: never trained
+    assert t["conditioned"] == {
+        "parametric": True,
+        "particlenet_lite": False,
+        "resnet15_image": False,
+    }
+    assert all(0.0 <= t["nominal"][m]["all"]["auc"] <= 1.0 for m in t["models"])
+    assert set(s["xbb"]) == {"no_disco", "disco_5"}
+    assert set(s["xbb_train"]["taggers"]) == {"particlenet_lite", "resnet15_image"}
+    md = (tmp_path / "out" / "validation.md").read_text()
+    assert "## X→bb jet taggers" in md and "| resnet15_image | all |" in md
+    assert "| disco 5 |" in md
+    logs.clear()
+    run_validate(cfg, log=logs.append)
+    assert sum("cached" in line for line in logs) == 4
