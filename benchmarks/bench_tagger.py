@@ -15,9 +15,19 @@ the full ParticleNet (k=16, EdgeConv 64/128/256, P=100) with random weights.
    ParametricParticleNet (options.shared_trunk, exported with hypotheses_axis=True):
    one call of model_hypotheses.onnx per micro-batch vs K separate calls, in
    wall time and in process CPU time (steadier on a loaded machine).
-3. coffea Runner on a Dask LocalCluster, 2 workers vs 1 -> ratio.
+   Also the Tagger's achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode at the
+   micro-batches' real, trimmed lengths) next to the single-thread sgemm GFLOP/s
+   measured in the same run.
+3. coffea Runner on a Dask LocalCluster, 2 workers vs 1, ≥ 20,000 jets scored by the
+   Interaction Network (jet preset, particles + SVs) -> ratio.
 4. Peak RSS of a worker scoring a 1000-jet chunk: micro-batched (memory_mb=2000)
    vs one onnxruntime call for the whole chunk.
+5. The Interaction Network in the Tagger (jet preset, CMS H->bb IN widths, ragged) vs
+   CMS's published H->bb Interaction Network (../shared/data/cms, ONNX, what CMSSW
+   runs: 60 tracks x 30 features, 5 SVs x 14 features, always padded) on the same
+   number of jets, 1 thread each -> jets/s and ratio (target >= 3x). The CMS model
+   needs CMS-only track features, so it gets random inputs of its own shape: its cost
+   does not depend on the values.
 
 Usage: python benchmarks/bench_tagger.py [--jets 5000] [--peer-jets 2000] [--k 12]
 """
@@ -87,6 +97,13 @@ def _models(tmp: Path):
     export_model(pn, "jet", tmp / "pn")
     export_model(ppn, "jet", tmp / "ppn")
     export_model(shared, "jet", tmp / "shared", hypotheses_axis=True)
+    inet = build_model(
+        ModelConfig(name="interaction_net", options=IN_OPTIONS),
+        point_dims=2,
+        feature_dims=15,
+        sv_dims=10,
+    ).eval()
+    export_model(inet, "jet", tmp / "in")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ex = (torch.zeros(2, 2, 100), torch.ones(2, 15, 100), torch.ones(2, 1, 100))
@@ -95,7 +112,50 @@ def _models(tmp: Path):
     return pn, tmp / "pn" / "model.onnx", tmp / "ppn" / "model.onnx", tmp / "pn.pt", tmp / "shared"
 
 
+def sgemm_gflops(n: int = 1024, repeat: int = 5) -> float:
+    """Single-thread float32 matrix-multiply rate of this machine (best of ``repeat``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    t = _timeit(lambda: torch.mm(a, b), repeat)
+    torch.set_num_threads(threads)
+    return 2.0 * n**3 / t / 1e9
+
+
+def tagger_flops(model: torch.nn.Module, events, tagger) -> float:
+    """FLOPs the Tagger's ragged micro-batches cost: per batch, its size x FLOPs of one jet
+    at the batch's trimmed length (torch FlopCounterMode; EdgeConv cost is linear in N)."""
+    import numpy as np
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from paratag.graphs import graph_lengths, trim_length
+    from paratag.inputs import build_inputs
+
+    mask = build_inputs(events, "jet").clouds["pf"].mask
+    lengths = np.sort(graph_lengths(mask))
+    rows, low = tagger.rows_per_call(), tagger.scorer.min_particles
+    per_length: dict[int, int] = {}
+    for start in range(0, len(lengths), rows):
+        p = trim_length(lengths[start : start + rows], mask.shape[-1], low)
+        per_length[p] = per_length.get(p, 0) + len(lengths[start : start + rows])
+    total = 0.0
+    for p, n in per_length.items():
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(1, 2, p), torch.zeros(1, 15, p), torch.ones(1, 1, p))
+        total += n * counter.get_total_flops()
+    return total
+
+
 COFFEA_PN = ROOT.parent / "shared" / "data" / "peers" / "coffea_pn_test_model.pt"
+CMS_IN = ROOT.parent / "shared" / "data" / "cms" / "higgs_interactionnet_model.onnx"
+#: the CMS H->bb IN widths (arXiv:1909.12285), as in train_validate_xbb.yaml
+IN_OPTIONS = {
+    "relational_hidden": [60, 30],
+    "edge_dim": 20,
+    "object_hidden": [60, 30],
+    "object_dim": 24,
+}
 
 
 def _peer(torchscript: Path, n_features: int | None = None):
@@ -168,7 +228,7 @@ def sweep(events, onnx_pn) -> None:
         print(f"[0] rows per call {rows:4d}: {n / _timeit(lambda t=t: t(events)):.1f} jets/s")
 
 
-def part1(events, n_jets, peer_events, n_peer, onnx_pn, ts_path, tmp: Path) -> None:
+def part1(events, n_jets, peer_events, n_peer, pn, onnx_pn, ts_path, tmp: Path) -> None:
     """paratag's Tagger (ragged and fully padded) vs coffea's torch_wrapper running the peers."""
     from paratag.processors import Tagger
 
@@ -180,6 +240,14 @@ def part1(events, n_jets, peer_events, n_peer, onnx_pn, ts_path, tmp: Path) -> N
         t = _timeit(lambda tagger=tagger: tagger(events))
         rates[name] = n_jets / t
         print(f"[1] {name} (onnxruntime, 1 thread): {rates[name]:8.1f} jets/s ({n_jets} jets)")
+        if ragged:
+            flops, peak = tagger_flops(pn, events, tagger), sgemm_gflops()
+            rate = flops / t / 1e9
+            print(
+                f"[1]   {flops / n_jets / 1e9:.3f} GFLOP per jet at the real lengths: "
+                f"{rate:.1f} GFLOP/s = {rate / peak:.0%} of this run's 1-thread sgemm "
+                f"{peak:.1f} GFLOP/s (target >= 50%)"
+            )
     peers = []
     if COFFEA_PN.is_file():
         peers.append(("coffea pn_test TorchScript (k=16, 64/128/256, 5 features)", COFFEA_PN, 5))
@@ -333,6 +401,38 @@ def part4(onnx_pn, tmp: Path) -> None:
         )
 
 
+def part5(events, n_jets, onnx_in) -> None:
+    """The Interaction Network in the Tagger vs CMS's published H->bb IN, 1 thread each."""
+    import numpy as np
+    import onnxruntime as ort
+    from paratag.processors import Tagger
+
+    tagger = Tagger(onnx_in)
+    tagger(events[:10])
+    t_ours = _timeit(lambda: tagger(events), 2)
+    print(
+        f"[5] paratag Tagger, Interaction Network (ragged, 1 thread): {n_jets / t_ours:8.1f} jets/s"
+    )
+    if not CMS_IN.is_file():
+        print(f"[5] {CMS_IN} not found: no CMS IN comparison")
+        return
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+    sess = ort.InferenceSession(str(CMS_IN), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    batch = tagger.rows_per_call()
+    feed = {
+        "input_cpf": rng.normal(size=(batch, 30, 60)).astype(np.float32),
+        "input_sv": rng.normal(size=(batch, 14, 5)).astype(np.float32),
+    }
+    sess.run(None, feed)
+    calls = -(-n_jets // batch)
+    t_cms = _timeit(lambda: [sess.run(None, feed) for _ in range(calls)], 2)
+    rate = calls * batch / t_cms
+    print(f"[5] CMS H->bb IN (onnxruntime, padded 60 tracks / 5 SVs, 1 thread): {rate:8.1f} jets/s")
+    print(f"[5] ratio paratag IN / CMS IN = {n_jets / t_ours / rate:.2f}x (target >= 3x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -340,27 +440,32 @@ def main() -> None:
     ap.add_argument("--jets", type=int, default=5_000, help="jets scored by paratag in parts 1-2")
     ap.add_argument("--peer-jets", type=int, default=2_000, help="jets scored by torch_wrapper")
     ap.add_argument("--k", type=int, default=12, help="hypotheses in part 2")
-    ap.add_argument("--dask-events", type=int, default=2_000, help="events in part 3")
-    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip (1 2 3 4)")
+    ap.add_argument(
+        "--dask-events", type=int, default=8_400, help="events in part 3 (2.4 jets each)"
+    )
+    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip (1 2 3 4 5)")
     ap.add_argument("--sweep", action="store_true", help="also time rows per onnxruntime call")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        _, onnx_pn, onnx_ppn, ts, shared_dir = _models(tmp)
+        pn, onnx_pn, onnx_ppn, ts, shared_dir = _models(tmp)
+        onnx_in = tmp / "in" / "model.onnx"
         events, n_jets = _events(args.jets)
         peer_events, n_peer = _events(args.peer_jets)
         if args.sweep:
             sweep(events[: max(10, len(events) // 10)], onnx_pn)
         if "1" not in args.skip:
-            part1(events, n_jets, peer_events, n_peer, onnx_pn, ts, tmp)
+            part1(events, n_jets, peer_events, n_peer, pn, onnx_pn, ts, tmp)
         if "2" not in args.skip:
             small, n_small = _events(max(24, args.jets // args.k))
             part2(small, n_small, onnx_ppn, args.k)
             part2_shared(small, n_small, shared_dir, args.k)
         if "3" not in args.skip:
-            part3(onnx_pn, args.dask_events, tmp)
+            part3(onnx_in, args.dask_events, tmp)
         if "4" not in args.skip:
             part4(onnx_pn, tmp)
+        if "5" not in args.skip:
+            part5(events, n_jets, onnx_in)
 
 
 if __name__ == "__main__":

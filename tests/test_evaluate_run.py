@@ -174,8 +174,24 @@ def test_model_comparison_uses_the_same_events(trained: dict[str, Path]) -> None
         "dedicated_130_50": trained["run"] / "stage1" / point / "model.pt",
         "seed1": trained["run2"] / "stage3" / "model.pt",
     }
-    evaluate_run(trained["run"], trained["shards"], out, n_boot=0, compare=compare, progress=False)
+    evaluate_run(
+        trained["run"],
+        trained["shards"],
+        out,
+        n_boot=0,
+        compare=compare,
+        importance=200,
+        progress=False,
+    )
     res = json.loads((out / "results.json").read_text())
+    imp = res["importance"]  # all 3 x 30 test-fold signal events, 100 of the 120 backgrounds
+    assert (
+        imp["n_events"] == 90 + 100
+        and len(imp["features"]) >= 3
+        and list(imp["clouds"]) == ["objects"]
+    )
+    assert imp["clouds"]["objects"] > 0.05  # the synthetic signal lives in the object cloud
+    assert np.asarray(imp["saliency"]["signal"]).shape == (16, 16)
     mc = res["model_comparison"]
     assert mc["models"] == ["parametric", "dedicated_130_50", "seed1"]
     assert mc["rows"][-1] == "all" and mc["n_signal"][point] == 30 and mc["n_background"] == 120
@@ -187,7 +203,9 @@ def test_model_comparison_uses_the_same_events(trained: dict[str, Path]) -> None
         rows[TRAIN[1]]["auc_dedicated"]
     )
     assert mc["conditioned"] == {"parametric": True, "dedicated_130_50": True, "seed1": True}
-    assert "## Model comparison (same test events)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "## Model comparison (same test events)" in report
+    assert "figures/saliency.png" in report and "| objects |" in report
     with pytest.raises(ConfigError, match="'parametric' names the run's own model"):
         evaluate_run(
             trained["run"], trained["shards"], out, compare={"parametric": compare["seed1"]}

@@ -339,6 +339,10 @@ def evaluate(
         list[str] | None,
         typer.Option(help="NAME=CHECKPOINT of another tagger for the comparison table (repeat)"),
     ] = None,
+    importance: Annotated[
+        int,
+        typer.Option(help="events for permutation importance and saliency images (0: off)"),
+    ] = 0,
     n_boot: Annotated[int, typer.Option(help="bootstrap replicas (0 disables)")] = 100,
     batch_size: Annotated[int, typer.Option(help="inference batch size")] = 2048,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
@@ -371,6 +375,7 @@ def evaluate(
         else None,
         inclusive_model=inclusive_model,
         compare=parse_named_paths(compare or (), "--compare", "pnlite=runs/pn/inclusive/model.pt"),
+        importance=importance,
         batch_size=batch_size,
         device=device,
         progress=progress,

@@ -10,8 +10,9 @@ Steps (cached like every validate step):
   (:func:`paratag.training.train_inclusive`);
 - ``xbb_evaluate``: every model on the same test jets — the model-comparison table
   (AUC and 1/εB at εS = 30%, 50% with bootstrap σ, per mass point and pooled), the
-  mass-awareness study of the conditioned IN, and the QCD soft-drop-mass sculpting
-  (JSD at εS = 50%) of each DisCo run.
+  mass-awareness study, permutation importance and saliency images of the
+  conditioned IN, and the QCD soft-drop-mass sculpting (JSD at εS = 50%) of each
+  DisCo run.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ JET_TAGGERS: dict[str, tuple[str, dict[str, Any] | None, bool]] = {
     "particlenet_lite": ("particlenet", {"preset": "particlenet_lite"}, False),
     "resnet15_image": ("resnet15_image", {}, False),
 }
+
+
+#: test jets for the permutation importance and saliency images of the conditioned IN
+IMPORTANCE_EVENTS = 4000
 
 
 def disco_key(lam: float) -> str:
@@ -127,9 +132,12 @@ def xbb_chain(
                 n_boot=cfg.n_boot,
                 compare=models if main else {},
                 inclusive_model=models.get("interaction_net") if main else None,
+                importance=IMPORTANCE_EVENTS if main else 0,
                 progress=False,
             )
             res[k] = str(Path(md).parent / "results.json")
         return {"results": res}
 
-    step("xbb", "xbb_evaluate", do_evaluate, {"n_boot": cfg.n_boot})
+    step(
+        "xbb", "xbb_evaluate", do_evaluate, {"n_boot": cfg.n_boot, "importance": IMPORTANCE_EVENTS}
+    )

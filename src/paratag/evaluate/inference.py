@@ -19,11 +19,12 @@ import torch
 from paratag.errors import ConfigError
 from paratag.evaluate.comparison import ModelComparison, compare_models
 from paratag.evaluate.hypotheses import signal_layout, weighted_mean
+from paratag.evaluate.importance import Importance, permutation_importance, saliency_images
 from paratag.evaluate.metrics import roc_auc
 from paratag.evaluate.results import ScoredSample
 from paratag.evaluate.runs import EvalSample, LoadedModel, LoadedRun, load_model_for_eval
 
-__all__ = ["Scorer", "compare_run", "dedicated_aucs", "per_point"]
+__all__ = ["Scorer", "compare_run", "dedicated_aucs", "importance_of", "per_point"]
 
 Point = tuple[float, ...]
 
@@ -156,3 +157,55 @@ def compare_run(
         n_boot=n_boot,
         seed=seed,
     )
+
+
+def importance_of(run: LoadedRun, test: EvalSample, n_events: int, seed: int) -> Importance:
+    """Permutation importance and saliency images of the run's model on ``n_events`` test events.
+
+    Signal of the training points at their own hypothesis and backgrounds at a
+    training point drawn per event (seeded); unweighted, both classes subsampled to
+    at most half of ``n_events`` each.
+    """
+    from paratag.models.io import graph_forward
+
+    rng = np.random.default_rng(seed)
+    points = [p for p in run.grid.train if p in test.points]
+    sig = np.concatenate([test.points[p] for p in points])
+    pick = [rng.permutation(r)[: max(1, n_events // 2)] for r in (sig, test.background)]
+    rows = np.sort(np.concatenate(pick))
+    labels = (test.label[rows] == run.cfg.data.signal_label).astype(np.float64)
+    point_of = {int(r): p for p in points for r in test.points[p]}
+    drawn = rng.integers(0, len(points), len(rows))
+    phys = np.asarray(
+        [point_of.get(int(r), points[d]) for r, d in zip(rows, drawn, strict=True)], np.float32
+    )
+    model, space = run.model.module, run.model.space
+    cond = space.normalise(phys.reshape(len(rows), -1)).astype(np.float32)
+    preset = test.store.manifest.get("preset") or {}
+    names = {
+        c["name"]: [x["name"] for x in (*c["points"], *c["features"])]
+        for c in preset.get("clouds", [])
+    }
+    keys = [
+        "points",
+        "features",
+        "mask",
+        *(["sv_points", "sv_features", "sv_mask"] if run.model.use_sv else []),
+    ]
+    inputs = test.store.gather(rows, keys)
+    index = run.cfg.data.signal_label
+
+    @torch.no_grad()
+    def score(x: Mapping[str, np.ndarray]) -> np.ndarray:
+        out = []
+        for lo in range(0, len(rows), 1024):
+            batch = {
+                k: torch.from_numpy(np.ascontiguousarray(v[lo : lo + 1024])) for k, v in x.items()
+            }
+            batch["condition"] = torch.from_numpy(cond[lo : lo + 1024])
+            out.append(torch.softmax(graph_forward(model, batch), dim=1)[:, index].numpy())
+        return np.concatenate(out)
+
+    imp = permutation_importance(score, inputs, labels, None, names, seed=seed)
+    images = saliency_images(model, inputs, labels, signal_index=index, condition=cond)
+    return dataclasses.replace(imp, saliency=images)

@@ -380,6 +380,22 @@ def plot_pileup(
 
 
 @_styled
+@_styled
+def plot_saliency(
+    images: Mapping[str, np.ndarray], half_width: float, out_dir: str | Path, name: str = "saliency"
+) -> Path:
+    """Mean saliency images of signal and background jets, side by side."""
+    fig, axes = _figure(1, len(images), figsize=(5 * len(images), 4.2))
+    for ax, (label, img) in zip(axes.ravel(), images.items(), strict=True):
+        ext = (-half_width, half_width, -half_width, half_width)
+        im = ax.imshow(img.T, origin="lower", extent=ext, cmap="viridis", aspect="equal")
+        ax.set_xlabel(r"$\Delta\eta$")
+        ax.set_ylabel(r"$\Delta\phi$")
+        ax.set_title(label)
+        fig.colorbar(im, ax=ax)
+    return save_figure(fig, out_dir, name)
+
+
 def plot_training_curves(
     curves: TrainingCurves, out_dir: str | Path, name: str = "training_curves"
 ) -> Path:

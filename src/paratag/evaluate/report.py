@@ -37,6 +37,7 @@ _TITLES = {
     "decorrelation": "Decorrelation (sculpting/JSD)",
     "pileup": "Pileup robustness",
     "model_comparison": "Model comparison (same test events)",
+    "interpretability": "Interpretability (permutation importance, saliency)",
     "training_curves": "Training curves",
 }
 
@@ -60,6 +61,11 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def _not_run(why: str) -> Block:
     return ("p", f"**not run:** {why}")
+
+
+def _optional(r: EvaluationResults, key: str, study: Any, why: str, *args: Any) -> list[Block]:
+    """A study that renders its own blocks (``report_blocks``), or why it did not run."""
+    return study.report_blocks(*args) if study is not None else [_not_run(r.skipped.get(key, why))]
 
 
 def _metrics(r: EvaluationResults, fig: Path) -> list[Block]:
@@ -403,12 +409,6 @@ def _pileup(r: EvaluationResults, fig: Path) -> list[Block]:
     ]
 
 
-def _models(r: EvaluationResults) -> list[Block]:
-    if r.models is None:
-        return [_not_run(r.skipped.get("model_comparison", "no models to compare given"))]
-    return r.models.report_blocks()
-
-
 def _training(r: EvaluationResults, fig: Path) -> list[Block]:
     tc = r.training
     if tc is None:
@@ -456,7 +456,10 @@ def _blocks(r: EvaluationResults, fig: Path) -> list[Block]:
         "seed_stability": lambda: _seeds(r, fig),
         "decorrelation": lambda: _decorrelation(r, fig),
         "pileup": lambda: _pileup(r, fig),
-        "model_comparison": lambda: _models(r),
+        "model_comparison": lambda: _optional(r, "model_comparison", r.models, "no models given"),
+        "interpretability": lambda: _optional(
+            r, "interpretability", r.importance, "not asked", fig
+        ),
         "training_curves": lambda: _training(r, fig),
     }
     if r.comparison is not None:  # one bar plot shared by the two comparison sections

@@ -20,6 +20,7 @@ from paratag.errors import InvalidValueError
 from paratag.evaluate.comparison import ModelComparison
 from paratag.evaluate.curves import TrainingCurves, read_metrics_csv
 from paratag.evaluate.decorrelation import SculptingResult, decorrelation_points, sculpting
+from paratag.evaluate.importance import Importance
 from paratag.evaluate.metrics import (
     DEFAULT_BKG_EFFS,
     DEFAULT_SIG_EFFS,
@@ -57,6 +58,7 @@ SECTIONS = (
     "decorrelation",
     "pileup",
     "model_comparison",
+    "interpretability",
     "training_curves",
 )
 
@@ -123,6 +125,7 @@ class EvaluationResults:
     training: TrainingCurves | None = None
     hypotheses: dict[str, Any] | None = None
     models: ModelComparison | None = None
+    importance: Importance | None = None
     skipped: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -145,6 +148,7 @@ class EvaluationResults:
         d["training"] = None if self.training is None else self.training.summary()
         d["hypotheses"] = self.hypotheses
         d["model_comparison"] = None if self.models is None else self.models.to_dict()
+        d["importance"] = None if self.importance is None else self.importance.to_dict()
         return jsonable(d)
 
 
@@ -299,49 +303,43 @@ def compute_results(
         skipped["metrics"] = "no scored test sample was given"
     _comparison(kw, skipped, parametric_aucs, dedicated_aucs, splits, thresholds, condition_names)
 
-    if wrong_hypothesis is not None:
-        kw["wrong_hypothesis"] = wrong_hypothesis
-    else:
-        skipped["wrong_hypothesis"] = "no signal samples were scored at other hypotheses"
+    def put(key: str, value: Any, section: str, why: str) -> None:
+        if value is None:
+            skipped[section] = why
+        else:
+            kw[key] = value
 
-    if parametric_aucs:
-        kw["auc_grid"] = auc_grid(parametric_aucs, splits, condition_names)
-    else:
-        skipped["auc_grid"] = "no parametric AUCs per mass point were given"
-
-    if seed_aucs:
-        kw["seeds"] = seed_stability(seed_aucs, condition_names)
-    else:
-        skipped["seed_stability"] = "no AUCs from several training seeds were given"
+    put(
+        "wrong_hypothesis",
+        wrong_hypothesis,
+        "wrong_hypothesis",
+        "no signal samples were scored at other hypotheses",
+    )
+    grid = auc_grid(parametric_aucs, splits, condition_names) if parametric_aucs else None
+    put("auc_grid", grid, "auc_grid", "no parametric AUCs per mass point were given")
+    seeds = seed_stability(seed_aucs, condition_names) if seed_aucs else None
+    put("seeds", seeds, "seed_stability", "no AUCs from several training seeds were given")
 
     samples = dict(sculpting_samples or {})
     if not samples and test is not None and test.mass is not None:
         samples = {"model": test}
     effs = sorted(set(sculpting_sig_effs) | {decorrelation_sig_eff}, reverse=True)
     scul = {name: _sculpting(name, s, _binary, effs, mass_bins) for name, s in samples.items()}
-    if scul:
-        kw["sculpting"] = scul
-    else:
-        skipped["decorrelation"] = "no sample with a mass spectator was given"
-
-    if pileup:
-        kw["pileup"] = pileup_robustness(
+    put("sculpting", scul or None, "decorrelation", "no sample with a mass spectator was given")
+    pu = (
+        pileup_robustness(
             {k: _binary(v) for k, v in pileup.items()}, n_boot, seed, sig_effs, bkg_effs
         )
-    else:
-        skipped["pileup"] = "no samples with different pileup levels were given"
-
-    if metrics_csv is not None:
-        kw["training"] = read_metrics_csv(metrics_csv)
-    else:
-        skipped["training_curves"] = "no training metrics.csv was given"
-
-    if hypotheses:
-        kw["hypotheses"] = dict(hypotheses)
-    else:
-        skipped["mass_awareness"] = skipped["background_aucs"] = (
-            "no mass-awareness study was given (paratag.evaluate.hypotheses.hypothesis_study)"
-        )
+        if pileup
+        else None
+    )
+    put("pileup", pu, "pileup", "no samples with different pileup levels were given")
+    curves = None if metrics_csv is None else read_metrics_csv(metrics_csv)
+    put("training", curves, "training_curves", "no training metrics.csv was given")
+    why = "no mass-awareness study was given (paratag.evaluate.hypotheses.hypothesis_study)"
+    put("hypotheses", dict(hypotheses) if hypotheses else None, "mass_awareness", why)
+    if not hypotheses:
+        skipped["background_aucs"] = why
     return EvaluationResults(
         class_names=tuple(class_names),
         condition_names=tuple(condition_names),

@@ -40,7 +40,13 @@ from paratag.conditions import draw_background_conditions
 from paratag.data.selection import balance_weights
 from paratag.errors import ConfigError, InputFileError
 from paratag.evaluate.hypotheses import hypothesis_study
-from paratag.evaluate.inference import Scorer, compare_run, dedicated_aucs, per_point
+from paratag.evaluate.inference import (
+    Scorer,
+    compare_run,
+    dedicated_aucs,
+    importance_of,
+    per_point,
+)
 from paratag.evaluate.reference import reference_from_preset
 from paratag.evaluate.report import write_report
 from paratag.evaluate.results import ScoredSample, compute_results
@@ -124,6 +130,7 @@ def evaluate_run(
     dedicated_trainer: DedicatedTrainer | None = None,
     inclusive_model: str | Path | None = None,
     compare: Mapping[str, str | Path] | None = None,
+    importance: int = 0,
     selection: Selection = "auto",
     mass_spectator: str | None = None,
     background_weights: Mapping[int, float] | Sequence[float] | None = None,
@@ -151,6 +158,8 @@ def evaluate_run(
         compare: ``{name: checkpoint}`` of further taggers (any architecture) scored on
             the same test events beside the run's parametric model, in the report's
             model-comparison table.
+        importance: events (signal of the training points and backgrounds) for the
+            permutation importance and saliency images of the parametric model (0: off).
         selection: ``auto``, ``test_fold`` (force the run's held-out fold) or ``all``.
         mass_spectator: spectator for sculpting (default: the DisCo spectator or the first
             of :data:`MASS_SPECTATORS` in the shards).
@@ -222,17 +231,18 @@ def evaluate_run(
     skipped.update({f"dedicated {grid.name(p)}": v for p, v in why.items()})
     skipped.update(_reasons(res.skipped, run, test.selection, why))
     models = compare_run(run, scorer, test, hyps, compare or {}, dev, n_boot, seed)
-    res = dataclasses.replace(res, models=models, skipped={**res.skipped, **skipped})
+    imp = importance_of(run, test, importance, seed) if importance else None
+    res = dataclasses.replace(
+        res, models=models, importance=imp, skipped={**res.skipped, **skipped}
+    )
     md = write_report(res, out)
-    info = {
-        "run_dir": str(run.path),
-        "test_shards": str(test_shards),
-        **_selection_info(run, test, hyps, splits, ded_src),
-        "seeds": sorted(seed_aucs),
-        "pileup": {k: str(v) for k, v in (pileup_shards or {}).items()},
-        "device": str(dev),
-        "time_s": time.perf_counter() - t0,
-    }
+    info: dict[str, Any] = {"run_dir": str(run.path), "test_shards": str(test_shards)}
+    info["device"] = str(dev)
+    info.update(_selection_info(run, test, hyps, splits, ded_src))
+    info.update(
+        seeds=sorted(seed_aucs), pileup={k: str(v) for k, v in (pileup_shards or {}).items()}
+    )
+    info["time_s"] = time.perf_counter() - t0
     (out / "evaluation.json").write_text(json.dumps(info, indent=1) + "\n")
     return md
 
