@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt -e '.[all]'
+	$(PIP) install -q -c constraints.txt --no-deps weaver-core  # the peer of tests and benchmarks
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -31,7 +32,6 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(PIP) install -q -c constraints.txt --no-deps weaver-core
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 validate: $(STAMP)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from paratag.config import ModelConfig
 from paratag.models import build_model, example_inputs, input_names, positional
+from paratag.weaver import weaver_to_paratag
 
 # Measured on this machine for the published CMS H->bb Interaction Network (ONNX, opset 11,
 # 18,162 parameters) in onnxruntime, from the issue: jets/s at 1 and 2 threads.
@@ -59,26 +60,6 @@ def jets(n: int, p: int, channels: tuple[int, int], seed: int) -> dict[str, torc
     points = torch.randn(n, channels[0], p, generator=gen) * mask
     features = torch.randn(n, channels[1], p, generator=gen) * mask
     return {"points": points, "features": features, "mask": mask}
-
-
-def weaver_to_paratag(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename weaver ParticleNet's state dict to paratag's (1x1 convs become Linear)."""
-    out = {}
-    for name, value in state.items():
-        new = (
-            name.replace(".convs.", ".linears.")
-            .replace(".bns.", ".norms.")
-            .replace(".sc_bn.", ".shortcut.1.")
-            .replace(".sc.", ".shortcut.0.")
-            .replace("fusion_block.0.", "fusion.0.")
-            .replace("fusion_block.1.", "fusion.1.")
-        )
-        if new.startswith("fc."):
-            new = "head." + new[3:]
-        if value.dim() > 2 and "weight" in new:
-            value = value.reshape(value.shape[0], value.shape[1])
-        out[new] = value
-    return out
 
 
 def time_call(fn: Callable[..., object], *args: object, repeats: int) -> float:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from paratag import cli_model, cli_workflows
 from paratag.cli_options import (
     ChunksizeOption,
     ExecutorOption,
@@ -54,6 +55,14 @@ def _root(
 ) -> None:
     """Parametric graph-network taggers for coffea analyses."""
 
+
+for _command in (
+    cli_model.export,
+    cli_model.import_weaver,
+    cli_workflows.demo,
+    cli_workflows.validate,
+):
+    app.command()(_command)
 
 config_app = typer.Typer(help="Show the packaged configs and presets.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -143,45 +152,6 @@ def generate(
     cfg = GenerateConfig.from_file(config)
     fileset = run_generate(cfg, out, events, workers=workers, seed=seed, progress=progress)
     typer.echo(f"wrote {fileset}")
-
-
-@app.command()
-def export(
-    run_dir: Annotated[Path, typer.Argument(help="training run directory (or a .pt checkpoint)")],
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="output folder (default RUN_DIR/export)")
-    ] = None,
-    check: Annotated[
-        bool, typer.Option(help="compare PyTorch and onnxruntime; fail above --tolerance")
-    ] = False,
-    events: Annotated[
-        Path | None,
-        typer.Option(help="NanoAOD/PFNano file for --check (default: synthetic inputs)"),
-    ] = None,
-    tolerance: Annotated[
-        float, typer.Option(help="largest allowed |torch - onnx| for --check")
-    ] = 1e-4,
-    hypotheses_axis: Annotated[
-        bool,
-        typer.Option(
-            help="also write model_hypotheses.onnx: condition (H, K) -> (N, H, C), one pass for all hypotheses"
-        ),
-    ] = False,
-) -> None:
-    """Export a trained model to model.onnx + preprocess.json (CMSSW/weaver layout)."""
-    from paratag.export import export_run
-
-    res = export_run(
-        run_dir,
-        out,
-        check=check,
-        check_events=events,
-        tolerance=tolerance,
-        hypotheses_axis=hypotheses_axis,
-    )
-    typer.echo(f"wrote {res.onnx_path} and {res.preprocess_path}")
-    if res.parity is not None:
-        typer.echo(f"parity: {res.parity}")
 
 
 @app.command()
@@ -381,122 +351,6 @@ def evaluate(
         progress=progress,
     )
     typer.echo(f"wrote {md}")
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path(
-        "demo_output"
-    ),
-    events: Annotated[int, typer.Option(help="generated events per process / mass point")] = 1500,
-    workers: Annotated[int, typer.Option(help="parallel workers")] = 2,
-    seed: Annotated[int, typer.Option(help="master seed")] = 1,
-    force: Annotated[
-        bool, typer.Option("--force", help="redo every step, ignoring the cache")
-    ] = False,
-    real_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="a real NanoAOD file also scored (default: the checkout's tests/data/nano_dy.root)"
-        ),
-    ] = None,
-) -> None:
-    """Run the whole chain on generated data: generate, build, train, evaluate, export, score."""
-    from paratag.demo import DemoConfig, run_demo
-
-    fixture = real_file or Path(__file__).resolve().parents[2] / "tests" / "data" / "nano_dy.root"
-    if not fixture.is_file():
-        typer.echo(
-            f"no real NanoAOD file at {fixture}: scoring generated samples only "
-            "(pass --real-file PATH to add one)"
-        )
-    cfg = DemoConfig(
-        out=str(out),
-        events=events,
-        workers=workers,
-        seed=seed,
-        real_fixture=str(fixture) if fixture.is_file() else "",
-    )
-    summary = run_demo(cfg, force=force, log=typer.echo)
-    typer.echo("\nstep        time [s]")
-    for name, info in summary.items():
-        if isinstance(info, dict):
-            typer.echo(f"{name:<10} {info['time_s']:9.1f}")
-    typer.echo(f"{'total':<10} {summary['total_time_s']:9.1f}")
-    typer.echo(f"\nreport : {summary['evaluate']['html']}")
-    typer.echo(f"model  : {summary['export']['onnx']} (parity: {summary['export']['parity']})")
-    typer.echo(f"plots  : {out / 'scores' / 'plots'}")
-
-
-@app.command()
-def validate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path(
-        "validation_output"
-    ),
-    events: Annotated[
-        int, typer.Option(help="events per signal point / background process")
-    ] = 10_000,
-    xbb_events: Annotated[
-        int | None, typer.Option(help="X->bb events per point (default --events)")
-    ] = None,
-    pileup_events: Annotated[
-        int | None, typer.Option(help="pileup-sample events (default events/4)")
-    ] = None,
-    seeds: Annotated[
-        list[int] | None, typer.Option("--seeds", help="training seed (repeat)")
-    ] = None,
-    workers: Annotated[int, typer.Option(help="parallel workers")] = 2,
-    pileup_mu: Annotated[
-        float, typer.Option(help="mean pileup of the robustness sample (0 skips)")
-    ] = 40.0,
-    stage1_epochs: Annotated[int | None, typer.Option(help="override stage-1 epochs")] = None,
-    stage3_epochs: Annotated[int | None, typer.Option(help="override stage-3 epochs")] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="redo every step, ignoring the cache")
-    ] = False,
-    only: Annotated[
-        list[str] | None,
-        typer.Option("--only", help="run only this chain: higgs, pileup or xbb (repeat)"),
-    ] = None,
-    generate_config: Annotated[
-        str, typer.Option(help="charged-Higgs generate preset or YAML")
-    ] = "validate",
-    train_config: Annotated[
-        str, typer.Option(help="charged-Higgs train config or YAML")
-    ] = "validate",
-    xbb_tagger: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="unconditioned X->bb tagger of the jet table (repeat; default: "
-            "interaction_net, particlenet_lite, resnet15_image)"
-        ),
-    ] = None,
-    xbb_disco_lambda: Annotated[
-        list[float] | None,
-        typer.Option(help="DisCo strength of a conditioned X->bb IN run (repeat)"),
-    ] = None,
-) -> None:
-    """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""
-    from paratag.validate import ValidateConfig, run_validate
-
-    cfg = ValidateConfig(
-        out=str(out),
-        events=events,
-        xbb_events=xbb_events,
-        pileup_events=pileup_events,
-        seeds=tuple(seeds or (0, 1, 2)),
-        workers=workers,
-        pileup_mu=pileup_mu,
-        stage1_epochs=stage1_epochs,
-        stage3_epochs=stage3_epochs,
-        only=tuple(only or ()),
-        generate_config=generate_config,
-        train_config=train_config,
-        xbb_disco_lambdas=tuple(xbb_disco_lambda or ()),
-        xbb_taggers=tuple(xbb_tagger) if xbb_tagger else ValidateConfig.xbb_taggers,
-    )
-    run_validate(cfg, force=force, command="paratag " + " ".join(sys.argv[1:]), log=typer.echo)
-    typer.echo((out / "validation.md").read_text())
 
 
 def _load(cls, path: Path):
