@@ -201,6 +201,8 @@ def test_validate_xbb_chain_writes_the_jet_table(tmp_path: Path) -> None:
     md = (tmp_path / "out" / "validation.md").read_text()
     assert "## X→bb jet taggers" in md and "| resnet15_image | all |" in md
     assert "| disco 5 |" in md
+    assert set(s["xbb_importance"]["clouds"]) == {"pf", "sv"}  # the IN reads both clouds
+    assert (tmp_path / "out" / s["xbb_disco_figure"]).is_file() and "disco_curve.png" in md
     logs.clear()
     run_validate(cfg, log=logs.append)
     assert sum("cached" in line for line in logs) == 4

@@ -91,7 +91,9 @@ def summarize(
         )
     main = read_json(Path(xbb_results["no_disco"])) if "no_disco" in xbb_results else {}
     s["xbb_table"] = main.get("model_comparison")
+    s["xbb_importance"] = _importance_summary(main.get("importance"))
     s["xbb_train"] = done.get("xbb_train", {})
+    s["xbb_disco_figure"] = _disco_figure(out, s["xbb"])
     s["skipped"] = {  # sculpting is measured on X->bb jets, not on the charged-Higgs events
         k: v
         for k, v in res.get("skipped", {}).items()
@@ -345,6 +347,25 @@ def render_markdown(s: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _importance_summary(imp: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The clouds' and the five most important features' AUC drops (the images stay in the report)."""
+    if not imp:
+        return None
+    top = dict(list(imp["features"].items())[:5])
+    return {"baseline_auc": imp["baseline_auc"], "clouds": imp["clouds"], "top_features": top}
+
+
+def _disco_figure(out: Path, points: Mapping[str, Any]) -> str | None:
+    """1/JSD vs 1/εB of the X→bb runs (with and without DisCo) as ``xbb/disco_curve.png``."""
+    drawn = {k.replace("_", " "): v for k, v in points.items() if v}
+    if not drawn:
+        return None
+    from paratag.evaluate.plots import plot_jsd_vs_rejection
+
+    png = plot_jsd_vs_rejection(drawn, out / "xbb", "disco_curve")
+    return str(png.relative_to(out))
+
+
 def _xbb_markdown(s: Mapping[str, Any]) -> list[str]:
     """The jet-tagger table and the sculpting table of the X→bb chain."""
     lines = ["", "## X→bb jet taggers (same test jets, truth-matched signal)", ""]
@@ -393,6 +414,20 @@ def _xbb_markdown(s: Mapping[str, Any]) -> list[str]:
                 f"| {k.replace('_', ' ')} | {_f(v['auc'])} | {_f(v['inv_bkg_eff'], '.2f')} | "
                 f"{_f(v['jsd'])} | {_f(v['inv_jsd'], '.1f')} |"
             )
+    if s.get("xbb_disco_figure"):
+        lines += ["", f"![1/JSD vs 1/εB at εS = 50%]({s['xbb_disco_figure']})"]
+    imp = s.get("xbb_importance")
+    if imp:
+        lines += [
+            "",
+            "## What the conditioned X→bb IN looks at (AUC lost when an input is scrambled)",
+            "",
+            f"Baseline AUC {_f(imp['baseline_auc'])}. Clouds: "
+            + ", ".join(f"{k} {_f(v, '+.4f')}" for k, v in imp["clouds"].items())
+            + ". Top features: "
+            + ", ".join(f"{k} {_f(v, '+.4f')}" for k, v in imp["top_features"].items())
+            + ".",
+        ]
     return lines
 
 
