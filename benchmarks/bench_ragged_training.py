@@ -1,0 +1,196 @@
+"""Training throughput on real-multiplicity jets: paratag's length-bucketed, trimmed batches
+vs weaver-core's ParticleNet with its default ``trim`` on the same jets.
+
+Both models have the same configuration and parameter count (ParticleNet-Lite by
+default, weaver's layout with the fusion layer) and train with the same loop, optimiser,
+batch size and epochs on the same training jets:
+
+- paratag: ``EpochBatchSampler(lengths=..., bucket=16)`` groups jets of similar
+  constituent count, each batch is cut to its own longest jet (nothing is truncated);
+- weaver: shuffled batches padded to the preset's 100 slots; in training mode weaver's
+  ``trim`` cuts each batch to a length quantile (it can drop constituents).
+
+Printed: training jets/s per epoch, the ratio, and the validation AUC of both after the
+same epochs (bootstrap σ), on the jet preset's PF candidates of truth-matched X→bb and
+QCD jets — from ``--shards`` (jet-preset shards, e.g. ``paratag validate --only xbb``'s
+OUT/xbb/shards) or generated here (``--events`` per X mass point and for QCD).
+
+    python benchmarks/bench_ragged_training.py               # ~6 min on 2 cores
+    python benchmarks/bench_ragged_training.py --shards validation_output/xbb/shards
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from paratag.conditions import fold_roles
+from paratag.config import ModelConfig
+from paratag.data.dataset import ShardStore
+from paratag.data.sampler import EpochBatchSampler
+from paratag.evaluate.metrics import bootstrap_metrics
+from paratag.graphs import graph_lengths, trim_length
+from paratag.models import build_model
+from paratag.weaver import weaver_to_paratag
+
+LITE = {"conv_params": [[7, [32, 32, 32]], [7, [64, 64, 64]]], "fc_params": [[128, 0.1]]}
+FULL = {
+    "conv_params": [[16, [64, 64, 64]], [16, [128, 128, 128]], [16, [256, 256, 256]]],
+    "fc_params": [[256, 0.1]],
+}
+
+
+def _shards(args: argparse.Namespace, tmp: Path) -> Path:
+    if args.shards:
+        return Path(args.shards)
+    from paratag.build import BuildConfig, build_shards
+    from paratag.generate import GenerateConfig, generate
+
+    cfg = GenerateConfig.from_file("validate_xbb")
+    fs = generate(cfg, tmp / "gen", args.events, workers=2, seed=1, progress=False)
+    build_shards(
+        fs,
+        tmp / "shards",
+        BuildConfig(preset="jet", condition=("mX",)),
+        executor="futures",
+        workers=2,
+    )
+    return tmp / "shards"
+
+
+def _arrays(path: Path, max_train: int) -> tuple[dict, dict]:
+    """Training and validation folds: PF cloud arrays, labels (1 = X->bb) and lengths."""
+    store = ShardStore(path)
+    t = store.table
+    role = fold_roles(t["spec_event"], 5, 0)
+    out = []
+    for r, cap in ((0, max_train), (1, max_train // 2)):
+        rows = np.flatnonzero(role == r)
+        rows = np.random.default_rng(0).permutation(rows)[:cap]
+        a = store.gather(np.sort(rows), ["points", "features", "mask"])
+        a["y"] = (t["label"][np.sort(rows)] == 0).astype(np.int64)
+        a["lengths"] = graph_lengths(a["mask"])
+        out.append(a)
+    return out[0], out[1]
+
+
+def _models(options: dict, features: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """weaver's ParticleNet (trim on) and paratag's with the same initial weights."""
+    from weaver.nn.model.ParticleNet import ParticleNet
+
+    opts = {**options, "use_fusion": True, "use_fts_bn": True}
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ParticleNet(
+            features,
+            2,
+            conv_params=[(k, tuple(w)) for k, w in opts["conv_params"]],
+            fc_params=[tuple(x) for x in opts["fc_params"]],
+            use_fusion=True,
+            use_fts_bn=True,
+        )
+    ours = build_model(
+        ModelConfig("particlenet", options=opts), point_dims=2, feature_dims=features
+    )
+    state = ours.state_dict()
+    ours.load_state_dict({**state, **weaver_to_paratag(theirs.state_dict())})
+    n = [sum(p.numel() for p in m.parameters()) for m in (theirs, ours)]
+    assert n[0] == n[1], n
+    return theirs, ours
+
+
+def _batches(train: dict, batch: int, epoch: int, ragged: bool):
+    sampler = EpochBatchSampler(
+        len(train["y"]),
+        batch,
+        seed=0,
+        lengths=train["lengths"] if ragged else None,
+        bucket=16 if ragged else 0,
+    )
+    sampler.set_epoch(epoch)
+    for _, pos in sampler:
+        pos = np.sort(pos)
+        cut = trim_length(train["lengths"][pos], train["mask"].shape[-1], 8) if ragged else None
+        yield (
+            [torch.from_numpy(train[k][pos][..., :cut]) for k in ("points", "features", "mask")],
+            (torch.from_numpy(train["y"][pos])),
+        )
+
+
+def _fit_epoch(model, weaver: bool, train: dict, batch: int, epoch: int, opt) -> float:
+    model.train()
+    t0 = time.perf_counter()
+    for (p, f, m), y in _batches(train, batch, epoch, ragged=not weaver):
+        opt.zero_grad(set_to_none=True)
+        logits = model(p, f, m.bool()) if weaver else model(p, f, m)
+        F.cross_entropy(logits, 1 - y).backward()  # class 0 = signal
+        opt.step()
+    return time.perf_counter() - t0
+
+
+@torch.no_grad()
+def _val_auc(model, weaver: bool, val: dict) -> tuple[float, float]:
+    model.eval()
+    scores = []
+    for lo in range(0, len(val["y"]), 512):
+        p, f, m = (torch.from_numpy(val[k][lo : lo + 512]) for k in ("points", "features", "mask"))
+        logits = model(p, f, m.bool()) if weaver else model(p, f, m)
+        scores.append(torch.softmax(logits, 1)[:, 0].numpy())
+    b = bootstrap_metrics(val["y"], np.concatenate(scores), n_boot=50, sig_effs=(), bkg_effs=())
+    return b.nominal["auc"], b.std["auc"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shards", help="jet-preset shard directory (default: generate)")
+    ap.add_argument("--events", type=int, default=700, help="generated events per sample")
+    ap.add_argument("--max-train", type=int, default=6000, help="training jets used")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--configs", nargs="+", default=["lite"], choices=["lite", "full"])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as d:
+        train, val = _arrays(_shards(args, Path(d)), args.max_train)
+    print(
+        f"{len(train['y'])} training / {len(val['y'])} validation jets, constituents per jet: "
+        f"mean {train['lengths'].mean():.1f}, max {train['lengths'].max()} of "
+        f"{train['mask'].shape[-1]} slots; {args.threads} thread(s), batch {args.batch}"
+    )
+    for name in args.configs:
+        theirs, ours = _models(LITE if name == "lite" else FULL, train["features"].shape[1])
+        rates: dict[str, list[float]] = {"weaver": [], "paratag": []}
+        opts = {
+            k: torch.optim.Adam(m.parameters(), lr=1e-3)
+            for k, m in (("weaver", theirs), ("paratag", ours))
+        }
+        for epoch in range(args.epochs):  # alternate, so load changes hit both alike
+            for key, model in (("weaver", theirs), ("paratag", ours)):
+                dt = _fit_epoch(model, key == "weaver", train, args.batch, epoch, opts[key])
+                rates[key].append(len(train["y"]) / dt)
+                print(f"[{name}] epoch {epoch} {key:8s}: {rates[key][-1]:8.1f} training jets/s")
+        aucs = {
+            k: _val_auc(m, k == "weaver", val) for k, m in (("weaver", theirs), ("paratag", ours))
+        }
+        best = {k: max(v) for k, v in rates.items()}
+        print(
+            f"[{name}] best epoch: paratag {best['paratag']:.1f} jets/s, weaver {best['weaver']:.1f} "
+            f"jets/s: ratio {best['paratag'] / best['weaver']:.2f}x (target >= 2x)"
+        )
+        print(
+            f"[{name}] validation AUC after {args.epochs} epochs: paratag {aucs['paratag'][0]:.4f} "
+            f"± {aucs['paratag'][1]:.4f}, weaver {aucs['weaver'][0]:.4f} ± {aucs['weaver'][1]:.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
