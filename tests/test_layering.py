@@ -24,10 +24,7 @@ WORKFLOWS = {
     "pipeline.py",
 }
 #: what the core still takes from training, and why (each entry is a debt to pay, not a licence)
-ALLOWED = {
-    # the run's config.yaml is a TrainConfig, whose loss/schedule sections live in training
-    ("evaluate/runs.py", "paratag.training.config", "load_train_config"),
-}
+ALLOWED: set[tuple[str, str, str]] = set()
 
 
 def _training_imports(tree: ast.AST, where: str) -> set[tuple[str, str, str]]:

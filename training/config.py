@@ -14,18 +14,16 @@ import random
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from paratag.training.checkpoint import load_checkpoint
-from paratag.training.losses import LossConfig
-from paratag.training.schedule import Stage1Config, Stage2Config, Stage3Config
 
-from paratag.conditions import GridConfig, MassGrid
-from paratag.config import ModelConfig, from_dict, read_mapping, to_dict
-from paratag.data.selection import DataConfig
+from paratag.conditions import MassGrid
+from paratag.config import to_dict
 from paratag.errors import ConfigError
+from paratag.run_config import TrainConfig, load_train_config
 
 __all__ = [
     "FINGERPRINT_DEFAULTS",
@@ -39,73 +37,6 @@ __all__ = [
     "stage1_fingerprint",
     "trained_with",
 ]
-
-
-def _default_model() -> ModelConfig:
-    return ModelConfig(name="parametric_particlenet")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """A whole training run (the train YAML).
-
-    Attributes:
-        data: shards, folds, weights (:class:`~paratag.data.selection.DataConfig`).
-        grid: mass grid and splits (:class:`~paratag.conditions.GridConfig`).
-        model: the model (``condition_names``/mean/std default to the grid's).
-        loss: the loss (:class:`~paratag.training.losses.LossConfig`).
-        stage1, stage2, stage3: the schedule (:mod:`paratag.training.schedule`).
-        run_dir: output directory.
-        seed: controls initialisation, data order and background condition draws.
-        device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
-        progress: tqdm bars (only on a TTY, never with CI=true).
-        tensorboard: write TensorBoard scalars.
-        threads: torch CPU threads during the run (None: torch's default). Small
-            graph models train fastest with 1 thread per process on busy machines.
-    """
-
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    grid: GridConfig = dataclasses.field(default_factory=GridConfig)
-    model: ModelConfig = dataclasses.field(default_factory=_default_model)
-    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
-    stage1: Stage1Config = dataclasses.field(default_factory=Stage1Config)
-    stage2: Stage2Config = dataclasses.field(default_factory=Stage2Config)
-    stage3: Stage3Config = dataclasses.field(default_factory=Stage3Config)
-    run_dir: str = "runs/paratag"
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    progress: bool = True
-    tensorboard: bool = True
-    threads: int | None = None
-
-
-def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a train YAML; ``path`` may also name a packaged config (``demo`` -> ``train_demo.yaml``).
-
-    Keyword overrides (``shards``, ``run_dir``, ``device``, ``seed``) replace
-    the file's values when not None.
-    """
-    p = Path(path)
-    if not p.is_file():
-        from importlib import resources
-
-        packaged = resources.files("paratag") / "configs" / f"train_{path}.yaml"
-        if not packaged.is_file():
-            raise ConfigError(
-                f"{p}: train config does not exist (nor a packaged config train_{path}.yaml)"
-            )
-        p = Path(str(packaged))
-    cfg = from_dict(TrainConfig, read_mapping(p), where=str(p))
-    if overrides.get("shards") is not None:
-        cfg = dataclasses.replace(
-            cfg, data=dataclasses.replace(cfg.data, shards=str(overrides["shards"]))
-        )
-    top: dict[str, Any] = {
-        k: (str(v) if k == "run_dir" else v)
-        for k, v in overrides.items()
-        if k in ("run_dir", "device", "seed") and v is not None
-    }
-    return dataclasses.replace(cfg, **top) if top else cfg
 
 
 def derive_seed(seed: int, *tags: object) -> int:

@@ -48,7 +48,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,8 +74,8 @@ from paratag.training.monitor import MetricsLogger, progress
 from paratag.training.optim import make_optimizer, make_scheduler
 from torch import Tensor, nn
 
-from paratag.errors import ConfigError
 from paratag.models.io import graph_forward
+from paratag.run_config import FitConfig
 
 __all__ = [
     "EvalResult",
@@ -89,52 +89,6 @@ __all__ = [
     "make_scheduler",
     "softmax_score",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class FitConfig:
-    """Optimisation settings of one training (one stage or one stage-1 point).
-
-    Attributes:
-        epochs: number of epochs.
-        batch_size: global batch size (used by whoever builds the loaders).
-        optimizer: ``adam``, ``adamw`` or ``sgd``.
-        lr: learning rate.
-        weight_decay: weight decay (decoupled for AdamW).
-        momentum: SGD momentum.
-        scheduler: ``none``, ``cosine`` (annealed over ``epochs``) or ``step``.
-        min_lr: final learning rate of the cosine schedule.
-        step_size, gamma: step schedule.
-        grad_clip: clip the gradient norm (None: off).
-        patience: early-stopping patience in epochs (None: off).
-        monitor: ``val_loss`` (lower is better) or ``val_auc`` (higher is better).
-        min_delta: minimum improvement that resets the patience.
-        amp: mixed precision on CUDA (ignored on CPU).
-        compile: ``torch.compile`` the model.
-    """
-
-    epochs: int = 10
-    batch_size: int = 512
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    scheduler: Literal["none", "cosine", "step"] = "none"
-    min_lr: float = 0.0
-    step_size: int = 10
-    gamma: float = 0.1
-    grad_clip: float | None = None
-    patience: int | None = None
-    monitor: Literal["val_loss", "val_auc"] = "val_loss"
-    min_delta: float = 0.0
-    amp: bool = True
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError(
-                f"epochs ({self.epochs}) must be >= 0, batch_size ({self.batch_size}) >= 1 and lr ({self.lr}) > 0"
-            )
 
 
 @dataclasses.dataclass

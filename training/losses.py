@@ -25,15 +25,14 @@ on background events by default, so the score does not sculpt the mass.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from paratag.errors import ConfigError
+from paratag.run_config import M_W, LossConfig
 
 __all__ = [
     "LossConfig",
@@ -46,51 +45,6 @@ __all__ = [
 
 #: ``loss_fn(outputs, batch) -> scalar``: the pluggable loss of :func:`paratag.training.loop.fit`.
 LossFn = Callable[[Tensor, Mapping[str, Tensor]], Tensor]
-
-M_W = 80.379
-
-
-@dataclasses.dataclass(frozen=True)
-class LossConfig:
-    """The ``loss:`` section of a train config.
-
-    Attributes:
-        kind: ``weighted_ce`` or ``physics_informed`` (weighted CE x difficulty).
-        formula: difficulty formula: ``relative_gap``, ``kinematic_margin`` or ``none``.
-        offset: the 0.1 of ``1 / (mass_gap + 0.1)``.
-        m_w: W mass (GeV) for ``kinematic_margin``.
-        width: sigmoid width (GeV) for ``kinematic_margin``.
-        normalise: divide difficulties by their mean over the training points.
-        disco_lambda: DisCo strength (0 disables it).
-        disco_spectator: spectator (shard column ``spec_<name>``) to decorrelate from.
-        disco_background_only: compute DisCo on background events only.
-        disco_power: exponent of the distance correlation (1 as in the paper's code).
-        signal_index: logit index of the signal class (the score).
-    """
-
-    kind: Literal["weighted_ce", "physics_informed"] = "weighted_ce"
-    formula: Literal["relative_gap", "kinematic_margin", "none"] = "relative_gap"
-    offset: float = 0.1
-    m_w: float = M_W
-    width: float = 10.0
-    normalise: bool = True
-    disco_lambda: float = 0.0
-    disco_spectator: str = ""
-    disco_background_only: bool = True
-    disco_power: int = 1
-    signal_index: int = 0
-
-    def __post_init__(self) -> None:
-        if self.offset <= 0 or self.width <= 0:
-            raise ConfigError(
-                f"loss.offset and loss.width must be > 0, got {self.offset}, {self.width}"
-            )
-        if self.disco_lambda < 0:
-            raise ConfigError(f"loss.disco_lambda must be >= 0, got {self.disco_lambda}")
-        if self.disco_lambda > 0 and not self.disco_spectator:
-            raise ConfigError(
-                "loss.disco_lambda > 0 needs loss.disco_spectator (e.g. fj_msoftdrop)"
-            )
 
 
 def weighted_cross_entropy(logits: Tensor, label: Tensor, weight: Tensor | None = None) -> Tensor:

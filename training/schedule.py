@@ -28,16 +28,14 @@ do not add up to ``epochs`` the last phase absorbs the difference.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import torch
-from paratag.training.loop import FitConfig
 from torch import Tensor, nn
 
 from paratag.errors import ConfigError
+from paratag.run_config import CurriculumPhase, Stage1Config, Stage2Config, Stage3Config
 
 __all__ = [
     "CurriculumPhase",
@@ -50,79 +48,6 @@ __all__ = [
     "init_from_average",
     "rank_points",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class CurriculumPhase:
-    """``epochs`` epochs on the ``masses`` subset (easy, medium or all)."""
-
-    epochs: int
-    masses: Literal["easy", "medium", "all"] = "all"
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ConfigError(f"stage3.curriculum: epochs must be >= 0, got {self.epochs}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage1Config(FitConfig):
-    """Per-mass pre-training (a :class:`FitConfig` plus the stage switches).
-
-    Attributes:
-        enabled: run this stage.
-        points: subset of training points to pre-train (None: all).
-    """
-
-    epochs: int = 20
-    batch_size: int = 512
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = 1e-3
-    enabled: bool = True
-    points: tuple[tuple[float, ...], ...] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage2Config:
-    """Weight averaging.
-
-    Attributes:
-        enabled: run this stage.
-        averaging: ``uniform`` or ``auc_weighted``.
-        attention_output_identity: also zero the attention output projections.
-    """
-
-    enabled: bool = True
-    averaging: Literal["uniform", "auc_weighted"] = "uniform"
-    attention_output_identity: bool = False
-
-
-_DEFAULT_CURRICULUM = (
-    CurriculumPhase(10, "easy"),
-    CurriculumPhase(20, "medium"),
-    CurriculumPhase(20, "all"),
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage3Config(FitConfig):
-    """Joint fine-tuning (a :class:`FitConfig` plus curriculum and switches).
-
-    Attributes:
-        enabled: run this stage.
-        curriculum: phases in order; empty or ``curriculum_enabled: false`` trains on all points.
-        curriculum_enabled: use the curriculum.
-    """
-
-    epochs: int = 50
-    batch_size: int = 1024
-    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    scheduler: Literal["none", "cosine", "step"] = "cosine"
-    patience: int | None = 10
-    enabled: bool = True
-    curriculum: tuple[CurriculumPhase, ...] = _DEFAULT_CURRICULUM
-    curriculum_enabled: bool = True
 
 
 def rank_points(

@@ -182,13 +182,7 @@ def evaluate_run(
     sig = cfg.data.signal_label
     scorer = Scorer(sig, background_weights, batch_size, dev, progress)
     test = EvalSample(Path(test_shards), run, selection, mass_spectator)
-    if not test.points:
-        raise InputFileError(
-            str(test_shards),
-            f"no signal events at any grid point in the {test.selection}",
-            f"evaluate on shards with signal at {[grid.name(p) for p in grid.points()]}",
-        )
-    hyps = [p for p in grid.points() if p in test.points]
+    hyps = _hypotheses(run, test, test_shards)
     skipped: dict[str, str] = {}
 
     par_aucs, matrix, par_disc = per_point(scorer, run.model, test, hyps, "parametric")
@@ -245,6 +239,18 @@ def evaluate_run(
     info["time_s"] = time.perf_counter() - t0
     (out / "evaluation.json").write_text(json.dumps(info, indent=1) + "\n")
     return md
+
+
+def _hypotheses(run: LoadedRun, test: EvalSample, where: str | Path) -> list[Point]:
+    """The grid points with signal in the test sample (an error when there are none)."""
+    grid = run.grid
+    if not test.points:
+        raise InputFileError(
+            str(where),
+            f"no signal events at any grid point in the {test.selection}",
+            f"evaluate on shards with signal at {[grid.name(p) for p in grid.points()]}",
+        )
+    return [p for p in grid.points() if p in test.points]
 
 
 def _study(

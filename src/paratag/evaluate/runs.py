@@ -73,7 +73,7 @@ def load_model_for_eval(path: Path, device: torch.device) -> LoadedModel:
 
 def load_run(run_dir: str | Path, device: torch.device) -> LoadedRun:
     """A training run directory: config, grid, stage-3 model and existing dedicated models."""
-    from paratag.training.config import load_train_config
+    from paratag.run_config import load_train_config
 
     run = Path(run_dir)
     ckpt = run / "stage3" / "model.pt"
