@@ -14,7 +14,9 @@ from PIL import Image
 
 from paratag.errors import InputFileError, InvalidValueError
 from paratag.evaluate import ScoredSample, build_report, compute_results, roc_auc, write_report
+from paratag.evaluate.comparison import compare_models
 from paratag.evaluate.curves import METRICS_COLUMNS, read_metrics_csv
+from paratag.evaluate.importance import Importance
 from paratag.evaluate.report import _TITLES
 from paratag.evaluate.results import SECTIONS
 from paratag.evaluate.studies import wrong_hypothesis_from_matrix
@@ -74,7 +76,33 @@ def full_inputs(tmp_path_factory):
         "metrics_csv": _metrics_csv(tmp / "metrics.csv"),
         "n_boot": 20,
         "hypotheses": _hypotheses(),
+        "models": _models(),
+        "importance": Importance(
+            0.9,
+            {"pf: pt": 0.2, "pf: eta": 0.01},
+            {"pf": 0.3, "sv": 0.05},
+            {"signal": np.eye(4), "background": np.ones((4, 4))},
+            n_events=100,
+        ),
     }
+
+
+def _models():
+    """Two taggers on the same toy events: one scores the truth with noise, one is blind."""
+    rng = np.random.default_rng(7)
+    y = np.r_[np.ones(200), np.zeros(300)]
+    good, blind = y + rng.normal(0, 0.5, y.size), rng.normal(0, 1, y.size)
+    return compare_models(
+        {"good": good, "blind": blind},
+        signal={(100.0,): np.arange(200)},
+        background=np.arange(200, 500),
+        weight=np.ones(500),
+        train_points=[(100.0,)],
+        point_name=lambda p: f"mX{p[0]:g}",
+        score=lambda s, rows, hyps: s[rows][:, None].repeat(len(hyps), 1),
+        conditioned=lambda s: False,
+        n_boot=5,
+    )
 
 
 def _hypotheses() -> dict:
@@ -161,6 +189,7 @@ def test_figures_exist_and_open(full_report):
         "jsd_vs_rejection",
         "pileup",
         "training_curves",
+        "saliency",
     }
     assert {p.split("/")[-1][:-4] for p in links} == expected
     for rel in set(links):
@@ -198,8 +227,8 @@ def test_partial_inputs(tmp_path):
     assert "decorrelation" not in res.skipped  # default sculpting sample is the test set
     md = write_report(res, tmp_path).read_text()
     assert "KS train vs test: no scored training sample was given" in md
-    # 9 sections (all but metrics, decorrelation) + KS
-    assert md.count("**not run:**") == 10
+    # 11 sections (all but metrics, decorrelation) + KS
+    assert md.count("**not run:**") == len(SECTIONS) - 2 + 1 == 12
 
 
 def test_binary_scores_and_bad_inputs(tmp_path):

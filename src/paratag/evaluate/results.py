@@ -259,6 +259,8 @@ def compute_results(
     sig_effs: Sequence[float] = DEFAULT_SIG_EFFS,
     bkg_effs: Sequence[float] = DEFAULT_BKG_EFFS,
     hypotheses: Mapping[str, Any] | None = None,
+    models: ModelComparison | None = None,
+    importance: Importance | None = None,
 ) -> EvaluationResults:
     """Run every study whose inputs are given; record why the others were skipped.
 
@@ -287,6 +289,8 @@ def compute_results(
         sig_effs: signal efficiencies of the rejection working points.
         bkg_effs: background efficiencies of the signal-efficiency working points.
         hypotheses: the mass-awareness study (:func:`paratag.evaluate.hypotheses.hypothesis_study`).
+        models: the model comparison (:func:`~paratag.evaluate.comparison.compare_models`).
+        importance: permutation importance and saliency (:mod:`paratag.evaluate.importance`).
     """
     skipped: dict[str, str] = {}
     kw: dict[str, Any] = {}
@@ -326,20 +330,16 @@ def compute_results(
     effs = sorted(set(sculpting_sig_effs) | {decorrelation_sig_eff}, reverse=True)
     scul = {name: _sculpting(name, s, _binary, effs, mass_bins) for name, s in samples.items()}
     put("sculpting", scul or None, "decorrelation", "no sample with a mass spectator was given")
-    pu = (
-        pileup_robustness(
-            {k: _binary(v) for k, v in pileup.items()}, n_boot, seed, sig_effs, bkg_effs
-        )
-        if pileup
-        else None
-    )
-    put("pileup", pu, "pileup", "no samples with different pileup levels were given")
+    pu = {k: _binary(v) for k, v in (pileup or {}).items()}
+    pu_study = pileup_robustness(pu, n_boot, seed, sig_effs, bkg_effs) if pu else None
+    put("pileup", pu_study, "pileup", "no samples with different pileup levels were given")
     curves = None if metrics_csv is None else read_metrics_csv(metrics_csv)
     put("training", curves, "training_curves", "no training metrics.csv was given")
     why = "no mass-awareness study was given (paratag.evaluate.hypotheses.hypothesis_study)"
     put("hypotheses", dict(hypotheses) if hypotheses else None, "mass_awareness", why)
-    if not hypotheses:
-        skipped["background_aucs"] = why
+    skipped.update({} if hypotheses else {"background_aucs": why})
+    put("models", models, "model_comparison", "no models to compare were given")
+    put("importance", importance, "interpretability", "no importance study was asked for")
     return EvaluationResults(
         class_names=tuple(class_names),
         condition_names=tuple(condition_names),
