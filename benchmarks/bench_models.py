@@ -92,8 +92,14 @@ def infer(model: torch.nn.Module, inputs: dict[str, torch.Tensor], weaver: bool)
             model(**inputs)
 
 
-def build_pair(name: str, features: int) -> tuple[torch.nn.Module | None, torch.nn.Module]:
-    """weaver's ParticleNet (or None if not installed) and paratag's with the same weights."""
+def build_pair(
+    name: str, features: int, trim: bool = False
+) -> tuple[torch.nn.Module | None, torch.nn.Module]:
+    """weaver's ParticleNet (or None if not installed) and paratag's with the same weights.
+
+    ``trim``: weaver's training-time trimming to a length quantile (off for the
+    equality checks: it drops constituents at random, so it is not the same function).
+    """
     opts = {**CONFIGS[name], "use_fusion": True, "use_fts_bn": True}
     torch.manual_seed(0)
     ours = build_model(
@@ -110,7 +116,7 @@ def build_pair(name: str, features: int) -> tuple[torch.nn.Module | None, torch.
         fc_params=[tuple(x) for x in opts["fc_params"]],
         use_fusion=True,
         use_fts_bn=True,
-        trim=False,  # trimming drops constituents at random in training: not the same function
+        trim=trim,
     )
     state = weaver_to_paratag(theirs.state_dict())
     ours.load_state_dict(

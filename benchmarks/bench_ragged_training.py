@@ -30,21 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_models import build_pair  # the same weaver/paratag pair as bench_models.py
 
 from paratag.conditions import fold_roles
-from paratag.config import ModelConfig
 from paratag.data.dataset import ShardStore
 from paratag.data.sampler import EpochBatchSampler
 from paratag.evaluate.metrics import bootstrap_metrics
 from paratag.graphs import graph_lengths, trim_length
-from paratag.models import build_model
-from paratag.weaver import weaver_to_paratag
-
-LITE = {"conv_params": [[7, [32, 32, 32]], [7, [64, 64, 64]]], "fc_params": [[128, 0.1]]}
-FULL = {
-    "conv_params": [[16, [64, 64, 64]], [16, [128, 128, 128]], [16, [256, 256, 256]]],
-    "fc_params": [[256, 0.1]],
-}
 
 
 def _shards(args: argparse.Namespace, tmp: Path) -> Path:
@@ -79,32 +71,6 @@ def _arrays(path: Path, max_train: int) -> tuple[dict, dict]:
         a["lengths"] = graph_lengths(a["mask"])
         out.append(a)
     return out[0], out[1]
-
-
-def _models(options: dict, features: int) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """weaver's ParticleNet (trim on) and paratag's with the same initial weights."""
-    from weaver.nn.model.ParticleNet import ParticleNet
-
-    opts = {**options, "use_fusion": True, "use_fts_bn": True}
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = ParticleNet(
-            features,
-            2,
-            conv_params=[(k, tuple(w)) for k, w in opts["conv_params"]],
-            fc_params=[tuple(x) for x in opts["fc_params"]],
-            use_fusion=True,
-            use_fts_bn=True,
-        )
-    ours = build_model(
-        ModelConfig("particlenet", options=opts), point_dims=2, feature_dims=features
-    )
-    state = ours.state_dict()
-    ours.load_state_dict({**state, **weaver_to_paratag(theirs.state_dict())})
-    n = [sum(p.numel() for p in m.parameters()) for m in (theirs, ours)]
-    assert n[0] == n[1], n
-    return theirs, ours
 
 
 def _batches(train: dict, batch: int, epoch: int, ragged: bool):
@@ -167,7 +133,11 @@ def main() -> None:
         f"{train['mask'].shape[-1]} slots; {args.threads} thread(s), batch {args.batch}"
     )
     for name in args.configs:
-        theirs, ours = _models(LITE if name == "lite" else FULL, train["features"].shape[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs, ours = build_pair(name, train["features"].shape[1], trim=True)
+        if theirs is None:
+            raise SystemExit("weaver-core is not installed: pip install --no-deps weaver-core")
         rates: dict[str, list[float]] = {"weaver": [], "paratag": []}
         opts = {
             k: torch.optim.Adam(m.parameters(), lr=1e-3)

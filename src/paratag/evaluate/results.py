@@ -330,7 +330,7 @@ def compute_results(
     effs = sorted(set(sculpting_sig_effs) | {decorrelation_sig_eff}, reverse=True)
     scul = {name: _sculpting(name, s, _binary, effs, mass_bins) for name, s in samples.items()}
     put("sculpting", scul or None, "decorrelation", "no sample with a mass spectator was given")
-    pu = {k: _binary(v) for k, v in (pileup or {}).items()}
+    pu: dict[str | float, Any] = {k: _binary(v) for k, v in (pileup or {}).items()}
     pu_study = pileup_robustness(pu, n_boot, seed, sig_effs, bkg_effs) if pu else None
     put("pileup", pu_study, "pileup", "no samples with different pileup levels were given")
     curves = None if metrics_csv is None else read_metrics_csv(metrics_csv)
