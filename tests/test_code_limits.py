@@ -31,7 +31,6 @@ KNOWN_FUNCTIONS = {
     ("src/paratag/data/synthetic.py", "simulate_events"): 96,
     ("src/paratag/generate/pythia_io.py", "_extract"): 91,
     ("training/tune.py", "tune"): 86,
-    ("src/paratag/models/parametric.py", "__init__"): 83,
 }
 
 

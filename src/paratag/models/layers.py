@@ -41,6 +41,7 @@ __all__ = [
     "pair_features",
     "MassAwareAttention",
     "fc_head",
+    "fusion_layer",
     "fusion_width",
     "masked_mean",
     "mlp",
@@ -182,6 +183,20 @@ def batch_norm_last(bn: nn.Module, x: Tensor) -> Tensor:
 def fusion_width(in_dim: int) -> int:
     """Width of weaver's fusion layer: ``in_dim`` rounded down to 128s, within [128, 1024]."""
     return int(min(max((in_dim // 128) * 128, 128), 1024))
+
+
+def fusion_layer(
+    conv_params: Sequence[tuple[int, Sequence[int]]], use_fusion: bool, in_dim: int
+) -> tuple[nn.Module, int]:
+    """Weaver's fusion layer over the concatenated block outputs (or Identity) and its width.
+
+    ``in_dim`` is the width without fusion (the last block's).
+    """
+    if not use_fusion:
+        return nn.Identity(), in_dim
+    cat_dim = sum(w[-1] for _, w in conv_params)
+    out = fusion_width(cat_dim)
+    return nn.Sequential(nn.Linear(cat_dim, out, bias=False), nn.BatchNorm1d(out), nn.ReLU()), out
 
 
 def mlp(dims: Sequence[int], *, final_activation: bool = False) -> nn.Sequential:

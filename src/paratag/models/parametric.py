@@ -46,6 +46,7 @@ from paratag.models.layers import (
     PairKinematics,
     TrunkOptions,
     batch_norm_last,
+    fusion_layer,
     fusion_width,
     masked_mean,
     mlp,
@@ -249,13 +250,7 @@ class ParametricParticleNet(ConditionedModel):
                 )
             in_dim = widths[-1]
         self.edge_convs = nn.ModuleList(blocks)
-        self.fusion: nn.Module = nn.Identity()
-        if opts.use_fusion:
-            cat_dim = sum(w[-1] for _, w in opts.conv_params)
-            in_dim = fusion_width(cat_dim)
-            self.fusion = nn.Sequential(
-                nn.Linear(cat_dim, in_dim, bias=False), nn.BatchNorm1d(in_dim), nn.ReLU()
-            )
+        self.fusion, in_dim = fusion_layer(opts.conv_params, opts.use_fusion, in_dim)
         if opts.shared_trunk:  # one attention block on the trunk output
             attention.append(MassAwareAttention(in_dim, opts.embed_dim, opts.attention_heads))
         self.attention = nn.ModuleList(attention)

@@ -33,7 +33,7 @@ from paratag.models.layers import (
     TrunkOptions,
     batch_norm_last,
     fc_head,
-    fusion_width,
+    fusion_layer,
     masked_mean,
 )
 from paratag.models.registry import register, resolve_options
@@ -95,13 +95,7 @@ class ParticleNet(ConditionedModel):
             blocks.append(EdgeConvBlock(k, in_dim, widths))
             in_dim = widths[-1]
         self.edge_convs = nn.ModuleList(blocks)
-        self.fusion: nn.Module = nn.Identity()
-        if opts.use_fusion:
-            cat_dim = sum(w[-1] for _, w in opts.conv_params)
-            in_dim = fusion_width(cat_dim)
-            self.fusion = nn.Sequential(
-                nn.Linear(cat_dim, in_dim, bias=False), nn.BatchNorm1d(in_dim), nn.ReLU()
-            )
+        self.fusion, in_dim = fusion_layer(opts.conv_params, opts.use_fusion, in_dim)
         self.head = fc_head(in_dim, opts.fc_params, n_classes)
 
     @classmethod
