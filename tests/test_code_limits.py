@@ -26,7 +26,6 @@ KNOWN_FUNCTIONS = {
     ("src/paratag/generate/jets.py", "cluster_jets"): 109,
     ("src/paratag/generate/detector.py", "simulate"): 109,
     ("src/paratag/baselines/tabular.py", "generate_higgs_events"): 107,
-    ("src/paratag/validation_summary.py", "render_markdown"): 91,
     ("src/paratag/baselines/tabular.py", "higgs_features"): 97,
     ("src/paratag/data/synthetic.py", "simulate_events"): 96,
     ("src/paratag/generate/pythia_io.py", "_extract"): 91,
