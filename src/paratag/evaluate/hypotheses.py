@@ -87,10 +87,48 @@ def hypothesis_study(
     process = np.asarray([ds_names[d] for d in test.store.table["dataset"][rows[bkg]]])
     groups = {"resonant": [r for r in resonant if r in set(process)]}
     groups = {k: v for k, v in groups.items() if v}
-    hyp_arr = np.asarray(hyps, np.float32)
     distance = distance or (names[reference.column] if reference is not None else names[-1])
 
-    # disc[scorer] : (rows, H) — sample rows scored at hypothesis h (by the scorer for h)
+    discs = _discriminants(
+        test, rows, label, hyps, scorer, parametric_disc, dedicated, inclusive, reference, load
+    )
+    per_point: dict[str, dict[str, Any]] = {}
+    for h, (p, sl) in enumerate(zip(hyps, slices, strict=True)):
+        entry = {}
+        for name, d in discs.items():
+            if np.isnan(d[sl, h]).all():
+                continue
+            res = process_aucs(
+                d[sl, h], weight[sl], d[bkg, h], weight[bkg], process, groups, n_boot, seed
+            )
+            entry[name] = {k: {"auc": v[0], "sigma": v[1]} for k, v in res.items()}
+        per_point[point_name(p, names)] = entry
+
+    awareness = _awareness(discs, hyps, names, slices, bkg, weight, parametric_mean, distance)
+
+    return {
+        "distance": distance,
+        "resonant": groups.get("resonant", []),
+        "processes": sorted(set(process)),
+        "per_point": per_point,
+        "awareness": awareness,
+        "sensitivity": _sensitivity(scorer, parametric, test, hyps, names),
+    }
+
+
+def _discriminants(
+    test: Any,
+    rows: np.ndarray,
+    label: np.ndarray,
+    hyps: Sequence[Point],
+    scorer: Any,
+    parametric_disc: np.ndarray,
+    dedicated: Mapping[Point, Any],
+    inclusive: tuple[Any, Point] | None,
+    reference: Any,
+    load: Callable[[Any], Any],
+) -> dict[str, np.ndarray]:
+    """Per scorer, ``(rows, H)``: the sample rows scored at hypothesis h (by the scorer for h)."""
     discs: dict[str, np.ndarray] = {"parametric": parametric_disc}
     if dedicated:
         d = np.full((len(rows), len(hyps)), np.nan)
@@ -106,23 +144,26 @@ def hypothesis_study(
         probs = scorer.probs(load(path), test, rows, [np.asarray(cond)], "inclusive")
         discs["inclusive"] = np.repeat(scorer.disc(probs[:, 0], label)[:, None], len(hyps), 1)
     if reference is not None:
+        hyp_arr = np.asarray(hyps, np.float32)
         arrays = test.store.gather(rows, ["points", "features", "mask"])
         discs["reference"] = reference.scores(
             arrays["points"], arrays["features"], arrays["mask"], hyp_arr
         )
 
-    per_point: dict[str, dict[str, Any]] = {}
-    for h, (p, sl) in enumerate(zip(hyps, slices, strict=True)):
-        entry = {}
-        for name, d in discs.items():
-            if np.isnan(d[sl, h]).all():
-                continue
-            res = process_aucs(
-                d[sl, h], weight[sl], d[bkg, h], weight[bkg], process, groups, n_boot, seed
-            )
-            entry[name] = {k: {"auc": v[0], "sigma": v[1]} for k, v in res.items()}
-        per_point[point_name(p, names)] = entry
+    return discs
 
+
+def _awareness(
+    discs: Mapping[str, np.ndarray],
+    hyps: Sequence[Point],
+    names: Sequence[str],
+    slices: Sequence[slice],
+    bkg: slice,
+    weight: np.ndarray,
+    parametric_mean: np.ndarray,
+    distance: str,
+) -> dict[str, Any]:
+    """The mass-awareness result of every scorer that reads the hypothesis."""
     awareness = {}
     for name, d in discs.items():
         if name == "inclusive":
@@ -149,14 +190,7 @@ def hypothesis_study(
             background=([d[bkg, h] for h in have], weight[bkg]),
         ).to_dict()
 
-    return {
-        "distance": distance,
-        "resonant": groups.get("resonant", []),
-        "processes": sorted(set(process)),
-        "per_point": per_point,
-        "awareness": awareness,
-        "sensitivity": _sensitivity(scorer, parametric, test, hyps, names),
-    }
+    return awareness
 
 
 def weighted_mean(x: np.ndarray, w: np.ndarray) -> float:
