@@ -21,7 +21,6 @@ KNOWN_MODULES: dict[str, int] = {}
 KNOWN_FUNCTIONS = {
     ("src/paratag/evaluate/run.py", "evaluate_run"): 121,
     ("src/paratag/evaluate/results.py", "compute_results"): 117,
-    ("src/paratag/validate.py", "_higgs_chain"): 111,
     ("src/paratag/generate/jets.py", "cluster_jets"): 109,
     ("src/paratag/generate/detector.py", "simulate"): 109,
     ("src/paratag/baselines/tabular.py", "generate_higgs_events"): 107,

@@ -189,6 +189,55 @@ def run_validate(
     return summary
 
 
+def _epochs(cfg: Any) -> dict[str, int]:
+    """The stage-1 and stage-3 epochs of a train config (recorded with the train step)."""
+    return {"stage1_epochs": cfg.stage1.epochs, "stage3_epochs": cfg.stage3.epochs}
+
+
+def _pileup_samples(
+    cfg: ValidateConfig,
+    out: Path,
+    step: Callable[..., dict[str, Any]],
+    gen: Callable[..., dict[str, Any]],
+    build: Callable[..., dict[str, Any]],
+) -> dict[str, str]:
+    """The pileup chain: the same hard scatters at mu = 0 and ``pileup_mu``; shard dirs per level."""
+    from paratag.generate import GenerateConfig, PileupConfig
+
+    pileup: dict[str, str] = {}
+    if cfg.pileup_mu <= 0:
+        return pileup
+    n_pu = cfg.pileup_events or max(1, cfg.events // 4)
+    pu_base = GenerateConfig.from_file(cfg.pileup_config)
+    levels = {
+        "mu0": PileupConfig(enabled=False, mu=0.0),
+        f"mu{cfg.pileup_mu:g}": PileupConfig(enabled=True, mu=cfg.pileup_mu),
+    }
+    for level, pu in levels.items():
+        pcfg = dataclasses.replace(pu_base, pileup=pu)
+        where = f"pileup/{level}"
+        pin = {
+            "config": cfg.pileup_config,
+            "events": n_pu,
+            "mu": pu.mu,
+            "seed": cfg.seed + 1000,
+        }
+        gp = step(
+            "pileup",
+            f"generate_pileup_{level}",
+            functools.partial(gen, pcfg, f"{where}/generated", n_pu, cfg.seed + 1000),
+            pin,
+        )
+        step(
+            "pileup",
+            f"build_pileup_{level}",
+            functools.partial(build, gp["fileset"], f"{where}/shards", "event", ("mHc", "mA")),
+            pin,
+        )
+        pileup[level] = str(out / "pileup" / level / "shards")
+    return pileup
+
+
 def _higgs_chain(
     cfg: ValidateConfig,
     out: Path,
@@ -198,7 +247,7 @@ def _higgs_chain(
     chains: set[str],
 ) -> None:
     """Charged Higgs: generate, build, train (one run per seed), pileup samples, inclusive, evaluate."""
-    from paratag.generate import GenerateConfig, PileupConfig
+    from paratag.generate import GenerateConfig
     from paratag.training import load_train_config
 
     ch = GenerateConfig.from_file(cfg.generate_config)
@@ -226,53 +275,18 @@ def _higgs_chain(
             )
         ]
         *done, dedicated = train_parallel(cfgs, cfg.workers, side)
-        return {
-            "runs": done,
-            "dedicated": dedicated,
-            "stage1_epochs": base.stage1.epochs,
-            "stage3_epochs": base.stage3.epochs,
-        }
+        return {"runs": done, "dedicated": dedicated, **_epochs(base)}
 
     tin = {
         "config": cfg.train_config,
         # the whole schedule: editing the YAML redoes the step (unchanged stage-1 models are kept)
         "config_crc32": zlib.crc32(json.dumps(to_dict(base), sort_keys=True).encode()),
         "seeds": list(cfg.seeds),
-        "stage1_epochs": base.stage1.epochs,
-        "stage3_epochs": base.stage3.epochs,
+        **_epochs(base),
     }
     step("higgs", "train", do_train, tin)
 
-    pileup: dict[str, str] = {}
-    if cfg.pileup_mu > 0 and "pileup" in chains:
-        n_pu = cfg.pileup_events or max(1, cfg.events // 4)
-        pu_base = GenerateConfig.from_file(cfg.pileup_config)
-        levels = {
-            "mu0": PileupConfig(enabled=False, mu=0.0),
-            f"mu{cfg.pileup_mu:g}": PileupConfig(enabled=True, mu=cfg.pileup_mu),
-        }
-        for level, pu in levels.items():
-            pcfg = dataclasses.replace(pu_base, pileup=pu)
-            where = f"pileup/{level}"
-            pin = {
-                "config": cfg.pileup_config,
-                "events": n_pu,
-                "mu": pu.mu,
-                "seed": cfg.seed + 1000,
-            }
-            gp = step(
-                "pileup",
-                f"generate_pileup_{level}",
-                functools.partial(gen, pcfg, f"{where}/generated", n_pu, cfg.seed + 1000),
-                pin,
-            )
-            step(
-                "pileup",
-                f"build_pileup_{level}",
-                functools.partial(build, gp["fileset"], f"{where}/shards", "event", ("mHc", "mA")),
-                pin,
-            )
-            pileup[level] = str(out / "pileup" / level / "shards")
+    pileup = _pileup_samples(cfg, out, step, gen, build) if "pileup" in chains else {}
 
     def do_inclusive() -> dict[str, Any]:
         from paratag.training import train_inclusive
