@@ -27,7 +27,6 @@ KNOWN_FUNCTIONS = {
     ("src/paratag/baselines/tabular.py", "higgs_features"): 97,
     ("src/paratag/data/synthetic.py", "simulate_events"): 96,
     ("src/paratag/generate/pythia_io.py", "_extract"): 91,
-    ("training/tune.py", "tune"): 86,
 }
 
 

@@ -107,6 +107,17 @@ def apply_params(
     return dataclasses.replace(cfg, model=model, stage1=stage1)
 
 
+def _write_trials(study: Any, path: Path) -> None:
+    """One row per trial: number, state, value and its parameters."""
+    with path.open("w", newline="") as f:
+        keys = sorted({k for t in study.trials for k in t.params})
+        w = csv.writer(f)
+        w.writerow(["number", "state", "value", *keys])
+        for t in study.trials:
+            value = "" if t.value is None else t.value
+            w.writerow([t.number, t.state.name, value, *(t.params.get(k, "") for k in keys)])
+
+
 def tune(cfg: TrainConfig, tcfg: TuneConfig) -> dict[str, Any]:
     """Run (or resume) the search; return ``{"best_value", "best_params", "n_trials", "study_db"}``."""
     optuna: Any = require("optuna", "tune")
@@ -174,19 +185,7 @@ def tune(cfg: TrainConfig, tcfg: TuneConfig) -> dict[str, Any]:
             sort_keys=False,
         )
     )
-    with (out / "trials.csv").open("w", newline="") as f:
-        keys = sorted({k for t in study.trials for k in t.params})
-        w = csv.writer(f)
-        w.writerow(["number", "state", "value", *keys])
-        for t in study.trials:
-            w.writerow(
-                [
-                    t.number,
-                    t.state.name,
-                    "" if t.value is None else t.value,
-                    *(t.params.get(k, "") for k in keys),
-                ]
-            )
+    _write_trials(study, out / "trials.csv")
     return {
         "best_value": float(best.value),
         "best_params": dict(best.params),
