@@ -101,6 +101,25 @@ def test_futures_and_dask_give_identical_arrays(iterative_output, pfnano_path):
             np.testing.assert_array_equal(out["QCD"]["arrays"][key], value, err_msg=f"{name}:{key}")
 
 
+def test_no_progress_silences_coffeas_bars(pfnano_path, capfd):
+    """coffea's futures executor draws its bars whatever ``status`` says; progress=False is quiet."""
+    from coffea import util
+
+    fs = fileset(pfnano_path, mX=125.0)
+    out, _ = run_builder(
+        fs,
+        BuildConfig(preset="jet", condition=("mX",)),
+        executor="futures",
+        workers=1,
+        progress=False,
+    )
+    assert out["QCD"]["cutflow"]["selected"] == 24
+    captured = capfd.readouterr()
+    for bar in ("Preprocessing", "Processing", "Merging"):
+        assert bar not in captured.out + captured.err
+    assert util.coffea_console.quiet is False  # restored
+
+
 def test_picklable_and_holds_no_files():
     builder = GraphBuilder("event", max_particles=12)
     blob = pickle.dumps(builder)

@@ -263,7 +263,30 @@ def run_processor(
                 raise
             raise inner from exc
 
-    if isinstance(executor, str):
-        with make_executor(executor, workers, scheduler=scheduler) as ex:
-            return run(ex), skipped
-    return run(executor), skipped
+    with _quiet_coffea(not progress):
+        if isinstance(executor, str):
+            with make_executor(executor, workers, scheduler=scheduler) as ex:
+                return run(ex), skipped
+        return run(executor), skipped
+
+
+@contextlib.contextmanager
+def _quiet_coffea(quiet: bool) -> Iterator[None]:
+    """Silence coffea's rich console while the block runs.
+
+    coffea's futures executor draws its "Processing"/"Merging" bars whatever its
+    ``status`` says, and its Runner draws "Preprocessing" the same way; all of them go
+    through ``coffea.util.coffea_console``.
+    """
+    from coffea import util
+
+    console = getattr(util, "coffea_console", None)
+    if not quiet or console is None:
+        yield
+        return
+    before = console.quiet
+    console.quiet = True
+    try:
+        yield
+    finally:
+        console.quiet = before
