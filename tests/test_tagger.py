@@ -306,8 +306,8 @@ def test_hypotheses_graph_scores_equal_per_hypothesis_path(hypotheses_dir, model
     # the memory budget counts every hypothesis' attention on top of the trunk
     assert auto.scorer.bytes_per_hypothesis > 0
     per_graph = auto.scorer.bytes_per_graph + len(HYPS) * auto.scorer.bytes_per_hypothesis
-    budget = 10.5 * per_graph / 2**20
-    assert Tagger(out / "model.onnx", HYPS, memory_mb=budget).rows_per_call() == 10
+    budget = 5.5 * per_graph / 2**20  # below the default cap of 8 rows
+    assert Tagger(out / "model.onnx", HYPS, memory_mb=budget).rows_per_call() == 5
     # against PyTorch directly
     pf = build_inputs(pf_events, "jet").clouds["pf"]
     conds = model.normalise_condition(torch.tensor([[h["mHc"], h["mA"]] for h in HYPS]))
