@@ -37,7 +37,7 @@ JET_TAGGERS: dict[str, tuple[str, dict[str, Any] | None, bool]] = {
 
 
 #: test jets for the permutation importance and saliency images of the conditioned IN
-IMPORTANCE_EVENTS = 4000
+IMPORTANCE_EVENTS = 2000
 
 
 def disco_key(lam: float) -> str:

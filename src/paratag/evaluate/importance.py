@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from paratag.evaluate.metrics import roc_auc
+from paratag.graphs import graph_lengths, trim_length
 
 __all__ = ["Importance", "permutation_importance", "saliency_images"]
 
 Inputs = Mapping[str, np.ndarray]
+_FIRST = ("points", "features", "mask")
 #: (points, features, mask) keys of the first and the secondary cloud, in preset order
 CLOUD_KEYS = (("points", "features", "mask"), ("sv_points", "sv_features", "sv_mask"))
 
@@ -147,12 +149,14 @@ def saliency_images(
     n_pixels: int = 16,
     half_width: float = 0.8,
     batch_size: int = 256,
+    minimum: int = 1,
 ) -> dict[str, np.ndarray]:
     """Mean |gradient × input| image of signal and of background jets (PF cloud).
 
     The gradient is that of the signal log-odds (logit of ``signal_index`` minus the
     log-sum-exp of the others); each particle's saliency (summed over its points and
-    features) is added at its (Δη, Δφ) = ``points[:, :2]``.
+    features) is added at its (Δη, Δφ) = ``points[:, :2]``. Each batch of the first cloud
+    is cut to its longest graph (at least ``minimum``: the model's kNN k + 1).
     """
     import torch
 
@@ -164,7 +168,11 @@ def saliency_images(
     model.eval()
     for lo in range(0, len(y), batch_size):
         sl = slice(lo, lo + batch_size)
-        batch = {k: torch.from_numpy(np.ascontiguousarray(v[sl])) for k, v in inputs.items()}
+        cut = trim_length(graph_lengths(inputs["mask"][sl]), inputs["mask"].shape[-1], minimum)
+        batch = {
+            k: torch.from_numpy(np.ascontiguousarray(v[sl][..., :cut] if k in _FIRST else v[sl]))
+            for k, v in inputs.items()
+        }
         for k in ("points", "features"):
             batch[k].requires_grad_(True)
         if condition is not None:
@@ -180,9 +188,9 @@ def saliency_images(
             if g is not None
         ]
         sal = (torch.stack(parts).sum(dim=0) * batch["mask"][:, 0]).detach().numpy()  # (b, P)
-        pts = inputs["points"][sl]
+        pts = inputs["points"][sl][..., :cut]
         for name, sel in (("signal", y[sl]), ("background", ~y[sl])):
-            real = inputs["mask"][sl][sel][:, 0] > 0
+            real = inputs["mask"][sl][..., :cut][sel][:, 0] > 0
             h, _, _ = np.histogram2d(
                 pts[sel][:, 0][real],
                 pts[sel][:, 1][real],

@@ -23,10 +23,30 @@ from paratag.evaluate.importance import Importance, permutation_importance, sali
 from paratag.evaluate.metrics import roc_auc
 from paratag.evaluate.results import ScoredSample
 from paratag.evaluate.runs import EvalSample, LoadedModel, LoadedRun, load_model_for_eval
+from paratag.graphs import graph_lengths, trim_length
+from paratag.parity import min_particles
 
-__all__ = ["Scorer", "compare_run", "dedicated_aucs", "importance_of", "per_point"]
+__all__ = ["Scorer", "compare_run", "dedicated_aucs", "importance_of", "per_point", "trimmed"]
 
 Point = tuple[float, ...]
+
+
+def trimmed(arrays: Mapping[str, np.ndarray], minimum: int = 1) -> dict[str, np.ndarray]:
+    """A batch's clouds cut to the batch's longest graph (at least ``minimum`` in the first).
+
+    Keys as in the shards (``points``/``features``/``mask``, ``sv_*`` for the secondary
+    cloud); padding never changes a model's output (tested for every model).
+    """
+    out = dict(arrays)
+    for prefix, low in (("", minimum), ("sv_", 1)):
+        mask = arrays.get(f"{prefix}mask")
+        if mask is None:
+            continue
+        cut = trim_length(graph_lengths(mask), mask.shape[-1], low)
+        for key in (f"{prefix}points", f"{prefix}features", f"{prefix}mask"):
+            if key in out:
+                out[key] = np.ascontiguousarray(out[key][..., :cut])
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +77,11 @@ class Scorer:
         from paratag.runtime import progress
 
         sv = ["sv_points", "sv_features", "sv_mask"] if model.use_sv else []
-        order = np.argsort(rows, kind="stable")  # read shard files in order
+        # files in order (the store's cache), by length within a file: each batch is cut
+        # to its own longest graph, which does not change a model's output
+        store = sample.store
+        order = np.lexsort((store.lengths()[rows], store.table["file"][rows]))
+        low = min_particles(model.module)
         n, k = len(rows), len(model.space.names)
         out = np.zeros(
             (n, len(conditions), int(model.info["model_config"]["n_classes"])), np.float32
@@ -65,7 +89,7 @@ class Scorer:
         starts = range(0, n, self.batch_size)
         for lo in progress(starts, desc=desc, total=len(starts), enabled=self.show):
             idx = order[lo : lo + self.batch_size]
-            arrays = sample.store.gather(rows[idx], ["points", "features", "mask", *sv])
+            arrays = trimmed(store.gather(rows[idx], ["points", "features", "mask", *sv]), low)
             batch = {key: torch.from_numpy(v).to(self.device) for key, v in arrays.items()}
             for j, c in enumerate(conditions):
                 c = np.asarray(c, np.float32)
@@ -172,7 +196,8 @@ def importance_of(run: LoadedRun, test: EvalSample, n_events: int, seed: int) ->
     points = [p for p in run.grid.train if p in test.points]
     sig = np.concatenate([test.points[p] for p in points])
     pick = [rng.permutation(r)[: max(1, n_events // 2)] for r in (sig, test.background)]
-    rows = np.sort(np.concatenate(pick))
+    rows = np.concatenate(pick)
+    rows = rows[np.argsort(test.store.lengths()[rows], kind="stable")]  # batches trim well
     labels = (test.label[rows] == run.cfg.data.signal_label).astype(np.float64)
     point_of = {int(r): p for p in points for r in test.points[p]}
     drawn = rng.integers(0, len(points), len(rows))
@@ -193,19 +218,18 @@ def importance_of(run: LoadedRun, test: EvalSample, n_events: int, seed: int) ->
         *(["sv_points", "sv_features", "sv_mask"] if run.model.use_sv else []),
     ]
     inputs = test.store.gather(rows, keys)
-    index = run.cfg.data.signal_label
+    index, low = run.cfg.data.signal_label, min_particles(model)
 
     @torch.no_grad()
     def score(x: Mapping[str, np.ndarray]) -> np.ndarray:
         out = []
         for lo in range(0, len(rows), 1024):
-            batch = {
-                k: torch.from_numpy(np.ascontiguousarray(v[lo : lo + 1024])) for k, v in x.items()
-            }
+            part = trimmed({k: v[lo : lo + 1024] for k, v in x.items()}, low)
+            batch = {k: torch.from_numpy(v) for k, v in part.items()}
             batch["condition"] = torch.from_numpy(cond[lo : lo + 1024])
             out.append(torch.softmax(graph_forward(model, batch), dim=1)[:, index].numpy())
         return np.concatenate(out)
 
     imp = permutation_importance(score, inputs, labels, None, names, seed=seed)
-    images = saliency_images(model, inputs, labels, signal_index=index, condition=cond)
+    images = saliency_images(model, inputs, labels, signal_index=index, condition=cond, minimum=low)
     return dataclasses.replace(imp, saliency=images)
