@@ -367,7 +367,7 @@ def part3(onnx_pn, n_events: int, tmp: Path) -> None:
 
 
 _RSS_SCRIPT = """
-import resource, sys, warnings
+import sys, warnings
 warnings.simplefilter("ignore")
 sys.path.insert(0, {root!r})
 from pathlib import Path
@@ -379,10 +379,13 @@ events = NanoEventsFactory.from_root({{str(path): "Events"}}, schemaclass=NanoAO
 Tagger({model!r})(events[:2])  # the preset's branches loaded, session created
 kw = {kw}
 tagger = Tagger({model!r}, **kw)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm():  # peak RSS (MB) since the last reset; ru_maxrss would include the parent's (fork)
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak to the current RSS
+start = hwm()
 tagger(events)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(f"{{after / 1024:.0f}} {{(after - before) / 1024:.0f}} {{tagger.rows_per_call()}}")
+after = hwm()
+print(f"{{after:.0f}} {{after - start:.0f}} {{tagger.rows_per_call()}}")
 """
 
 
