@@ -29,7 +29,7 @@ the full ParticleNet (k=16, EdgeConv 64/128/256, P=100) with random weights.
    needs CMS-only track features, so it gets random inputs of its own shape: its cost
    does not depend on the values.
 
-Usage: python benchmarks/bench_tagger.py [--jets 5000] [--peer-jets 2000] [--k 12]
+Usage: python benchmarks/bench_tagger.py [--jets 4000] [--peer-jets 2000] [--k 12] [--own-trace]
 """
 
 from __future__ import annotations
@@ -228,7 +228,9 @@ def sweep(events, onnx_pn) -> None:
         print(f"[0] rows per call {rows:4d}: {n / _timeit(lambda t=t: t(events)):.1f} jets/s")
 
 
-def part1(events, n_jets, peer_events, n_peer, pn, onnx_pn, ts_path, tmp: Path) -> None:
+def part1(
+    events, n_jets, peer_events, n_peer, pn, onnx_pn, ts_path, tmp: Path, own_trace: bool = False
+) -> None:
     """paratag's Tagger (ragged and fully padded) vs coffea's torch_wrapper running the peers."""
     from paratag.processors import Tagger
 
@@ -254,7 +256,8 @@ def part1(events, n_jets, peer_events, n_peer, pn, onnx_pn, ts_path, tmp: Path) 
     weaver = _weaver_trace(tmp)
     if weaver is not None:
         peers.append(("weaver-core ParticleNet trace (same config, 15 features)", weaver, None))
-    peers.append(("trace of paratag's own ParticleNet (not a real peer)", ts_path, None))
+    if own_trace:
+        peers.append(("trace of paratag's own ParticleNet (not a real peer)", ts_path, None))
     best = rates["paratag Tagger, ragged"]
     for name, path, n_fts in peers:
         wrapper = _peer(path, n_fts)
@@ -440,7 +443,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--jets", type=int, default=5_000, help="jets scored by paratag in parts 1-2")
+    ap.add_argument("--jets", type=int, default=4_000, help="jets scored by paratag in parts 1-2")
+    ap.add_argument(
+        "--own-trace",
+        action="store_true",
+        help="also time torch_wrapper on a trace of paratag's own ParticleNet (not a real peer)",
+    )
     ap.add_argument("--peer-jets", type=int, default=2_000, help="jets scored by torch_wrapper")
     ap.add_argument("--k", type=int, default=12, help="hypotheses in part 2")
     ap.add_argument(
@@ -458,7 +466,7 @@ def main() -> None:
         if args.sweep:
             sweep(events[: max(10, len(events) // 10)], onnx_pn)
         if "1" not in args.skip:
-            part1(events, n_jets, peer_events, n_peer, pn, onnx_pn, ts, tmp)
+            part1(events, n_jets, peer_events, n_peer, pn, onnx_pn, ts, tmp, args.own_trace)
         if "2" not in args.skip:
             small, n_small = _events(max(24, args.jets // args.k))
             part2(small, n_small, onnx_ppn, args.k)
