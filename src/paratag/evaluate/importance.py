@@ -23,12 +23,10 @@ from typing import Any
 import numpy as np
 
 from paratag.evaluate.metrics import roc_auc
-from paratag.graphs import graph_lengths, trim_length
 
 __all__ = ["Importance", "permutation_importance", "saliency_images"]
 
 Inputs = Mapping[str, np.ndarray]
-_FIRST = ("points", "features", "mask")
 #: (points, features, mask) keys of the first and the secondary cloud, in preset order
 CLOUD_KEYS = (("points", "features", "mask"), ("sv_points", "sv_features", "sv_mask"))
 
@@ -160,6 +158,7 @@ def saliency_images(
     """
     import torch
 
+    from paratag.data.dataset import trim_padding
     from paratag.models.io import graph_forward
 
     y = np.asarray(labels) > 0.5
@@ -168,11 +167,8 @@ def saliency_images(
     model.eval()
     for lo in range(0, len(y), batch_size):
         sl = slice(lo, lo + batch_size)
-        cut = trim_length(graph_lengths(inputs["mask"][sl]), inputs["mask"].shape[-1], minimum)
-        batch = {
-            k: torch.from_numpy(np.ascontiguousarray(v[sl][..., :cut] if k in _FIRST else v[sl]))
-            for k, v in inputs.items()
-        }
+        part = trim_padding({k: v[sl] for k, v in inputs.items()}, minimum)
+        batch = {k: torch.from_numpy(v) for k, v in part.items()}
         for k in ("points", "features"):
             batch[k].requires_grad_(True)
         if condition is not None:
@@ -188,9 +184,9 @@ def saliency_images(
             if g is not None
         ]
         sal = (torch.stack(parts).sum(dim=0) * batch["mask"][:, 0]).detach().numpy()  # (b, P)
-        pts = inputs["points"][sl][..., :cut]
+        pts = part["points"]
         for name, sel in (("signal", y[sl]), ("background", ~y[sl])):
-            real = inputs["mask"][sl][..., :cut][sel][:, 0] > 0
+            real = part["mask"][sel][:, 0] > 0
             h, _, _ = np.histogram2d(
                 pts[sel][:, 0][real],
                 pts[sel][:, 1][real],

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from paratag.data.dataset import trim_padding
 from paratag.errors import ConfigError
 from paratag.evaluate.comparison import ModelComparison, compare_models
 from paratag.evaluate.hypotheses import signal_layout, weighted_mean
@@ -23,30 +24,11 @@ from paratag.evaluate.importance import Importance, permutation_importance, sali
 from paratag.evaluate.metrics import roc_auc
 from paratag.evaluate.results import ScoredSample
 from paratag.evaluate.runs import EvalSample, LoadedModel, LoadedRun, load_model_for_eval
-from paratag.graphs import graph_lengths, trim_length
 from paratag.parity import min_particles
 
-__all__ = ["Scorer", "compare_run", "dedicated_aucs", "importance_of", "per_point", "trimmed"]
+__all__ = ["Scorer", "compare_run", "dedicated_aucs", "importance_of", "per_point"]
 
 Point = tuple[float, ...]
-
-
-def trimmed(arrays: Mapping[str, np.ndarray], minimum: int = 1) -> dict[str, np.ndarray]:
-    """A batch's clouds cut to the batch's longest graph (at least ``minimum`` in the first).
-
-    Keys as in the shards (``points``/``features``/``mask``, ``sv_*`` for the secondary
-    cloud); padding never changes a model's output (tested for every model).
-    """
-    out = dict(arrays)
-    for prefix, low in (("", minimum), ("sv_", 1)):
-        mask = arrays.get(f"{prefix}mask")
-        if mask is None:
-            continue
-        cut = trim_length(graph_lengths(mask), mask.shape[-1], low)
-        for key in (f"{prefix}points", f"{prefix}features", f"{prefix}mask"):
-            if key in out:
-                out[key] = np.ascontiguousarray(out[key][..., :cut])
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +71,7 @@ class Scorer:
         starts = range(0, n, self.batch_size)
         for lo in progress(starts, desc=desc, total=len(starts), enabled=self.show):
             idx = order[lo : lo + self.batch_size]
-            arrays = trimmed(store.gather(rows[idx], ["points", "features", "mask", *sv]), low)
+            arrays = trim_padding(store.gather(rows[idx], ["points", "features", "mask", *sv]), low)
             batch = {key: torch.from_numpy(v).to(self.device) for key, v in arrays.items()}
             for j, c in enumerate(conditions):
                 c = np.asarray(c, np.float32)
@@ -224,7 +206,7 @@ def importance_of(run: LoadedRun, test: EvalSample, n_events: int, seed: int) ->
     def score(x: Mapping[str, np.ndarray]) -> np.ndarray:
         out = []
         for lo in range(0, len(rows), 1024):
-            part = trimmed({k: v[lo : lo + 1024] for k, v in x.items()}, low)
+            part = trim_padding({k: v[lo : lo + 1024] for k, v in x.items()}, low)
             batch = {k: torch.from_numpy(v) for k, v in part.items()}
             batch["condition"] = torch.from_numpy(cond[lo : lo + 1024])
             out.append(torch.softmax(graph_forward(model, batch), dim=1)[:, index].numpy())
