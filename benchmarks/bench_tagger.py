@@ -10,11 +10,13 @@ the full ParticleNet (k=16, EdgeConv 64/128/256, P=100) with random weights.
    (../shared/data/peers, weaver architecture k=16, 64/128/256, 5 features) and,
    when weaver-core is installed (``make bench`` installs it), a trace of
    ``weaver.nn.model.ParticleNet`` at the jet preset's sizes -> jets/s and ratios.
-2. K hypotheses in one pass vs K separate passes (ParametricParticleNet) -> ratio;
-   also strategy "replicate" vs "loop". Then the same for a shared-trunk
-   ParametricParticleNet (options.shared_trunk, exported with hypotheses_axis=True):
-   one call of model_hypotheses.onnx per micro-batch vs K separate calls, in
-   wall time and in process CPU time (steadier on a loaded machine).
+2. K hypotheses of a shared-trunk ParametricParticleNet (options.shared_trunk,
+   exported with hypotheses_axis=True): one call of model_hypotheses.onnx per
+   micro-batch vs K separate calls, in wall time and in process CPU time (steadier
+   on a loaded machine) -> ratio. With ``--unshared``, also the default
+   ParametricParticleNet (condition inside every block), strategies "replicate" and
+   "loop" vs K separate passes: ≈ 1x is expected there, since each hypothesis costs
+   a full forward pass; it is off by default to keep the run within 10 minutes.
    Also the Tagger's achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode at the
    micro-batches' real, trimmed lengths) next to the single-thread sgemm GFLOP/s
    measured in the same run.
@@ -29,7 +31,8 @@ the full ParticleNet (k=16, EdgeConv 64/128/256, P=100) with random weights.
    needs CMS-only track features, so it gets random inputs of its own shape: its cost
    does not depend on the values.
 
-Usage: python benchmarks/bench_tagger.py [--jets 4000] [--peer-jets 2000] [--k 12] [--own-trace]
+Usage: python benchmarks/bench_tagger.py [--jets 4000] [--peer-jets 2000] [--k 12]
+       [--own-trace] [--unshared] [--skip 3 4]
 """
 
 from __future__ import annotations
@@ -454,6 +457,11 @@ def main() -> None:
     ap.add_argument(
         "--dask-events", type=int, default=8_400, help="events in part 3 (2.4 jets each)"
     )
+    ap.add_argument(
+        "--unshared",
+        action="store_true",
+        help="part 2: also time the default (not shared-trunk) ParametricParticleNet",
+    )
     ap.add_argument("--skip", nargs="*", default=[], help="parts to skip (1 2 3 4 5)")
     ap.add_argument("--sweep", action="store_true", help="also time rows per onnxruntime call")
     args = ap.parse_args()
@@ -469,7 +477,8 @@ def main() -> None:
             part1(events, n_jets, peer_events, n_peer, pn, onnx_pn, ts, tmp, args.own_trace)
         if "2" not in args.skip:
             small, n_small = _events(max(24, args.jets // args.k))
-            part2(small, n_small, onnx_ppn, args.k)
+            if args.unshared:
+                part2(small, n_small, onnx_ppn, args.k)
             part2_shared(small, n_small, shared_dir, args.k)
         if "3" not in args.skip:
             part3(onnx_in, args.dask_events, tmp)

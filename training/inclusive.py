@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from paratag.training.config import TrainConfig, derive_seed, seed_everything
 from paratag.training.run import RunState, fit_summary
 
 from paratag.config import to_dict
+from paratag.runtime import cpu_settings
 
 __all__ = ["train_inclusive"]
 
@@ -34,9 +34,11 @@ def train_inclusive(cfg: TrainConfig, *, resume: bool = False) -> Path:
     with the same data, model and stage-1 settings is reused.
     """
     path = Path(cfg.run_dir) / "inclusive" / "model.pt"
-    threads = torch.get_num_threads()
-    if cfg.threads is not None:
-        torch.set_num_threads(max(1, cfg.threads))
+    with cpu_settings(cfg.threads, cfg.heap):
+        return _train_inclusive(cfg, path, resume)
+
+
+def _train_inclusive(cfg: TrainConfig, path: Path, resume: bool) -> Path:
     run = RunState(cfg, resume, (), reuse=True)
     try:
         if run.reusable(path, legacy=False):
@@ -49,7 +51,6 @@ def train_inclusive(cfg: TrainConfig, *, resume: bool = False) -> Path:
             )
     finally:
         run.logger.close()
-        torch.set_num_threads(threads)
     return path
 
 

@@ -56,6 +56,7 @@ from paratag.data.dataset import GraphDataset, ShardStore, make_loader
 from paratag.data.sampler import EpochBatchSampler
 from paratag.data.selection import SampleBuilder
 from paratag.errors import ConfigError, InputFileError
+from paratag.runtime import cpu_settings
 
 __all__ = [
     "STAGE3_ONLY_DATA",
@@ -424,13 +425,8 @@ def train(
             the same data, model, loss, stage-1 settings and seed
             (:func:`stage1_fingerprint`); stages 2 and 3 always run.
     """
-    threads = torch.get_num_threads()
-    if cfg.threads is not None:
-        torch.set_num_threads(max(1, cfg.threads))
-    try:
+    with cpu_settings(cfg.threads, cfg.heap):
         return _train(cfg, stages, resume, callbacks, reuse)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(

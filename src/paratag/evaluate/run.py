@@ -172,11 +172,13 @@ def evaluate_run(
     Returns:
         Path of ``report.md``.
     """
-    from paratag.runtime import select_device
+    from paratag.runtime import retain_heap, select_device
 
     t0 = time.perf_counter()
     dev = select_device(device)
     run = load_run(run_dir, dev)
+    if run.cfg.heap == "retain":
+        retain_heap()
     out = Path(out_dir) if out_dir is not None else run.path / "evaluation"
     grid, cfg, names = run.grid, run.cfg, run.grid.names
     sig = cfg.data.signal_label
