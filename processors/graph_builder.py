@@ -28,21 +28,19 @@ from paratag.errors import ConfigError
 from paratag.inputs import GraphInputs, build_inputs
 from paratag.integrity import check_chunk_counts
 from paratag.labels import TRUTH_FIELD, TruthMatch, truth_matched
-from paratag.presets import Preset, load_preset
+from paratag.presets import Preset, cloud_keys, load_preset
 from paratag.validity import OnInvalid, check_on_invalid, warn_invalid
 
 __all__ = ["GraphBuilder", "graph_arrays"]
 
 
 def graph_arrays(inputs: GraphInputs, preset: Preset) -> dict[str, np.ndarray]:
-    """Name the padded clouds as model inputs: first cloud bare, others ``<cloud>_*``."""
+    """The padded clouds under their :func:`~paratag.presets.cloud_keys` (first bare, others ``<cloud>_*``)."""
     out: dict[str, np.ndarray] = {}
     for i, cloud in enumerate(preset.clouds):
         padded = inputs.clouds[cloud.name]
-        prefix = "" if i == 0 else f"{cloud.name}_"
-        out[f"{prefix}points"] = padded.points
-        out[f"{prefix}features"] = padded.features
-        out[f"{prefix}mask"] = padded.mask
+        points, features, mask = cloud_keys(cloud.name, i)
+        out[points], out[features], out[mask] = padded.points, padded.features, padded.mask
     return out
 
 

@@ -55,6 +55,5 @@ def test_cpu_settings_restores_threads_and_checks_the_heap_name() -> None:
     with cpu_settings(threads=1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    with pytest.raises(ConfigError, match="heap must be"):
-        with cpu_settings(heap="jemalloc"):  # type: ignore[arg-type]
-            pass
+    with pytest.raises(ConfigError, match="heap must be"), cpu_settings(heap="jemalloc"):  # type: ignore[arg-type]
+        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from importlib import resources
@@ -12,7 +13,7 @@ import yaml
 from paratag.training import load_train_config
 
 from paratag.errors import ConfigError
-from paratag.jobs import scaled_schedule
+from paratag.jobs import config_crc32, scaled_schedule
 from paratag.validate import ValidateConfig, render_markdown, run_validate
 
 GENERATE = {
@@ -58,6 +59,16 @@ def test_scaled_schedule_keeps_curriculum_shares() -> None:
     assert [p.epochs for p in cfg.stage3.curriculum] == [1, 1, 4]
     assert [p.masses for p in cfg.stage3.curriculum] == ["easy", "medium", "all"]
     assert cfg.stage3.patience == 5
+
+
+def test_config_crc32_keys_what_is_trained_not_how_it_runs() -> None:
+    cfg = load_train_config("validate_xbb")
+    crc = config_crc32(cfg)
+    same = dataclasses.replace(cfg, run_dir="elsewhere", heap="system", threads=2, progress=True)
+    assert config_crc32(same) == crc
+    assert config_crc32(scaled_schedule(cfg, None, cfg.stage3.epochs + 1)) != crc
+    wrong_mass = dataclasses.replace(cfg.data, wrong_mass_weight=0.5)
+    assert config_crc32(dataclasses.replace(cfg, data=wrong_mass)) != crc
 
 
 def test_bad_config_is_a_clear_error() -> None:

@@ -118,8 +118,8 @@ class RunState:
             "point_dims": int(shapes["points"][0]),
             "feature_dims": int(shapes["features"][0]),
         }
-        if cfg.data.use_sv:
-            self.dims["sv_dims"] = int(shapes["sv_features"][0])
+        if cfg.data.use_sv:  # the model's secondary input is the preset's second cloud
+            self.dims["sv_dims"] = int(shapes[self.store.require_secondary()[1]][0])
         self.main = ddp.is_main()
         self.reuse = reuse
         self.fingerprint = stage1_fingerprint(self.cfg)

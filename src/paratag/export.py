@@ -1,8 +1,9 @@
 """ONNX export for CMSSW and coffea: ``model.onnx`` + ``preprocess.json`` + a parity check.
 
 :func:`export_model` is the core: it traces any paratag graph model with named
-inputs ``points, features, mask[, condition][, sv_features, sv_mask]``
-(dynamic batch and particle axes) and a ``softmax`` output, stores the
+inputs ``points, features, mask[, condition][, <cloud>_features, <cloud>_mask]``
+(``<cloud>``: the preset's second cloud, ``sv`` for the jet preset; dynamic batch
+and particle axes) and a ``softmax`` output, stores the
 preprocess fingerprint and paratag version in the ONNX metadata, and writes
 the matching :mod:`paratag.preprocess` file next to it. :func:`export_run`
 does the same for a training run directory. The parity checks
@@ -51,7 +52,7 @@ from paratag.preprocess import (
     split_input_name,
     write_preprocess,
 )
-from paratag.presets import Preset, load_preset
+from paratag.presets import Preset, cloud_keys, load_preset, secondary_cloud
 
 __all__ = [
     "ExportResult",
@@ -125,8 +126,8 @@ class _Exported:  # built lazily so importing this module does not import torch
 def _check_dims(model: Any, preset: Preset, names: Sequence[str]) -> None:
     first = preset.clouds[0]
     want = {"point_dims": len(first.points), "feature_dims": len(first.features)}
-    if "sv_features" in names and len(preset.clouds) > 1:  # the secondary cloud feeds sv_*
-        want["sv_dims"] = len(preset.clouds[1].features)
+    if len(preset.clouds) > 1 and cloud_keys(preset.clouds[1].name, 1)[1] in names:
+        want["sv_dims"] = len(preset.clouds[1].features)  # the second cloud feeds sv_*
     for attr, n in want.items():
         have = getattr(model, attr, None)
         if have is not None and int(have) != n:
@@ -221,7 +222,7 @@ def _describe(
 
     if opset < 17:
         raise ConfigError(f"opset {opset} is too old; paratag exports with opset >= 17")
-    names = input_names(model)
+    names = input_names(model, secondary_cloud(p))
     _check_dims(model, p, names)
     if hypotheses_axis and (
         not callable(getattr(model, "forward_hypotheses", None))
@@ -291,7 +292,7 @@ def _write(
     names = list(pp.input_names)
     first = p.clouds[0].name
     svs = lengths.get(p.clouds[1].name, 1) if len(p.clouds) > 1 else 1
-    examples = example_inputs(model, n=3, p=lengths[first], n_sv=svs)
+    examples = example_inputs(model, n=3, p=lengths[first], n_sv=svs, secondary=secondary_cloud(p))
     dynamic: dict[str, dict[int, str]] = {}
     for n in names:
         if n == "condition":
@@ -339,7 +340,8 @@ def _verify(
         feed = parity_inputs(check_events, p, pp)
     else:
         svs = lengths.get(p.clouds[1].name, 1) if len(p.clouds) > 1 else 1
-        inputs = example_inputs(model, n=24, p=lengths[p.clouds[0].name], n_sv=svs)
+        first = lengths[p.clouds[0].name]
+        inputs = example_inputs(model, n=24, p=first, n_sv=svs, secondary=secondary_cloud(p))
         feed = {k: v.numpy() for k, v in inputs.items()}
     parity = check_parity(model, onnx_path, feed, tolerance=tolerance)
     if not parity.ok:

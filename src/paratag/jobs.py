@@ -9,13 +9,36 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import multiprocessing
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-__all__ = ["scaled_schedule", "train_inclusive_job", "train_one", "train_parallel"]
+__all__ = [
+    "config_crc32",
+    "scaled_schedule",
+    "train_inclusive_job",
+    "train_one",
+    "train_parallel",
+]
+
+#: TrainConfig fields that change how a run executes, not what it trains
+RUNTIME_FIELDS = ("run_dir", "device", "progress", "tensorboard", "threads", "heap")
+
+
+def config_crc32(cfg: Any) -> int:
+    """CRC-32 of a train config without its :data:`RUNTIME_FIELDS` (a step's cache key).
+
+    Editing the schedule, model, loss or data of a workflow's train YAML changes it;
+    the output folder, device, threads, heap policy or progress bars do not.
+    """
+    from paratag.config import to_dict
+
+    d = {k: v for k, v in to_dict(cfg).items() if k not in RUNTIME_FIELDS}
+    return zlib.crc32(json.dumps(d, sort_keys=True, default=str).encode())
 
 
 def scaled_schedule(cfg: Any, stage1_epochs: int | None, stage3_epochs: int | None) -> Any:

@@ -127,15 +127,21 @@ def check_parity(
 
     Every batch size is tried at the full particle count of the first cloud
     and at a smaller one (the inputs truncated, which keeps them valid since
-    constituents are sorted), so both dynamic axes are exercised.
+    constituents are sorted), so both dynamic axes are exercised. ``inputs`` are keyed
+    by the ONNX input names; PyTorch gets them by position (:func:`paratag.models.positional`),
+    so a second cloud named after the preset (``vtx_features``) reaches ``sv_features``.
     """
     torch = _torch()
+    from paratag.models import positional
+
     names = list(inputs)
     n_rows = len(next(iter(inputs.values())))
     p_full = inputs["mask"].shape[2]
     p_small = max(min_particles(model), p_full // 2)
     counts = [p_full] if p_small >= p_full else [p_full, p_small]
     session = onnx_session(onnx_path, threads=1)
+    order = [i.name for i in session.get_inputs()]  # positions map them to the model's keywords
+    call = positional(model)
     was_training, threads = model.training, torch.get_num_threads()
     model.eval()
     torch.set_num_threads(1)  # tiny batches: one thread is fastest and does not oversubscribe
@@ -152,9 +158,7 @@ def check_parity(
                     feed[n] = np.ascontiguousarray(arr)
                 got = session.run(["softmax"], feed)[0]
                 with torch.no_grad():
-                    ref = torch.softmax(
-                        model(**{k: torch.from_numpy(v) for k, v in feed.items()}), 1
-                    )
+                    ref = torch.softmax(call(*(torch.from_numpy(feed[n]) for n in order)), 1)
                 cases.append((int(batch), int(particles), float(np.abs(got - ref.numpy()).max())))
     finally:
         model.train(was_training)

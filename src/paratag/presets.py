@@ -25,10 +25,13 @@ from paratag.errors import ConfigError
 from paratag.features import FeatureSpec, parse, referenced_names
 
 __all__ = [
+    "DEFAULT_SECONDARY",
     "CloudSpec",
     "Preset",
     "SourceSpec",
+    "cloud_keys",
     "constituent_names",
+    "secondary_cloud",
     "source_names",
     "builtin_presets",
     "load_preset",
@@ -237,6 +240,36 @@ def constituent_names(cloud: CloudSpec, src: SourceSpec) -> set[str]:
     return {
         n for n in source_names(cloud, src) if n != "type" and not n.startswith(("jet.", "event."))
     }
+
+
+#: Name of the second cloud where none is recorded (checkpoints, shards and models
+#: before presets named it): the jet preset's secondary vertices.
+DEFAULT_SECONDARY = "sv"
+
+
+def cloud_keys(name: str, index: int) -> tuple[str, str, str]:
+    """Array keys of cloud ``index`` (called ``name``) of a preset: ``(points, features, mask)``.
+
+    The first cloud is ``points, features, mask``; any other is ``<name>_points,
+    <name>_features, <name>_mask``. These are the keys of GraphBuilder output, shards,
+    batches and the ONNX / preprocess.json inputs alike.
+    """
+    prefix = "" if index == 0 else f"{name}_"
+    return f"{prefix}points", f"{prefix}features", f"{prefix}mask"
+
+
+def secondary_cloud(preset: Preset | Mapping[str, Any] | None) -> str:
+    """Name of the second cloud of ``preset`` (a Preset or its dict, e.g. a checkpoint's).
+
+    :data:`DEFAULT_SECONDARY` (``sv``) when there is no preset or no second cloud.
+    """
+    if preset is None:
+        return DEFAULT_SECONDARY
+    if isinstance(preset, Preset):
+        names = [c.name for c in preset.clouds]
+    else:
+        names = [str(c.get("name", "")) for c in preset.get("clouds") or ()]
+    return names[1] if len(names) > 1 and names[1] else DEFAULT_SECONDARY
 
 
 def builtin_presets() -> list[str]:

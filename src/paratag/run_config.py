@@ -216,9 +216,9 @@ class TrainConfig:
         tensorboard: write TensorBoard scalars.
         threads: torch CPU threads during the run (None: torch's default). Small
             graph models train fastest with 1 thread per process on busy machines.
-        heap: ``retain`` serves large tensors from the heap and keeps freed memory
-            (:func:`paratag.runtime.retain_heap`; CPU runs of pairwise models such as
-            the Interaction Network: 1.3-1.5x faster epochs, up to 2x peak RSS);
+        heap: ``retain``: training serves large tensors from the heap and keeps freed
+            memory (:func:`paratag.runtime.retain_heap`; CPU runs of pairwise models such
+            as the Interaction Network: 1.3-1.5x faster epochs, up to 2x peak RSS);
             ``system``: the C library's defaults.
     """
 

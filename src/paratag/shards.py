@@ -10,7 +10,8 @@ dataset, plus the paratag version that wrote it.
 Array keys of a built dataset (``dict[str, np.ndarray]``):
 
 - ``points`` (N, Cp, P), ``features`` (N, Cf, P), ``mask`` (N, 1, P) float32
-- optional second cloud ``sv_points``, ``sv_features``, ``sv_mask``
+- a second cloud named after the preset's (:func:`paratag.presets.cloud_keys`):
+  ``sv_points``, ``sv_features``, ``sv_mask`` for the jet preset's ``sv``
 - ``label`` (N,) int64, ``condition`` (N, K) float32 (NaN where a dataset has
   no value, e.g. backgrounds), ``weight`` (N,) float32
 - ``spec_<name>`` (N,) float64 spectators (``spec_event`` is the event number)

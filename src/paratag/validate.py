@@ -25,15 +25,13 @@ import dataclasses
 import functools
 import json
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from paratag.conditions import MassGrid
-from paratag.config import to_dict
 from paratag.errors import ConfigError
-from paratag.jobs import scaled_schedule, train_parallel
+from paratag.jobs import config_crc32, scaled_schedule, train_parallel
 from paratag.pipeline import Steps
 from paratag.validation_summary import TARGETS, render_markdown, summarize
 
@@ -280,7 +278,7 @@ def _higgs_chain(
     tin = {
         "config": cfg.train_config,
         # the whole schedule: editing the YAML redoes the step (unchanged stage-1 models are kept)
-        "config_crc32": zlib.crc32(json.dumps(to_dict(base), sort_keys=True).encode()),
+        "config_crc32": config_crc32(base),
         "seeds": list(cfg.seeds),
         **_epochs(base),
     }

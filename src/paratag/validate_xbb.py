@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from paratag.jobs import scaled_schedule, train_inclusive_job, train_parallel
+from paratag.jobs import config_crc32, scaled_schedule, train_inclusive_job, train_parallel
 
 __all__ = ["JET_TAGGERS", "disco_key", "xbb_chain"]
 
@@ -110,6 +110,8 @@ def xbb_chain(
 
     tin = {
         "config": cfg.xbb_train_config,
+        # the whole schedule: editing the YAML redoes the step
+        "config_crc32": config_crc32(base),
         "seed": cfg.seeds[0],
         "stage1_epochs": base.stage1.epochs,
         "stage3_epochs": base.stage3.epochs,
@@ -118,26 +120,33 @@ def xbb_chain(
     }
     trained = step("xbb", "xbb_train", do_train, tin)
 
-    def do_evaluate() -> dict[str, Any]:
-        from paratag.evaluate.run import evaluate_run
-
-        res = {}
-        for k, r in run_dirs.items():
-            models = {t: v["model"] for t, v in trained["taggers"].items()}
-            main = k == "no_disco"  # the table and the mass awareness: the conditioned IN
-            md = evaluate_run(
-                r,
-                shards,
-                out / "xbb" / f"evaluation_{k}",
-                n_boot=cfg.n_boot,
-                compare=models if main else {},
-                inclusive_model=models.get("interaction_net") if main else None,
-                importance=IMPORTANCE_EVENTS if main else 0,
-                progress=False,
-            )
-            res[k] = str(Path(md).parent / "results.json")
-        return {"results": res}
-
     step(
-        "xbb", "xbb_evaluate", do_evaluate, {"n_boot": cfg.n_boot, "importance": IMPORTANCE_EVENTS}
+        "xbb",
+        "xbb_evaluate",
+        lambda: _evaluate(cfg, out, run_dirs, trained),
+        {"n_boot": cfg.n_boot, "importance": IMPORTANCE_EVENTS},
     )
+
+
+def _evaluate(
+    cfg: Any, out: Path, run_dirs: dict[str, Path], trained: dict[str, Any]
+) -> dict[str, Any]:
+    """Every conditioned IN run on the same test jets; the table and studies on ``no_disco``."""
+    from paratag.evaluate.run import evaluate_run
+
+    res = {}
+    models = {t: v["model"] for t, v in trained["taggers"].items()}
+    for k, r in run_dirs.items():
+        main = k == "no_disco"  # the table and the mass awareness: the conditioned IN
+        md = evaluate_run(
+            r,
+            out / "xbb" / "shards",
+            out / "xbb" / f"evaluation_{k}",
+            n_boot=cfg.n_boot,
+            compare=models if main else {},
+            inclusive_model=models.get("interaction_net") if main else None,
+            importance=IMPORTANCE_EVENTS if main else 0,
+            progress=False,
+        )
+        res[k] = str(Path(md).parent / "results.json")
+    return {"results": res}

@@ -250,6 +250,73 @@ def bjet_pairing(btag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[:, :2], axis=1), np.sort(order[:, 2:], axis=1)
 
 
+def _selected_objects(events: Any, sel: HiggsSelection, path: str) -> tuple[ak.Array, ak.Array]:
+    """Selected leptons (electrons then muons) and lepton-cleaned jets sorted by decreasing pT."""
+    leptons = []
+    for coll in ("Electron", "Muon"):
+        pt, eta = _get(events, coll, "pt", path), _get(events, coll, "eta", path)
+        good = (pt > sel.lepton_pt) & (np.abs(eta) < sel.lepton_eta)
+        leptons.append(
+            ak.zip({"pt": pt[good], "eta": eta[good], "phi": _get(events, coll, "phi", path)[good]})
+        )
+    lep = ak.concatenate(leptons, axis=1)
+    jpt, jeta = _get(events, "Jet", "pt", path), _get(events, "Jet", "eta", path)
+    jgood = (jpt > sel.jet_pt) & (np.abs(jeta) < sel.jet_eta)
+    jphi, jbtag = _get(events, "Jet", "phi", path), _get(events, "Jet", sel.btag_field, path)
+    jets = ak.zip({"pt": jpt[jgood], "eta": jeta[jgood], "phi": jphi[jgood], "btag": jbtag[jgood]})
+    pairs = ak.cartesian({"j": jets, "l": lep}, axis=1, nested=True)
+    dphi = (pairs.j.phi - pairs.l.phi + np.pi) % (2.0 * np.pi) - np.pi
+    dr2 = (pairs.j.eta - pairs.l.eta) ** 2 + dphi**2
+    jets = jets[ak.all(dr2 > sel.lepton_jet_dr**2, axis=-1)]
+    return lep, jets[ak.argsort(jets.pt, axis=1, ascending=False)]
+
+
+def _low_level(
+    lep: ak.Array, jets: ak.Array, met_pt: ak.Array, met_phi: ak.Array, passed: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The 21 low-level features of the passing events (missing jets zero-filled), as float64."""
+    lep1 = lep[passed][:, 0]
+    j4 = ak.pad_none(jets[passed], 4, clip=True)
+    cols = {
+        "lepton_pt": lep1.pt,
+        "lepton_eta": lep1.eta,
+        "lepton_phi": lep1.phi,
+        "met_pt": met_pt[passed],
+        "met_phi": met_phi[passed],
+    }
+    for i in range(4):
+        for v in ("pt", "eta", "phi", "btag"):
+            cols[f"jet{i + 1}_{v}"] = ak.fill_none(j4[v][:, i], 0.0)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
+
+
+def _high_level(low: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The 7 high-level masses from the low-level features (see :func:`higgs_features`)."""
+    lv, *jv = (
+        _p4(low[f"{o}_pt"], low[f"{o}_eta"], np.cos(low[f"{o}_phi"]), np.sin(low[f"{o}_phi"]))
+        for o in ("lepton", "jet1", "jet2", "jet3", "jet4")
+    )
+    nu = _neutrino(lv, low["met_pt"], low["met_phi"])
+    jstack = np.stack([np.stack(v, axis=-1) for v in jv], axis=1)  # (N, 4, 4)
+    btag = np.stack([low[f"jet{i}_btag"] for i in range(1, 5)], axis=1)
+    b_idx, w_idx = bjet_pairing(btag)
+    rows = np.arange(len(btag))[:, None]
+    bj, wj = jstack[rows, b_idx], jstack[rows, w_idx]  # (N, 2, 4)
+    b1, b2 = tuple(bj[:, 0].T), tuple(bj[:, 1].T)
+    w1, w2 = tuple(wj[:, 0].T), tuple(wj[:, 1].T)
+    m_jjj_1, m_jjj_2 = _mass(w1, w2, b1), _mass(w1, w2, b2)
+    first = np.abs(m_jjj_1 - _M_TOP) <= np.abs(m_jjj_2 - _M_TOP)
+    return {
+        "m_jj": _mass(w1, w2),
+        "m_jjj": np.where(first, m_jjj_1, m_jjj_2),
+        "m_lv": _mass(lv, nu),
+        "m_jlv": np.where(first, _mass(lv, nu, b2), _mass(lv, nu, b1)),
+        "m_bb": _mass(b1, b2),
+        "m_wbb": _mass(lv, nu, b1, b2),
+        "m_wwbb": _mass(lv, nu, w1, w2, b1, b2),
+    }
+
+
 def higgs_features(
     events, selection: HiggsSelection | None = None, path: str = "<events>"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -272,77 +339,11 @@ def higgs_features(
         :data:`HIGGS_FEATURES`, and the boolean per-event selection mask.
     """
     sel = selection or HiggsSelection()
-    leptons = []
-    for coll in ("Electron", "Muon"):
-        pt, eta = _get(events, coll, "pt", path), _get(events, coll, "eta", path)
-        good = (pt > sel.lepton_pt) & (np.abs(eta) < sel.lepton_eta)
-        leptons.append(
-            ak.zip({"pt": pt[good], "eta": eta[good], "phi": _get(events, coll, "phi", path)[good]})
-        )
-    lep = ak.concatenate(leptons, axis=1)
-    jpt, jeta = _get(events, "Jet", "pt", path), _get(events, "Jet", "eta", path)
-    jgood = (jpt > sel.jet_pt) & (np.abs(jeta) < sel.jet_eta)
-    jets = ak.zip(
-        {
-            "pt": jpt[jgood],
-            "eta": jeta[jgood],
-            "phi": _get(events, "Jet", "phi", path)[jgood],
-            "btag": _get(events, "Jet", sel.btag_field, path)[jgood],
-        }
-    )
-    pairs = ak.cartesian({"j": jets, "l": lep}, axis=1, nested=True)
-    dphi = (pairs.j.phi - pairs.l.phi + np.pi) % (2.0 * np.pi) - np.pi
-    dr2 = (pairs.j.eta - pairs.l.eta) ** 2 + dphi**2
-    jets = jets[ak.all(dr2 > sel.lepton_jet_dr**2, axis=-1)]
-    jets = jets[ak.argsort(jets.pt, axis=1, ascending=False)]
+    lep, jets = _selected_objects(events, sel, path)
     met_pt, met_phi = _get(events, "MET", "pt", path), _get(events, "MET", "phi", path)
     passed = np.asarray((ak.num(lep) == 1) & (ak.num(jets) >= sel.min_jets))
-
-    lep1 = lep[passed][:, 0]
-    j4 = ak.pad_none(jets[passed], 4, clip=True)
-    cols = {
-        "lepton_pt": lep1.pt,
-        "lepton_eta": lep1.eta,
-        "lepton_phi": lep1.phi,
-        "met_pt": met_pt[passed],
-        "met_phi": met_phi[passed],
-    }
-    for i in range(4):
-        for v in ("pt", "eta", "phi", "btag"):
-            cols[f"jet{i + 1}_{v}"] = ak.fill_none(j4[v][:, i], 0.0)
-    low = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
-
-    lv = _p4(
-        low["lepton_pt"], low["lepton_eta"], np.cos(low["lepton_phi"]), np.sin(low["lepton_phi"])
-    )
-    nu = _neutrino(lv, low["met_pt"], low["met_phi"])
-    jv = [
-        _p4(
-            low[f"jet{i}_pt"],
-            low[f"jet{i}_eta"],
-            np.cos(low[f"jet{i}_phi"]),
-            np.sin(low[f"jet{i}_phi"]),
-        )
-        for i in range(1, 5)
-    ]
-    jstack = np.stack([np.stack(v, axis=-1) for v in jv], axis=1)  # (N, 4, 4)
-    btag = np.stack([low[f"jet{i}_btag"] for i in range(1, 5)], axis=1)
-    b_idx, w_idx = bjet_pairing(btag)
-    rows = np.arange(len(btag))[:, None]
-    bj, wj = jstack[rows, b_idx], jstack[rows, w_idx]  # (N, 2, 4)
-    b1, b2 = tuple(bj[:, 0].T), tuple(bj[:, 1].T)
-    w1, w2 = tuple(wj[:, 0].T), tuple(wj[:, 1].T)
-    m_jjj_1, m_jjj_2 = _mass(w1, w2, b1), _mass(w1, w2, b2)
-    first = np.abs(m_jjj_1 - _M_TOP) <= np.abs(m_jjj_2 - _M_TOP)
-    high = {
-        "m_jj": _mass(w1, w2),
-        "m_jjj": np.where(first, m_jjj_1, m_jjj_2),
-        "m_lv": _mass(lv, nu),
-        "m_jlv": np.where(first, _mass(lv, nu, b2), _mass(lv, nu, b1)),
-        "m_bb": _mass(b1, b2),
-        "m_wbb": _mass(lv, nu, b1, b2),
-        "m_wwbb": _mass(lv, nu, w1, w2, b1, b2),
-    }
+    low = _low_level(lep, jets, met_pt, met_phi, passed)
+    high = _high_level(low)
     X = np.stack([low[n] for n in HIGGS_LOW_LEVEL] + [high[n] for n in HIGGS_HIGH_LEVEL], axis=1)
     if not np.all(np.isfinite(X)):
         raise InputFileError(path, "HIGGS features contain NaN or inf; check the input branches")
@@ -367,6 +368,82 @@ def higgs_features_from_file(
         tree,
     )
     return higgs_features(events, sel, path=str(path))
+
+
+def _pythia_final_states(
+    pythia8mc: Any, settings: Sequence[str], n: int, seed: int
+) -> tuple[list[np.ndarray], list[list[tuple[float, float]]]]:
+    """Pythia events: visible final states (px, py, pz, E, id) and B hadrons (eta, phi) of each."""
+    py = pythia8mc.Pythia("", False)
+    for s in (*settings, "Next:numberCount = 0", "Print:quiet = on", "Random:setSeed = on"):
+        py.readString(s)
+    py.readString(f"Random:seed = {seed}")
+    py.init()
+    parts: list[np.ndarray] = []
+    bhad: list[list[tuple[float, float]]] = []
+    while len(parts) < n:
+        if not py.next():
+            continue
+        a = np.array([[p.px(), p.py(), p.pz(), p.e(), p.id()] for p in py.event if p.isFinal()])
+        a = a[~np.isin(np.abs(a[:, 4]), (12, 14, 16))]
+        b = [
+            (p.eta(), p.phi())
+            for p in py.event
+            if p.pT() > 5 and (abs(p.id()) // 100 % 10 == 5 or abs(p.id()) // 1000 % 10 == 5)
+        ]
+        parts.append(a)
+        bhad.append(b)
+    return parts, bhad
+
+
+def _isolated_leptons(
+    ev: ak.Array, pt: ak.Array, eta: ak.Array, phi: ak.Array, visible: ak.Array
+) -> tuple[ak.Array, dict[str, ak.Array]]:
+    """Mask and ``Electron``/``Muon`` records of leptons with < 20% of their pT within dR 0.3."""
+    idx = ak.local_index(pt)
+    is_lep = (np.abs(ev.id) == 11) | (np.abs(ev.id) == 13)
+    cand = ak.zip({"i": idx, "pt": pt, "eta": eta, "phi": phi, "id": ev.id})[
+        is_lep & (pt > 10) & (np.abs(eta) < 2.5)
+    ]
+    pairs = ak.cartesian(
+        {"l": cand, "o": ak.zip({"eta": eta, "phi": phi, "pt": pt})[visible]}, nested=True
+    )
+    dr2 = (pairs.l.eta - pairs.o.eta) ** 2 + (
+        (pairs.l.phi - pairs.o.phi + np.pi) % (2 * np.pi) - np.pi
+    ) ** 2
+    iso = ak.sum(ak.where(dr2 < 0.09, pairs.o.pt, 0.0), axis=-1) - cand.pt
+    iso_lep = cand[iso < 0.2 * cand.pt]
+    lep = ak.any(idx[:, :, None] == iso_lep.i[:, None, :], axis=-1)
+    leptons = {
+        flav: ak.zip({k: iso_lep[k][np.abs(iso_lep.id) == pid] for k in ("pt", "eta", "phi")})
+        for flav, pid in (("Electron", 11), ("Muon", 13))
+    }
+    return lep, leptons
+
+
+def _stand_in_jets(
+    fastjet: Any,
+    inputs: ak.Array,
+    bhad: list[list[tuple[float, float]]],
+    rng: np.random.Generator,
+) -> ak.Array:
+    """Anti-kT R=0.4 jets (pT > 15 GeV), 10% pT smearing, b tag 70% near a B hadron else 1%."""
+    jetdef = fastjet.JetDefinition(fastjet.antikt_algorithm, 0.4)
+    sequence = fastjet.ClusterSequence(inputs, jetdef)
+    jets = sequence.inclusive_jets(min_pt=15.0)
+    jpt = np.hypot(jets.px, jets.py) * (
+        1 + 0.1 * ak.unflatten(rng.standard_normal(int(ak.sum(ak.num(jets)))), ak.num(jets))
+    )
+    jeta = np.arcsinh(jets.pz / np.hypot(jets.px, jets.py))
+    jphi = np.arctan2(jets.py, jets.px)
+    bh = ak.Array([[{"eta": e, "phi": p} for e, p in b] for b in bhad])
+    jb = ak.cartesian({"j": ak.zip({"eta": jeta, "phi": jphi}), "b": bh}, nested=True)
+    bdr2 = (jb.j.eta - jb.b.eta) ** 2 + ((jb.j.phi - jb.b.phi + np.pi) % (2 * np.pi) - np.pi) ** 2
+    is_b = ak.any(bdr2 < 0.16, axis=-1)
+    u = ak.unflatten(rng.random(int(ak.sum(ak.num(jets)))), ak.num(jets))
+    tagged = ak.where(is_b, u < 0.7, u < 0.01)
+    btag = ak.where(tagged, 0.5 + 0.5 * u, 0.5 * u)
+    return ak.zip({"pt": jpt, "eta": jeta, "phi": jphi, "btagDeepFlavB": btag})
 
 
 def generate_higgs_events(process: str, n: int, seed: int = 0) -> ak.Array:
@@ -394,33 +471,8 @@ def generate_higgs_events(process: str, n: int, seed: int = 0) -> ak.Array:
         )
     pythia8mc = require("pythia8mc", "gen")
     fastjet = require("fastjet", "gen")
-    settings = HIGGS_PROCESSES[process]
-
-    py = pythia8mc.Pythia("", False)  # type: ignore[attr-defined]
-    for s in (
-        *settings,
-        "Next:numberCount = 0",
-        "Print:quiet = on",
-        "Random:setSeed = on",
-        f"Random:seed = {seed}",
-    ):
-        py.readString(s)
-    py.init()
+    parts, bhad = _pythia_final_states(pythia8mc, HIGGS_PROCESSES[process], n, seed)
     rng = np.random.default_rng(seed)
-    parts: list[np.ndarray] = []
-    bhad: list[list[tuple[float, float]]] = []
-    while len(parts) < n:
-        if not py.next():
-            continue
-        a = np.array([[p.px(), p.py(), p.pz(), p.e(), p.id()] for p in py.event if p.isFinal()])
-        a = a[~np.isin(np.abs(a[:, 4]), (12, 14, 16))]
-        b = [
-            (p.eta(), p.phi())
-            for p in py.event
-            if p.pT() > 5 and (abs(p.id()) // 100 % 10 == 5 or abs(p.id()) // 1000 % 10 == 5)
-        ]
-        parts.append(a)
-        bhad.append(b)
     ev = ak.Array(
         [{"px": a[:, 0], "py": a[:, 1], "pz": a[:, 2], "E": a[:, 3], "id": a[:, 4]} for a in parts]
     )
@@ -428,42 +480,9 @@ def generate_higgs_events(process: str, n: int, seed: int = 0) -> ak.Array:
     eta = np.arcsinh(ev.pz / np.maximum(pt, 1e-9))
     phi = np.arctan2(ev.py, ev.px)
     visible = np.abs(eta) < 4.7
-    # isolated electrons/muons: scalar pT within Delta R 0.3 below 20% of the lepton pT
-    idx = ak.local_index(pt)
-    is_lep = (np.abs(ev.id) == 11) | (np.abs(ev.id) == 13)
-    cand = ak.zip({"i": idx, "pt": pt, "eta": eta, "phi": phi, "id": ev.id})[
-        is_lep & (pt > 10) & (np.abs(eta) < 2.5)
-    ]
-    pairs = ak.cartesian(
-        {"l": cand, "o": ak.zip({"eta": eta, "phi": phi, "pt": pt})[visible]}, nested=True
-    )
-    dr2 = (pairs.l.eta - pairs.o.eta) ** 2 + (
-        (pairs.l.phi - pairs.o.phi + np.pi) % (2 * np.pi) - np.pi
-    ) ** 2
-    iso = ak.sum(ak.where(dr2 < 0.09, pairs.o.pt, 0.0), axis=-1) - cand.pt
-    iso_lep = cand[iso < 0.2 * cand.pt]
-    lep = ak.any(idx[:, :, None] == iso_lep.i[:, None, :], axis=-1)
-    leptons = {
-        flav: ak.zip({k: iso_lep[k][np.abs(iso_lep.id) == pid] for k in ("pt", "eta", "phi")})
-        for flav, pid in (("Electron", 11), ("Muon", 13))
-    }
-    jetdef = fastjet.JetDefinition(fastjet.antikt_algorithm, 0.4)  # type: ignore[attr-defined]
+    lep, leptons = _isolated_leptons(ev, pt, eta, phi, visible)
     inputs = ak.zip({k: ev[k][visible & ~lep] for k in ("px", "py", "pz", "E")})
-    sequence = fastjet.ClusterSequence(inputs, jetdef)  # type: ignore[attr-defined]
-    jets = sequence.inclusive_jets(min_pt=15.0)
-    jpt = np.hypot(jets.px, jets.py) * (
-        1 + 0.1 * ak.unflatten(rng.standard_normal(int(ak.sum(ak.num(jets)))), ak.num(jets))
-    )
-    jeta = np.arcsinh(jets.pz / np.hypot(jets.px, jets.py))
-    jphi = np.arctan2(jets.py, jets.px)
-    # b-tag: jets within Delta R 0.4 of a B hadron are tagged with 70%, others with 1%
-    bh = ak.Array([[{"eta": e, "phi": p} for e, p in b] for b in bhad])
-    jb = ak.cartesian({"j": ak.zip({"eta": jeta, "phi": jphi}), "b": bh}, nested=True)
-    bdr2 = (jb.j.eta - jb.b.eta) ** 2 + ((jb.j.phi - jb.b.phi + np.pi) % (2 * np.pi) - np.pi) ** 2
-    is_b = ak.any(bdr2 < 0.16, axis=-1)
-    u = ak.unflatten(rng.random(int(ak.sum(ak.num(jets)))), ak.num(jets))
-    tagged = ak.where(is_b, u < 0.7, u < 0.01)
-    btag = ak.where(tagged, 0.5 + 0.5 * u, 0.5 * u)
+    jets = _stand_in_jets(fastjet, inputs, bhad, rng)
     vis_px = ak.sum(ev.px[visible], axis=1)
     vis_py = ak.sum(ev.py[visible], axis=1)
     met_x = -np.asarray(vis_px) + 5.0 * rng.standard_normal(n)
@@ -471,7 +490,7 @@ def generate_higgs_events(process: str, n: int, seed: int = 0) -> ak.Array:
     return ak.zip(
         {
             **leptons,
-            "Jet": ak.zip({"pt": jpt, "eta": jeta, "phi": jphi, "btagDeepFlavB": btag}),
+            "Jet": jets,
             "MET": ak.zip({"pt": np.hypot(met_x, met_y), "phi": np.arctan2(met_y, met_x)}),
         },
         depth_limit=1,

@@ -15,7 +15,8 @@ decodes each shard file once per batch and works with ``num_workers > 0``.
 Batch keys:
 
 - ``points`` (B, Cp, P), ``features`` (B, Cf, P), ``mask`` (B, 1, P) float32
-- ``sv_points``/``sv_features``/``sv_mask`` when the dataset uses the SV cloud
+- ``<cloud>_points``/``<cloud>_features``/``<cloud>_mask`` when the dataset uses the
+  preset's second cloud (``sv_*`` for the jet preset; :attr:`ShardStore.secondary_keys`)
 - ``condition`` (B, K) float32, *normalised* with the model's mean/std
 - ``mass`` (B, K) float32, the physical condition (GeV), for physics losses
 - ``label`` (B,) int64, ``weight`` (B,) float32 training weight
@@ -37,13 +38,13 @@ from torch.utils.data import DataLoader, Dataset
 from paratag.conditions import ConditionSpace, draw_background_conditions
 from paratag.errors import InputFileError, InvalidValueError
 from paratag.graphs import graph_lengths, trim_length
+from paratag.presets import cloud_keys, secondary_cloud
 from paratag.shards import read_manifest, read_shard
 
 __all__ = ["GraphDataset", "ShardStore", "make_loader"]
 
 _LIGHT = ("label", "condition", "weight")
 _CLOUD = ("points", "features", "mask")
-_SV = ("sv_points", "sv_features", "sv_mask")
 
 
 class ShardStore:
@@ -56,6 +57,8 @@ class ShardStore:
         datasets: manifest dataset entries (name, metadata, ...).
         table: light per-row columns over all files (``label``, ``condition``,
             ``weight``, ``spec_*``, ``file`` and ``row`` within the file, ``dataset``).
+        secondary_keys: the keys of the preset's second cloud (``sv_*`` by default).
+        has_sv: whether the shards hold that cloud.
     """
 
     def __init__(
@@ -111,7 +114,8 @@ class ShardStore:
                 f"{fpath}: {int(bad.sum())} non-finite event weights; rebuild the shards"
             )
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
-        self.has_sv = all(k in self.shapes for k in _SV)
+        self.secondary_keys = cloud_keys(secondary_cloud(self.manifest.get("preset") or None), 1)
+        self.has_sv = all(k in self.shapes for k in self.secondary_keys)
         self._lengths: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -130,6 +134,16 @@ class ShardStore:
     def dataset_names(self) -> list[str]:
         """Dataset name of every row's ``dataset`` index."""
         return [d["name"] for d in self.datasets]
+
+    def require_secondary(self) -> tuple[str, str, str]:
+        """:attr:`secondary_keys`; :class:`InputFileError` when the shards lack that cloud."""
+        if not self.has_sv:
+            raise InputFileError(
+                str(self.path / "manifest.json"),
+                f"shards have no second cloud ({', '.join(self.secondary_keys)})",
+                "build with a preset that has two clouds (e.g. jet), or set data.use_sv: false",
+            )
+        return self.secondary_keys
 
     def lengths(self) -> np.ndarray:
         """Real constituents of the first cloud per row ``(N,)`` (each file's mask read once)."""
@@ -161,6 +175,15 @@ class ShardStore:
 
     def gather(self, rows: np.ndarray, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """Cloud arrays of global ``rows`` (in that order), decoding each file once."""
+        missing = [k for k in keys if k not in self.shapes]
+        if missing:
+            raise InputFileError(
+                str(self.path / "manifest.json"),
+                f"shards have no arrays {missing} (clouds of preset "
+                f"{(self.manifest.get('preset') or {}).get('name')!r}: "
+                f"{sorted(k for k in self.shapes if k.endswith('features'))})",
+                "evaluate on shards built with the model's preset",
+            )
         rows = np.asarray(rows, dtype=np.int64)
         files, local = self.table["file"][rows], self.table["row"][rows]
         out = {k: np.empty((len(rows), *self.shapes[k]), np.float32) for k in keys}
@@ -187,7 +210,7 @@ class GraphDataset(Dataset):
         background_probabilities: their probabilities (default uniform).
         group: optional int per row (validation mass-point index).
         seed: run seed for the background draw.
-        use_sv: include the secondary-vertex cloud.
+        use_sv: include the preset's second cloud (the jet preset's secondary vertices).
         spectator: spectator name (without ``spec_``) returned as ``spectator``.
         labels: class label per row (default: the shard ``label``).
         phases: curriculum phases ``[(first_epoch, weight, background_points,
@@ -235,13 +258,7 @@ class GraphDataset(Dataset):
         self.background_points = [tuple(p) for p in background_points]
         self.background_probabilities = background_probabilities
         self.seed = int(seed)
-        if use_sv and not store.has_sv:
-            raise InputFileError(
-                str(store.path / "manifest.json"),
-                "shards have no SV cloud",
-                "build with the jet preset, or set data.use_sv: false",
-            )
-        self.keys = _CLOUD + (_SV if use_sv else ())
+        self.keys = _CLOUD + (store.require_secondary() if use_sv else ())
         self.trim = None if trim is None else max(1, int(trim))
         self.spectator = spectator
         self.labels = (
@@ -308,16 +325,16 @@ class GraphDataset(Dataset):
 
 
 def trim_padding(arrays: Mapping[str, np.ndarray], first_min: int = 1) -> dict[str, np.ndarray]:
-    """Cut each cloud (``points``/``features``/``mask``, ``sv_*``) to its batch's longest graph.
+    """Cut each cloud (``points``/``features``/``mask``, ``<cloud>_*``) to its batch's longest graph.
 
     The length is :func:`paratag.graphs.trim_length` of the batch (at least ``first_min``
     in the first cloud): nothing but padding is removed.
     """
     out = dict(arrays)
-    for prefix in ("", "sv_"):
-        mask = arrays.get(f"{prefix}mask")
-        if mask is None:
+    for key in arrays:
+        if key != "mask" and not key.endswith("_mask"):
             continue
+        prefix, mask = key[: -len("mask")], arrays[key]
         cut = trim_length(graph_lengths(mask), mask.shape[-1], first_min if prefix == "" else 1)
         for kind in _CLOUD:
             key = f"{prefix}{kind}"

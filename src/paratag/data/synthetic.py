@@ -89,102 +89,113 @@ def _resonance(n, pt_scale, mass, rng, width=0.0):
     )
 
 
+#: One object slot: (4-vectors (n, 4), per-event charge, type 0 mu / 1 e / 2 jet, is b jet).
+_Obj = tuple[np.ndarray, np.ndarray, int, bool]
+_COLUMNS = ("pt", "eta", "phi", "mass", "charge", "type", "btag")
+
+
+def _obj(v: np.ndarray, charge: float | np.ndarray, typ: int, is_b: bool = False) -> _Obj:
+    """An object slot with the charge broadcast to every event."""
+    return v, np.broadcast_to(np.asarray(charge, float), (len(v),)), typ, is_b
+
+
+def _signal_objects(
+    process: str, n: int, rng: np.random.Generator, masses: Sequence[float], sign: np.ndarray
+) -> tuple[list[_Obj], np.ndarray]:
+    """Signal (or FlatMass) objects and the neutrino: tt -> b H+ b W-, H+ -> W* A, A -> mu mu."""
+    # FlatMass: the signal topology with mA drawn flat in [70, 110] GeV at mHc = 130: a
+    # background that only the dimuon mass (i.e. the hypothesis) can reject
+    m_hc, m_a = (
+        (130.0, rng.uniform(70.0, 110.0, n))
+        if process == "FlatMass"
+        else (float(masses[0]), float(masses[1]))
+    )
+    t1, t2 = _resonance(n, 80, M_TOP, rng), _resonance(n, 80, M_TOP, rng)
+    b1, hc = _two_body(t1, M_B, m_hc, rng)
+    m_star = (m_hc - m_a) * rng.beta(3.0, 1.5, n)
+    wstar, a = _two_body(hc, m_star, m_a, rng)
+    mu1, mu2 = _two_body(a, M_MU, M_MU, rng)
+    lep, nu = _two_body(wstar, M_MU, 0.0, rng)
+    b2, w = _two_body(t2, M_B, M_W, rng)
+    q1, q2 = _two_body(w, 0.0, 0.0, rng)
+    objs = [_obj(mu1, sign, 0), _obj(mu2, -sign, 0), _obj(lep, sign, 1)]
+    objs += [_obj(b1, 0, 2, True), _obj(b2, 0, 2, True), _obj(q1, 0, 2), _obj(q2, 0, 2)]
+    return objs, nu
+
+
+def _wz_objects(
+    n: int, rng: np.random.Generator, sign: np.ndarray
+) -> tuple[list[_Obj], np.ndarray]:
+    """WZ objects and the neutrino: Z -> mu mu, W -> e nu and two light ISR jets."""
+    z, w = _resonance(n, 40, M_Z, rng, width=2.5), _resonance(n, 40, M_W, rng)
+    mu1, mu2 = _two_body(z, M_MU, M_MU, rng)
+    lep, met = _two_body(w, 0.0005, 0.0, rng)
+    objs = [_obj(mu1, sign, 0), _obj(mu2, -sign, 0), _obj(lep, sign, 1)]
+    for _ in range(2):
+        isr = _p4(
+            rng.exponential(30, n) + 15,
+            rng.normal(0, 1.5, n),
+            rng.uniform(-np.pi, np.pi, n),
+            np.full(n, 5.0),
+        )
+        objs.append(_obj(isr, 0, 2))
+    return objs, met
+
+
+def _ttbar_objects(
+    n: int, rng: np.random.Generator, sign: np.ndarray
+) -> tuple[list[_Obj], np.ndarray]:
+    """Dileptonic tt objects (plus a non-prompt muon inside a b jet) and the neutrinos' sum."""
+    t1, t2 = _resonance(n, 80, M_TOP, rng), _resonance(n, 80, M_TOP, rng)
+    b1, w1 = _two_body(t1, M_B, M_W, rng)
+    b2, w2 = _two_body(t2, M_B, M_W, rng)
+    mu1, nu1 = _two_body(w1, M_MU, 0.0, rng)
+    l2, nu2 = _two_body(w2, 0.0005, 0.0, rng)
+    frac = rng.uniform(0.05, 0.3, n)[:, None]  # non-prompt muon inside b1
+    objs = [_obj(mu1, sign, 0), _obj(l2, -sign, 1), _obj(b1 * frac, rng.choice([-1.0, 1.0], n), 0)]
+    objs += [_obj(b1 * (1 - frac), 0, 2, True), _obj(b2, 0, 2, True)]
+    return objs, nu1 + nu2
+
+
+def _reco_object(obj: _Obj, rng: np.random.Generator) -> list[np.ndarray]:
+    """Smeared :data:`_COLUMNS` of one object slot, NaN where it fails the pT/eta acceptance."""
+    v, charge, typ, is_b = obj
+    n = len(v)
+    pt, eta, phi, m = _kin(v)
+    res = 0.02 if typ < 2 else 0.1
+    pt = pt * rng.normal(1.0, res, n)
+    ok = (pt > (10 if typ < 2 else 20)) & (np.abs(eta) < 2.4)
+    btag = rng.beta(5, 1.5, n) if is_b else (rng.beta(1, 6, n) if typ == 2 else np.zeros(n))
+    mass = m if typ == 2 else np.full(n, M_MU)
+    vals = (pt, eta, phi, mass, charge, np.full(n, float(typ)), btag)
+    return [np.where(ok, val, np.nan) for val in vals]
+
+
+def _reco_met(met: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """:data:`_COLUMNS` of the MET slot (type 3): pT smeared by 15%, eta/mass/charge/btag 0."""
+    n = len(met)
+    mpt, _, mphi, _ = _kin(met)
+    zero = np.zeros(n)  # np.stack copies, so the slot may share it
+    return [mpt * rng.normal(1, 0.15, n), zero, mphi, zero, zero, np.full(n, 3.0), zero]
+
+
 def simulate_events(
     process: str, n: int, rng: np.random.Generator, masses: Sequence[float] = ()
 ) -> dict[str, np.ndarray]:
     """Objects of ``n`` events: arrays (n, S) of pt, eta, phi, mass, charge, type, btag."""
-    objs: list[tuple] = []  # (4-vectors, charge, type, is_b)
-
-    def add(v, charge, typ, is_b=False):
-        objs.append((v, np.broadcast_to(np.asarray(charge, float), (n,)), typ, is_b))
-
     sign = rng.choice([-1.0, 1.0], n)
     if process in ("signal", "FlatMass"):
-        # FlatMass: the signal topology with mA drawn flat in [70, 110] GeV at mHc = 130: a
-        # background that only the dimuon mass (i.e. the hypothesis) can reject
-        m_hc, m_a = (
-            (130.0, rng.uniform(70.0, 110.0, n))
-            if process == "FlatMass"
-            else (float(masses[0]), float(masses[1]))
-        )
-        t1, t2 = _resonance(n, 80, M_TOP, rng), _resonance(n, 80, M_TOP, rng)
-        b1, hc = _two_body(t1, M_B, m_hc, rng)
-        m_star = (m_hc - m_a) * rng.beta(3.0, 1.5, n)
-        wstar, a = _two_body(hc, m_star, m_a, rng)
-        mu1, mu2 = _two_body(a, M_MU, M_MU, rng)
-        lep, nu = _two_body(wstar, M_MU, 0.0, rng)
-        b2, w = _two_body(t2, M_B, M_W, rng)
-        q1, q2 = _two_body(w, 0.0, 0.0, rng)
-        add(mu1, sign, 0), add(mu2, -sign, 0), add(lep, sign, 1)
-        add(b1, 0, 2, True), add(b2, 0, 2, True), add(q1, 0, 2), add(q2, 0, 2)
-        met = nu
+        objs, met = _signal_objects(process, n, rng, masses, sign)
     elif process == "WZ":
-        z, w = _resonance(n, 40, M_Z, rng, width=2.5), _resonance(n, 40, M_W, rng)
-        mu1, mu2 = _two_body(z, M_MU, M_MU, rng)
-        lep, met = _two_body(w, 0.0005, 0.0, rng)
-        add(mu1, sign, 0), add(mu2, -sign, 0), add(lep, sign, 1)
-        for _ in range(2):
-            add(
-                _p4(
-                    rng.exponential(30, n) + 15,
-                    rng.normal(0, 1.5, n),
-                    rng.uniform(-np.pi, np.pi, n),
-                    np.full(n, 5.0),
-                ),
-                0,
-                2,
-            )
+        objs, met = _wz_objects(n, rng, sign)
     elif process == "TTbar":
-        t1, t2 = _resonance(n, 80, M_TOP, rng), _resonance(n, 80, M_TOP, rng)
-        b1, w1 = _two_body(t1, M_B, M_W, rng)
-        b2, w2 = _two_body(t2, M_B, M_W, rng)
-        mu1, nu1 = _two_body(w1, M_MU, 0.0, rng)
-        l2, nu2 = _two_body(w2, 0.0005, 0.0, rng)
-        frac = rng.uniform(0.05, 0.3, n)[:, None]  # non-prompt muon inside b1
-        add(mu1, sign, 0), add(l2, -sign, 1), add(b1 * frac, rng.choice([-1.0, 1.0], n), 0)
-        add(b1 * (1 - frac), 0, 2, True), add(b2, 0, 2, True)
-        met = nu1 + nu2
+        objs, met = _ttbar_objects(n, rng, sign)
     else:
         raise ValueError(
             f"unknown synthetic process {process!r}; use signal, WZ, TTbar or FlatMass"
         )
-    cols: dict[str, list] = {k: [] for k in ("pt", "eta", "phi", "mass", "charge", "type", "btag")}
-    for v, charge, typ, is_b in objs:
-        pt, eta, phi, m = _kin(v)
-        res = 0.02 if typ < 2 else 0.1
-        pt = pt * rng.normal(1.0, res, n)
-        ok = (pt > (10 if typ < 2 else 20)) & (np.abs(eta) < 2.4)
-        btag = rng.beta(5, 1.5, n) if is_b else (rng.beta(1, 6, n) if typ == 2 else np.zeros(n))
-        for key, val in zip(
-            cols,
-            (
-                pt,
-                eta,
-                phi,
-                m if typ == 2 else np.full(n, M_MU),
-                charge,
-                np.full(n, float(typ)),
-                btag,
-            ),
-            strict=True,
-        ):
-            cols[key].append(np.where(ok, val, np.nan))
-    mpt, meta, mphi, _ = _kin(met)
-    for key, val in zip(
-        cols,
-        (
-            mpt * rng.normal(1, 0.15, n),
-            np.zeros(n),
-            mphi,
-            np.zeros(n),
-            np.zeros(n),
-            np.full(n, 3.0),
-            np.zeros(n),
-        ),
-        strict=True,
-    ):
-        cols[key].append(val)
-    return {k: np.stack(v, 1) for k, v in cols.items()}
+    slots = [_reco_object(o, rng) for o in objs] + [_reco_met(met, rng)]
+    return {k: np.stack([s[j] for s in slots], 1) for j, k in enumerate(_COLUMNS)}
 
 
 def _dimuon_mass(o: dict[str, np.ndarray]) -> np.ndarray:

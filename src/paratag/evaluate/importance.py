@@ -9,8 +9,8 @@
   jets and of background jets.
 
 Inputs are the padded arrays of the model contract keyed as in the shards
-(``points``, ``features``, ``mask``, and ``sv_points``, ``sv_features``,
-``sv_mask`` for a secondary cloud); a model enters through a ``score(inputs) ->
+(``points``, ``features``, ``mask``, and ``<cloud>_points``, ``<cloud>_features``,
+``<cloud>_mask`` for a second cloud: :func:`paratag.presets.cloud_keys`); a model enters through a ``score(inputs) ->
 (N,)`` callable for the importance and as a torch module for the saliency.
 """
 
@@ -23,12 +23,11 @@ from typing import Any
 import numpy as np
 
 from paratag.evaluate.metrics import roc_auc
+from paratag.presets import cloud_keys
 
 __all__ = ["Importance", "permutation_importance", "saliency_images"]
 
 Inputs = Mapping[str, np.ndarray]
-#: (points, features, mask) keys of the first and the secondary cloud, in preset order
-CLOUD_KEYS = (("points", "features", "mask"), ("sv_points", "sv_features", "sv_mask"))
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,8 @@ def permutation_importance(
     base = auc(inputs)
     features: dict[str, float] = {}
     clouds: dict[str, float] = {}
-    for (cloud, channel_names), (pkey, fkey, mkey) in zip(names.items(), CLOUD_KEYS, strict=False):
+    for index, (cloud, channel_names) in enumerate(names.items()):
+        pkey, fkey, mkey = cloud_keys(cloud, index)
         if fkey not in inputs:
             continue
         n_points = inputs[pkey].shape[1]

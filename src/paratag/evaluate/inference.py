@@ -58,7 +58,6 @@ class Scorer:
         from paratag.models.io import graph_forward
         from paratag.runtime import progress
 
-        sv = ["sv_points", "sv_features", "sv_mask"] if model.use_sv else []
         # files in order (the store's cache), by length within a file: each batch is cut
         # to its own longest graph, which does not change a model's output
         store = sample.store
@@ -71,7 +70,7 @@ class Scorer:
         starts = range(0, n, self.batch_size)
         for lo in progress(starts, desc=desc, total=len(starts), enabled=self.show):
             idx = order[lo : lo + self.batch_size]
-            arrays = trim_padding(store.gather(rows[idx], ["points", "features", "mask", *sv]), low)
+            arrays = trim_padding(store.gather(rows[idx], model.keys), low)
             batch = {key: torch.from_numpy(v).to(self.device) for key, v in arrays.items()}
             for j, c in enumerate(conditions):
                 c = np.asarray(c, np.float32)
@@ -193,13 +192,7 @@ def importance_of(run: LoadedRun, test: EvalSample, n_events: int, seed: int) ->
         c["name"]: [x["name"] for x in (*c["points"], *c["features"])]
         for c in preset.get("clouds", [])
     }
-    keys = [
-        "points",
-        "features",
-        "mask",
-        *(["sv_points", "sv_features", "sv_mask"] if run.model.use_sv else []),
-    ]
-    inputs = test.store.gather(rows, keys)
+    inputs = test.store.gather(rows, run.model.keys)
     index, low = run.cfg.data.signal_label, min_particles(model)
 
     @torch.no_grad()

@@ -8,6 +8,7 @@ that are not given leave their section ``None`` with the reason in ``skipped``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +45,14 @@ from paratag.evaluate.studies import (
     seed_stability,
 )
 
-__all__ = ["SECTIONS", "EvaluationResults", "ScoredSample", "compute_results", "jsonable"]
+__all__ = [
+    "SECTIONS",
+    "EvaluationResults",
+    "ScoredSample",
+    "WorkingPoints",
+    "compute_results",
+    "jsonable",
+]
 
 SECTIONS = (
     "metrics",
@@ -177,6 +185,25 @@ def jsonable(obj: Any) -> Any:
 Binary = Callable[[ScoredSample], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
+def _binary(
+    s: ScoredSample, signal_index: int, weights: Mapping[int, float] | Sequence[float] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(is signal, final discriminant, weights) of a scored sample."""
+    return s.is_signal(signal_index), s.discriminant(signal_index, weights), s.w()
+
+
+def _pileup(
+    pileup: Mapping[str, ScoredSample] | None,
+    binary: Binary,
+    n_boot: int,
+    seed: int,
+    wp: WorkingPoints,
+) -> PileupRobustness | None:
+    """The pileup study over the scored samples per level (None without any)."""
+    pu: dict[str | float, Any] = {k: binary(v) for k, v in (pileup or {}).items()}
+    return pileup_robustness(pu, n_boot, seed, wp.sig_effs, wp.bkg_effs) if pu else None
+
+
 def _test_metrics(
     test: ScoredSample,
     train: ScoredSample | None,
@@ -184,12 +211,12 @@ def _test_metrics(
     class_names: Sequence[str],
     n_boot: int,
     seed: int,
-    sig_effs: Sequence[float],
-    bkg_effs: Sequence[float],
+    wp: WorkingPoints,
 ) -> dict[str, Any]:
     """Bootstrapped test metrics, ROC curves and (with a training sample) the KS check."""
     y, d, w = binary(test)
-    out: dict[str, Any] = {"metrics": bootstrap_metrics(y, d, w, n_boot, seed, sig_effs, bkg_effs)}
+    metrics = bootstrap_metrics(y, d, w, n_boot, seed, wp.sig_effs, wp.bkg_effs)
+    out: dict[str, Any] = {"metrics": metrics}
     roc = {"test": roc_curve(y, d, w)}
     if train is not None:
         ty, td, tw = binary(train)
@@ -234,6 +261,59 @@ def _sculpting(
     return sculpting(np.asarray(s.mass)[bkg], d[bkg], d[sig], w[bkg], w[sig], effs, mass_bins)
 
 
+def _sculpting_all(
+    test: ScoredSample | None,
+    samples: Mapping[str, ScoredSample] | None,
+    binary: Binary,
+    wp: WorkingPoints,
+) -> dict[str, SculptingResult]:
+    """Sculpting of every sample with a mass (default: the test sample, when it has one)."""
+    chosen = dict(samples or {})
+    if not chosen and test is not None and test.mass is not None:
+        chosen = {"model": test}
+    effs = sorted(set(wp.sculpting_sig_effs) | {wp.decorrelation_sig_eff}, reverse=True)
+    return {name: _sculpting(name, s, binary, effs, wp.mass_bins) for name, s in chosen.items()}
+
+
+@dataclass(frozen=True)
+class WorkingPoints:
+    """Where the report's efficiencies and sculpting cuts are taken.
+
+    Attributes:
+        sig_effs: signal efficiencies of the rejection working points.
+        bkg_effs: background efficiencies of the signal-efficiency working points.
+        sculpting_sig_effs: signal efficiencies of the sculpting cuts.
+        decorrelation_sig_eff: signal efficiency of the JSD figure of merit.
+        mass_bins: bins of the sculpting mass histograms.
+    """
+
+    sig_effs: Sequence[float] = DEFAULT_SIG_EFFS
+    bkg_effs: Sequence[float] = DEFAULT_BKG_EFFS
+    sculpting_sig_effs: Sequence[float] = (0.9, 0.7, 0.5, 0.3)
+    decorrelation_sig_eff: float = 0.5
+    mass_bins: int | np.ndarray = 30
+
+
+#: optional result -> (its report sections, why they are skipped when its input is missing)
+_OPTIONAL = {
+    "wrong_hypothesis": (
+        ("wrong_hypothesis",),
+        "no signal samples were scored at other hypotheses",
+    ),
+    "auc_grid": (("auc_grid",), "no parametric AUCs per mass point were given"),
+    "seeds": (("seed_stability",), "no AUCs from several training seeds were given"),
+    "sculpting": (("decorrelation",), "no sample with a mass spectator was given"),
+    "pileup": (("pileup",), "no samples with different pileup levels were given"),
+    "training": (("training_curves",), "no training metrics.csv was given"),
+    "hypotheses": (
+        ("mass_awareness", "background_aucs"),
+        "no mass-awareness study was given (paratag.evaluate.hypotheses.hypothesis_study)",
+    ),
+    "models": (("model_comparison",), "no models to compare were given"),
+    "importance": (("interpretability",), "no importance study was asked for"),
+}
+
+
 def compute_results(
     *,
     test: ScoredSample | None = None,
@@ -249,15 +329,11 @@ def compute_results(
     wrong_hypothesis: WrongHypothesis | None = None,
     seed_aucs: Mapping[int, float | Mapping[Any, float]] | None = None,
     sculpting_samples: Mapping[str, ScoredSample] | None = None,
-    sculpting_sig_effs: Sequence[float] = (0.9, 0.7, 0.5, 0.3),
-    decorrelation_sig_eff: float = 0.5,
-    mass_bins: int | np.ndarray = 30,
     pileup: Mapping[str, ScoredSample] | None = None,
     metrics_csv: str | Path | None = None,
     n_boot: int = 100,
     seed: int = 0,
-    sig_effs: Sequence[float] = DEFAULT_SIG_EFFS,
-    bkg_effs: Sequence[float] = DEFAULT_BKG_EFFS,
+    working_points: WorkingPoints = WorkingPoints(),
     hypotheses: Mapping[str, Any] | None = None,
     models: ModelComparison | None = None,
     importance: Importance | None = None,
@@ -277,77 +353,44 @@ def compute_results(
         thresholds: ratio targets per split (and ``seed``) overriding the issue's defaults.
         wrong_hypothesis: result of :func:`~paratag.evaluate.studies.wrong_hypothesis`.
         seed_aucs: AUC (or per-point AUCs) per training seed.
-        sculpting_samples: per model name, a scored sample with ``mass`` (e.g. with and
-            without DisCo); defaults to ``{"model": test}`` when ``test.mass`` is given.
-        sculpting_sig_effs: signal efficiencies of the sculpting cuts.
-        decorrelation_sig_eff: signal efficiency of the JSD figure of merit.
-        mass_bins: bins of the sculpting mass histograms.
+        sculpting_samples: per model name, a scored sample with ``mass`` (default: the test's).
         pileup: scored sample per pileup level.
         metrics_csv: the training run's ``metrics.csv``.
         n_boot: bootstrap replicas for the test metrics and pileup levels (0 disables).
         seed: bootstrap seed.
-        sig_effs: signal efficiencies of the rejection working points.
-        bkg_effs: background efficiencies of the signal-efficiency working points.
+        working_points: efficiencies of the tables and sculpting cuts.
         hypotheses: the mass-awareness study (:func:`paratag.evaluate.hypotheses.hypothesis_study`).
         models: the model comparison (:func:`~paratag.evaluate.comparison.compare_models`).
         importance: permutation importance and saliency (:mod:`paratag.evaluate.importance`).
     """
     skipped: dict[str, str] = {}
-    kw: dict[str, Any] = {}
-    bw = background_weights
-
-    def _binary(s: ScoredSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return s.is_signal(signal_index), s.discriminant(signal_index, bw), s.w()
-
+    kw: dict[str, Any] = {
+        "class_names": tuple(class_names),
+        "condition_names": tuple(condition_names),
+        "signal_index": signal_index,
+        "test": test,
+        "train": train,
+        "background_weights": background_weights,
+        "decorrelation_sig_eff": working_points.decorrelation_sig_eff,
+    }
+    binary = functools.partial(_binary, signal_index=signal_index, weights=background_weights)
     if test is not None:
-        kw.update(
-            _test_metrics(test, train, _binary, class_names, n_boot, seed, sig_effs, bkg_effs)
-        )
+        kw.update(_test_metrics(test, train, binary, class_names, n_boot, seed, working_points))
     else:
         skipped["metrics"] = "no scored test sample was given"
     _comparison(kw, skipped, parametric_aucs, dedicated_aucs, splits, thresholds, condition_names)
-
-    def put(key: str, value: Any, section: str, why: str) -> None:
-        if value is None:
-            skipped[section] = why
-        else:
-            kw[key] = value
-
-    put(
-        "wrong_hypothesis",
-        wrong_hypothesis,
-        "wrong_hypothesis",
-        "no signal samples were scored at other hypotheses",
-    )
-    grid = auc_grid(parametric_aucs, splits, condition_names) if parametric_aucs else None
-    put("auc_grid", grid, "auc_grid", "no parametric AUCs per mass point were given")
-    seeds = seed_stability(seed_aucs, condition_names) if seed_aucs else None
-    put("seeds", seeds, "seed_stability", "no AUCs from several training seeds were given")
-
-    samples = dict(sculpting_samples or {})
-    if not samples and test is not None and test.mass is not None:
-        samples = {"model": test}
-    effs = sorted(set(sculpting_sig_effs) | {decorrelation_sig_eff}, reverse=True)
-    scul = {name: _sculpting(name, s, _binary, effs, mass_bins) for name, s in samples.items()}
-    put("sculpting", scul or None, "decorrelation", "no sample with a mass spectator was given")
-    pu: dict[str | float, Any] = {k: _binary(v) for k, v in (pileup or {}).items()}
-    pu_study = pileup_robustness(pu, n_boot, seed, sig_effs, bkg_effs) if pu else None
-    put("pileup", pu_study, "pileup", "no samples with different pileup levels were given")
-    curves = None if metrics_csv is None else read_metrics_csv(metrics_csv)
-    put("training", curves, "training_curves", "no training metrics.csv was given")
-    why = "no mass-awareness study was given (paratag.evaluate.hypotheses.hypothesis_study)"
-    put("hypotheses", dict(hypotheses) if hypotheses else None, "mass_awareness", why)
-    skipped.update({} if hypotheses else {"background_aucs": why})
-    put("models", models, "model_comparison", "no models to compare were given")
-    put("importance", importance, "interpretability", "no importance study was asked for")
-    return EvaluationResults(
-        class_names=tuple(class_names),
-        condition_names=tuple(condition_names),
-        signal_index=signal_index,
-        test=test,
-        train=train,
-        background_weights=bw,
-        decorrelation_sig_eff=decorrelation_sig_eff,
-        skipped=skipped,
-        **kw,
-    )
+    optional = {
+        "wrong_hypothesis": wrong_hypothesis,
+        "auc_grid": auc_grid(parametric_aucs, splits, condition_names) if parametric_aucs else None,
+        "seeds": seed_stability(seed_aucs, condition_names) if seed_aucs else None,
+        "sculpting": _sculpting_all(test, sculpting_samples, binary, working_points) or None,
+        "pileup": _pileup(pileup, binary, n_boot, seed, working_points),
+        "training": None if metrics_csv is None else read_metrics_csv(metrics_csv),
+        "hypotheses": dict(hypotheses) if hypotheses else None,
+        "models": models,
+        "importance": importance,
+    }
+    kw.update({k: v for k, v in optional.items() if v is not None})
+    missing = [k for k, v in optional.items() if v is None]
+    skipped.update({name: _OPTIONAL[k][1] for k in missing for name in _OPTIONAL[k][0]})
+    return EvaluationResults(skipped=skipped, **kw)

@@ -59,6 +59,7 @@ from paratag.evaluate.runs import (
     parse_pileup,
 )
 from paratag.evaluate.studies import point_label, wrong_hypothesis_from_matrix
+from paratag.runtime import select_device
 
 __all__ = ["MASS_SPECTATORS", "evaluate_run", "parse_pileup"]
 
@@ -139,7 +140,7 @@ def evaluate_run(
     device: str = "auto",
     progress: bool = True,
 ) -> Path:
-    """Score a training run on test shards and write ``report.md``/``report.html``/``results.json``.
+    """Score a run on test shards, write ``report.md``/``.html``/``results.json``; -> ``report.md``.
 
     Args:
         run_dir: run directory of ``paratag train`` (config.yaml, stage1/, stage3/, metrics.csv).
@@ -168,79 +169,114 @@ def evaluate_run(
         batch_size: inference batch size.
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: tqdm bars (only on a TTY, never with CI=true).
-
-    Returns:
-        Path of ``report.md``.
     """
-    from paratag.runtime import retain_heap, select_device
-
     t0 = time.perf_counter()
+    opts = _Options(
+        n_boot,
+        seed,
+        tuple(seeds_runs),
+        dict(pileup_shards or {}),
+        dedicated_trainer,
+        inclusive_model,
+        dict(compare or {}),
+        importance,
+        background_weights,
+        thresholds,
+        selection,
+    )
     dev = select_device(device)
     run = load_run(run_dir, dev)
-    if run.cfg.heap == "retain":
-        retain_heap()
     out = Path(out_dir) if out_dir is not None else run.path / "evaluation"
-    grid, cfg, names = run.grid, run.cfg, run.grid.names
-    sig = cfg.data.signal_label
-    scorer = Scorer(sig, background_weights, batch_size, dev, progress)
+    scorer = Scorer(run.cfg.data.signal_label, background_weights, batch_size, dev, progress)
     test = EvalSample(Path(test_shards), run, selection, mass_spectator)
     hyps = _hypotheses(run, test, test_shards)
-    skipped: dict[str, str] = {}
+    res, info = _results(run, scorer, test, hyps, out, opts, dev)
+    md = write_report(res, out)
+    info = {"run_dir": str(run.path), "test_shards": str(test_shards), "device": str(dev), **info}
+    info["time_s"] = time.perf_counter() - t0
+    (out / "evaluation.json").write_text(json.dumps(info, indent=1) + "\n")
+    return md
 
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """The optional studies of :func:`evaluate_run` (its keyword arguments of that name)."""
+
+    n_boot: int
+    seed: int
+    seeds_runs: tuple[str | Path, ...]
+    pileup_shards: dict[str, str | Path]
+    dedicated_trainer: DedicatedTrainer | None
+    inclusive_model: str | Path | None
+    compare: dict[str, str | Path]
+    importance: int
+    background_weights: Mapping[int, float] | Sequence[float] | None
+    thresholds: Mapping[str, float] | None
+    selection: Selection
+
+
+def _results(
+    run: LoadedRun,
+    scorer: Scorer,
+    test: EvalSample,
+    hyps: list[Point],
+    out: Path,
+    opts: _Options,
+    dev: torch.device,
+) -> tuple[Any, dict[str, Any]]:
+    """Every study of the evaluation -> (``EvaluationResults``, the ``evaluation.json`` facts)."""
+    grid, names, sig = run.grid, run.grid.names, run.cfg.data.signal_label
+    skipped: dict[str, str] = {}
     par_aucs, matrix, par_disc = per_point(scorer, run.model, test, hyps, "parametric")
     test_sample = _overall(run, scorer, test, "test")
-
-    ded_src, why = _dedicated_models(run, hyps, out / "dedicated", dedicated_trainer)
+    ded_src, why = _dedicated_models(run, hyps, out / "dedicated", opts.dedicated_trainer)
     ded_aucs = dedicated_aucs(scorer, test, ded_src, dev)
-
     study = _study(
-        run, scorer, test, hyps, (par_disc, matrix), ded_src, inclusive_model, n_boot, seed
+        run,
+        scorer,
+        test,
+        hyps,
+        (par_disc, matrix),
+        ded_src,
+        opts.inclusive_model,
+        opts.n_boot,
+        opts.seed,
     )
-
     splits = {p: _SPLIT[grid.role_of(p)] for p in hyps}
     wrong = wrong_hypothesis_from_matrix(hyps, hyps, matrix, names) if len(hyps) > 1 else None
-
     train_sample = _training_fold(run, scorer, test, skipped, wanted=test_sample is not None)
-    seed_aucs = _seed_aucs(run, scorer, test, hyps, par_aucs, seeds_runs, dev)
-    pileup = _pileup(run, scorer, test, selection, pileup_shards or {})
-
+    seed_aucs = _seed_aucs(run, scorer, test, hyps, par_aucs, opts.seeds_runs, dev)
+    pileup = _pileup(run, scorer, test, opts.selection, opts.pileup_shards)
     csv_path = run.path / "metrics.csv"
     res = compute_results(
         test=test_sample,
         train=train_sample,
         class_names=run.model.info.get("class_names") or ("signal", "background"),
         signal_index=sig,
-        background_weights=background_weights,
+        background_weights=opts.background_weights,
         condition_names=names,
         parametric_aucs=par_aucs,
         dedicated_aucs=ded_aucs or None,
         splits=splits,
-        thresholds=thresholds,
+        thresholds=opts.thresholds,
         wrong_hypothesis=wrong,
         seed_aucs=seed_aucs or None,
         pileup=pileup or None,
         metrics_csv=csv_path if csv_path.is_file() else None,
-        n_boot=n_boot,
-        seed=seed,
+        n_boot=opts.n_boot,
+        seed=opts.seed,
         hypotheses=study,
     )
     skipped.update({f"dedicated {grid.name(p)}": v for p, v in why.items()})
     skipped.update(_reasons(res.skipped, run, test.selection, why))
-    models = compare_run(run, scorer, test, hyps, compare or {}, dev, n_boot, seed)
-    imp = importance_of(run, test, importance, seed) if importance else None
+    models = compare_run(run, scorer, test, hyps, opts.compare, dev, opts.n_boot, opts.seed)
+    imp = importance_of(run, test, opts.importance, opts.seed) if opts.importance else None
     res = dataclasses.replace(
         res, models=models, importance=imp, skipped={**res.skipped, **skipped}
     )
-    md = write_report(res, out)
-    info: dict[str, Any] = {"run_dir": str(run.path), "test_shards": str(test_shards)}
-    info["device"] = str(dev)
-    info.update(_selection_info(run, test, hyps, splits, ded_src))
-    info.update(
-        seeds=sorted(seed_aucs), pileup={k: str(v) for k, v in (pileup_shards or {}).items()}
-    )
-    info["time_s"] = time.perf_counter() - t0
-    (out / "evaluation.json").write_text(json.dumps(info, indent=1) + "\n")
-    return md
+    info = _selection_info(run, test, hyps, splits, ded_src)
+    info.update(seeds=sorted(seed_aucs), pileup={k: str(v) for k, v in opts.pileup_shards.items()})
+    return res, info
 
 
 def _hypotheses(run: LoadedRun, test: EvalSample, where: str | Path) -> list[Point]:

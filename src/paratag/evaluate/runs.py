@@ -20,6 +20,7 @@ from paratag.conditions import ConditionSpace, MassGrid
 from paratag.data.dataset import ShardStore
 from paratag.data.selection import SampleBuilder
 from paratag.errors import ConfigError, InputFileError
+from paratag.presets import DEFAULT_SECONDARY, cloud_keys, secondary_cloud
 from paratag.shards import read_manifest
 
 __all__ = [
@@ -42,12 +43,23 @@ _FOLD = {"train": 0, "validation": 1, "test": 2}
 
 @dataclasses.dataclass(frozen=True)
 class LoadedModel:
-    """A loaded checkpoint with what inference needs."""
+    """A loaded checkpoint with what inference needs.
+
+    ``secondary`` is the name of the second cloud of the preset recorded with the
+    model (``sv`` for checkpoints that record none); with ``use_sv`` the model reads it.
+    """
 
     module: torch.nn.Module
     info: dict[str, Any]
     space: ConditionSpace
     use_sv: bool
+    secondary: str = DEFAULT_SECONDARY
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The shard arrays the model reads: the first cloud, then the second if used."""
+        second = cloud_keys(self.secondary, 1) if self.use_sv else ()
+        return (*cloud_keys("", 0), *second)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +80,8 @@ def load_model_for_eval(path: Path, device: torch.device) -> LoadedModel:
     module, info = load_model(path, device=device)
     names = tuple(getattr(module, "condition_names", ()))
     space = ConditionSpace(names, tuple(info["condition_mean"]), tuple(info["condition_std"]))
-    return LoadedModel(module, dict(info), space, bool(info["input_dims"].get("sv_dims")))
+    use_sv = bool(info["input_dims"].get("sv_dims"))
+    return LoadedModel(module, dict(info), space, use_sv, secondary_cloud(info.get("preset")))
 
 
 def load_run(run_dir: str | Path, device: torch.device) -> LoadedRun:

@@ -98,17 +98,22 @@ def event_index(counts: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(counts)), counts)
 
 
-def simulate(chunk: Chunk, cfg: DetectorConfig, rng: np.random.Generator) -> Reco:
-    """Run the parametric detector on one chunk."""
-    px, py, pz, e = chunk.p4.T
-    pt = np.hypot(px, py)
-    ok = pt > 1e-6
-    eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pt), where=ok))
-    phi = np.arctan2(py, px)
+def _detect(
+    chunk: Chunk,
+    pt: np.ndarray,
+    eta: np.ndarray,
+    ok: np.ndarray,
+    cfg: DetectorConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Which truth particles are tracks, ECAL or HCAL deposits, and their smeared pT.
+
+    Returns the masks (track, em, had) and the reconstructed pT of every particle.
+    """
+    e = chunk.p4[:, 3]
     apid = np.abs(chunk.pid)
     charged = chunk.charge != 0
-    n = len(pt)
-    u = rng.random(n)
+    u = rng.random(len(pt))
 
     eff = np.where(np.isin(apid, (11, 13)), 0.99, cfg.tracking_eff)
     track = ok & charged & (np.abs(eta) < cfg.charged_eta_max) & (pt > cfg.track_pt_min) & (u < eff)
@@ -128,23 +133,38 @@ def simulate(chunk: Chunk, cfg: DetectorConfig, rng: np.random.Generator) -> Rec
     pt_reco = np.where(track, pt, e_reco / np.cosh(eta))
     a, b = cfg.track_res
     pt_reco[track] = np.abs(_smear(rng, pt[track], np.sqrt(a**2 + (b * pt[track]) ** 2)))
+    return track, em, had, pt_reco
 
-    keep = track | em | had
-    ev = event_index(chunk.counts)
-    pv_true_cm = chunk.pv_true * MM_TO_CM
-    pv_reco = pv_true_cm + rng.normal(0.0, [0.001, 0.001, 0.0015], pv_true_cm.shape)
 
+def _pdg_id_and_mass(
+    apid: np.ndarray, track: np.ndarray, had: np.ndarray, sign: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """PF ``pdgId`` (e, mu, pi+-, photon, K0L) and mass hypothesis of every particle."""
     pdg = np.where(had, 130, 22).astype(np.int32)
-    sign = np.sign(chunk.charge).astype(np.int32)
     pdg = np.where(track & (apid == 11), -11 * sign, pdg)
     pdg = np.where(track & (apid == 13), -13 * sign, pdg)
     pdg = np.where(track & ~np.isin(apid, (11, 13)), 211 * sign, pdg)
     mass = np.where(track, M_PION, 0.0)
     mass = np.where(np.abs(pdg) == 11, M_ELECTRON, mass)
     mass = np.where(np.abs(pdg) == 13, M_MUON, mass)
+    return pdg, mass
 
-    # impact parameters w.r.t. the reconstructed primary vertex (straight tracks)
-    rel_v = chunk.vtx * MM_TO_CM - pv_reco[ev]
+
+def _impact_parameters(
+    chunk: Chunk,
+    pv_ev: np.ndarray,
+    pt: np.ndarray,
+    track: np.ndarray,
+    cfg: DetectorConfig,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Smeared d0, dz and their errors w.r.t. the reconstructed vertex ``pv_ev`` (straight tracks).
+
+    Non-tracks get -1 in every column.
+    """
+    px, py, pz, _ = chunk.p4.T
+    n = len(pt)
+    rel_v = chunk.vtx * MM_TO_CM - pv_ev
     ptsafe = np.maximum(pt, 1e-6)
     d0_true = (-rel_v[:, 0] * py + rel_v[:, 1] * px) / ptsafe
     dz_true = rel_v[:, 2] - (rel_v[:, 0] * px + rel_v[:, 1] * py) / ptsafe * pz / ptsafe
@@ -154,58 +174,89 @@ def simulate(chunk: Chunk, cfg: DetectorConfig, rng: np.random.Generator) -> Rec
     dz = dz_true + dz_err * rng.standard_normal(n)
     for arr in (d0, dz, d0_err, dz_err):
         arr[~track] = -1.0
+    return {"d0": d0, "d0Err": d0_err, "dz": dz, "dzErr": dz_err}
 
-    puppi = np.ones(n)
-    puppi[track] = np.where((chunk.pu[track] == 0) | (np.abs(dz[track]) < 0.1), 1.0, 0.0)
 
-    sel = np.flatnonzero(keep)
-    pf_counts = np.bincount(ev[sel], minlength=chunk.n_events)
-    pt_k, eta_k, phi_k, m_k = pt_reco[sel], eta[sel], phi[sel], mass[sel]
-    pf = {
-        "pt": pt_k,
-        "eta": eta_k,
-        "phi": phi_k,
-        "mass": m_k,
-        "charge": np.where(track[sel], sign[sel], 0).astype(np.int32),
-        "pdgId": pdg[sel],
-        "d0": d0[sel],
-        "d0Err": d0_err[sel],
-        "dz": dz[sel],
-        "dzErr": dz_err[sel],
-        "puppiWeight": puppi[sel],
-        "px": pt_k * np.cos(phi_k),
-        "py": pt_k * np.sin(phi_k),
-        "pz": pt_k * np.sinh(eta_k),
-        "hf": chunk.hf[sel],
-        "pu": chunk.pu[sel],
-        "lepflav": chunk.lepflav[sel],
-        "track": track[sel],
-    }
+def _pf_candidates(
+    chunk: Chunk, sel: np.ndarray, full: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """PF candidate columns of the kept particles ``sel`` from per-particle columns ``full``."""
+    pf = {k: v[sel] for k, v in full.items()}
+    pt_k, eta_k, phi_k, m_k = pf["pt"], pf["eta"], pf["phi"], pf["mass"]
+    pf["px"] = pt_k * np.cos(phi_k)
+    pf["py"] = pt_k * np.sin(phi_k)
+    pf["pz"] = pt_k * np.sinh(eta_k)
+    pf["hf"] = chunk.hf[sel]
+    pf["pu"] = chunk.pu[sel]
+    pf["lepflav"] = chunk.lepflav[sel]
+    pf["track"] = pf.pop("track")
     pf["e"] = np.sqrt(pf["px"] ** 2 + pf["py"] ** 2 + pf["pz"] ** 2 + m_k**2)
-    offsets = np.concatenate([[0], np.cumsum(pf_counts)])
-    if chunk.n_pu.any():
-        pf["puppiWeight"] = _puppi_neutrals(pf, offsets, chunk.n_pu)
+    return pf
 
-    muon, muon_counts = _leptons(pf, offsets, 13, cfg, rng)
-    electron, electron_counts = _leptons(pf, offsets, 11, cfg, rng)
 
+def _event_columns(
+    pf: dict[str, np.ndarray], pf_counts: np.ndarray, pv_reco: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-event MET (from all PF candidates) and primary-vertex columns."""
+    n_events = len(pf_counts)
     pf_ev = event_index(pf_counts)
-    met_x = -np.bincount(pf_ev, pf["px"], minlength=chunk.n_events)
-    met_y = -np.bincount(pf_ev, pf["py"], minlength=chunk.n_events)
+    met_x = -np.bincount(pf_ev, pf["px"], minlength=n_events)
+    met_y = -np.bincount(pf_ev, pf["py"], minlength=n_events)
     trk_pu = pf["track"] & (pf["pu"] > 0)
     n_trk_vtx = np.unique(pf_ev[trk_pu] * 10_000 + pf["pu"][trk_pu], return_counts=True)[1]
     good_pu = np.unique(pf_ev[trk_pu] * 10_000 + pf["pu"][trk_pu])[n_trk_vtx >= 2] // 10_000
-    npvs = 1 + np.bincount(good_pu, minlength=chunk.n_events)
-    event = {
+    npvs = 1 + np.bincount(good_pu, minlength=n_events)
+    return {
         "MET_pt": np.hypot(met_x, met_y),
         "MET_phi": np.arctan2(met_y, met_x),
-        "MET_sumEt": np.bincount(pf_ev, pf["pt"], minlength=chunk.n_events),
+        "MET_sumEt": np.bincount(pf_ev, pf["pt"], minlength=n_events),
         "PV_npvs": npvs.astype(np.int32),
         "PV_npvsGood": npvs.astype(np.int32),
         "PV_x": pv_reco[:, 0],
         "PV_y": pv_reco[:, 1],
         "PV_z": pv_reco[:, 2],
     }
+
+
+def simulate(chunk: Chunk, cfg: DetectorConfig, rng: np.random.Generator) -> Reco:
+    """Run the parametric detector on one chunk."""
+    px, py, pz, _ = chunk.p4.T
+    pt = np.hypot(px, py)
+    ok = pt > 1e-6
+    eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pt), where=ok))
+    phi = np.arctan2(py, px)
+    track, em, had, pt_reco = _detect(chunk, pt, eta, ok, cfg, rng)
+
+    ev = event_index(chunk.counts)
+    pv_true_cm = chunk.pv_true * MM_TO_CM
+    pv_reco = pv_true_cm + rng.normal(0.0, [0.001, 0.001, 0.0015], pv_true_cm.shape)
+    sign = np.sign(chunk.charge).astype(np.int32)
+    pdg, mass = _pdg_id_and_mass(np.abs(chunk.pid), track, had, sign)
+    ip = _impact_parameters(chunk, pv_reco[ev], pt, track, cfg, rng)
+    puppi = np.ones(len(pt))
+    puppi[track] = np.where((chunk.pu[track] == 0) | (np.abs(ip["dz"][track]) < 0.1), 1.0, 0.0)
+
+    sel = np.flatnonzero(track | em | had)
+    pf_counts = np.bincount(ev[sel], minlength=chunk.n_events)
+    full = {
+        "pt": pt_reco,
+        "eta": eta,
+        "phi": phi,
+        "mass": mass,
+        "charge": np.where(track, sign, 0).astype(np.int32),
+        "pdgId": pdg,
+        **ip,
+        "puppiWeight": puppi,
+        "track": track,
+    }
+    pf = _pf_candidates(chunk, sel, full)
+    offsets = np.concatenate([[0], np.cumsum(pf_counts)])
+    if chunk.n_pu.any():
+        pf["puppiWeight"] = _puppi_neutrals(pf, offsets, chunk.n_pu)
+
+    muon, muon_counts = _leptons(pf, offsets, 13, cfg, rng)
+    electron, electron_counts = _leptons(pf, offsets, 11, cfg, rng)
+    event = _event_columns(pf, pf_counts, pv_reco)
     return Reco(pf, pf_counts, muon, muon_counts, electron, electron_counts, event, pv_reco)
 
 

@@ -10,6 +10,7 @@ from reclustering each fat jet's constituents with Cambridge/Aachen.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import awkward as ak
@@ -81,6 +82,147 @@ def emulate_btag(
     return np.where(passed, wp + (1.0 - wp) * v**0.3, wp * v**3)
 
 
+@dataclasses.dataclass
+class _Inputs:
+    """Clustering inputs of a chunk, grouped by event: CHS PF candidates and ghost hadrons."""
+
+    p4: np.ndarray  # (n, 4) px, py, pz, E
+    is_ghost: np.ndarray
+    src: np.ndarray  # global PF index (candidates) or global hadron index (ghosts)
+    offsets: np.ndarray  # per-event offsets into the arrays above
+    had_flav: np.ndarray  # heavy flavour (5, 4, 0) of every truth hadron of the chunk
+
+
+@dataclasses.dataclass
+class _RawJets:
+    """Anti-kt jets before the pT cut: constituent bookkeeping and per-jet sums."""
+
+    jet_ev: np.ndarray  # event of each jet
+    const_jet: np.ndarray  # jet of each constituent
+    pos: np.ndarray  # position of each constituent in the inputs
+    real: np.ndarray  # the constituent is a PF candidate, not a ghost
+    sums: np.ndarray  # (n_jets, 4) summed px, py, pz, E of the real constituents
+    pt: np.ndarray
+    n_b: np.ndarray  # b-hadron ghosts per jet
+    n_c: np.ndarray  # c-hadron ghosts per jet
+    n_real: np.ndarray  # PF candidates per jet
+
+
+def _clustering_inputs(reco: Reco, chunk: Chunk) -> _Inputs:
+    """CHS candidates (charged pileup removed) plus scaled b/c-hadron ghosts, sorted by event."""
+    pf = reco.pf
+    use = (pf["puppiWeight"] > 0) | ~pf["track"]
+    c_idx = np.flatnonzero(use)
+    c_ev = event_index(reco.pf_counts)[c_idx]
+
+    had_flav = np.array([heavy_flavour(abs(int(p))) for p in chunk.had_pid], dtype=np.int32)
+    g_idx = np.flatnonzero(had_flav > 0)
+    g_ev = event_index(chunk.had_counts)[g_idx]
+
+    p4 = np.concatenate(
+        [
+            np.stack([pf["px"], pf["py"], pf["pz"], pf["e"]], 1)[c_idx],
+            chunk.had_p4[g_idx] * GHOST_SCALE,
+        ]
+    )
+    is_ghost = np.concatenate([np.zeros(len(c_idx), bool), np.ones(len(g_idx), bool)])
+    src = np.concatenate([c_idx, g_idx])
+    evs = np.concatenate([c_ev, g_ev])
+    order = np.argsort(evs, kind="stable")
+    p4, is_ghost, src, evs = p4[order], is_ghost[order], src[order], evs[order]
+    in_counts = np.bincount(evs, minlength=chunk.n_events)
+    in_off = np.concatenate([[0], np.cumsum(in_counts)])
+    return _Inputs(p4, is_ghost, src, in_off, had_flav)
+
+
+def _antikt(fastjet: Any, inp: _Inputs, radius: float, pt_min: float, n_events: int) -> _RawJets:
+    """Cluster ``inp`` with anti-kt (jets above ``pt_min / 2``) and sum each jet's constituents."""
+    p4, in_off = inp.p4, inp.offsets
+    particles = _jagged_p4(p4[:, 0], p4[:, 1], p4[:, 2], p4[:, 3], in_off)
+    seq = fastjet.ClusterSequence(
+        particles, fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
+    )
+    cidx = seq.constituent_index(pt_min * 0.5)
+    n_jets_raw = ak.to_numpy(ak.num(cidx, axis=1))
+    n_const_raw = ak.to_numpy(ak.flatten(ak.num(cidx, axis=2)))
+    local = ak.to_numpy(ak.flatten(cidx, axis=None)).astype(np.int64)
+    jet_ev = np.repeat(np.arange(n_events), n_jets_raw)
+    const_jet = np.repeat(np.arange(len(n_const_raw)), n_const_raw)
+    pos = in_off[jet_ev[const_jet]] + local
+    ghost = inp.is_ghost[pos]
+
+    real = ~ghost
+    n_jr = len(n_const_raw)
+    sums = np.stack(
+        [np.bincount(const_jet[real], p4[pos[real], k], minlength=n_jr) for k in range(4)], 1
+    )
+    gh_flav = inp.had_flav[inp.src[pos[ghost]]]
+    return _RawJets(
+        jet_ev=jet_ev,
+        const_jet=const_jet,
+        pos=pos,
+        real=real,
+        sums=sums,
+        pt=np.hypot(sums[:, 0], sums[:, 1]),
+        n_b=np.bincount(const_jet[ghost][gh_flav == 5], minlength=n_jr),
+        n_c=np.bincount(const_jet[ghost][gh_flav == 4], minlength=n_jr),
+        n_real=np.bincount(const_jet[real], minlength=n_jr),
+    )
+
+
+def _jet_columns(
+    raw: _RawJets, jorder: np.ndarray, cfg: DetectorConfig, rng: np.random.Generator
+) -> Jets:
+    """``Jet``/``FatJet`` columns of the kept jets ``jorder`` (b tag emulated with ``rng``)."""
+    sums, jpt = raw.sums[jorder], raw.pt[jorder]
+    pz, en = sums[:, 2], sums[:, 3]
+    eta = np.arcsinh(pz / np.maximum(jpt, 1e-9))
+    n_b, n_c = raw.n_b[jorder], raw.n_c[jorder]
+    flavour = np.where(n_b > 0, 5, np.where(n_c > 0, 4, 0)).astype(np.int32)
+    return {
+        "pt": jpt,
+        "eta": eta,
+        "phi": np.arctan2(sums[:, 1], sums[:, 0]),
+        "mass": np.sqrt(np.maximum(en**2 - jpt**2 - pz**2, 0.0)),
+        "nConstituents": raw.n_real[jorder].astype(np.int32),
+        "hadronFlavour": flavour,
+        "nBHadrons": n_b,
+        "nCHadrons": n_c,
+        "btagDeepFlavB": emulate_btag(flavour, eta, cfg, rng),
+        "jetId": np.full(len(jpt), 6, dtype=np.int32),
+        "e": en,
+        "px": sums[:, 0],
+        "py": sums[:, 1],
+    }
+
+
+def _link_table(
+    raw: _RawJets, inp: _Inputs, jorder: np.ndarray, counts: np.ndarray, reco: Reco
+) -> tuple[Jets, np.ndarray, np.ndarray]:
+    """Constituents of the kept jets in jet order, each jet's by decreasing pT.
+
+    Returns the ``*PFCands`` columns, their per-event counts and the global PF index of
+    each row.
+    """
+    pf_off = np.concatenate([[0], np.cumsum(reco.pf_counts)])
+    new_id = np.full(len(raw.n_real), -1)
+    new_id[jorder] = np.arange(len(jorder))
+    jet_off = np.concatenate([[0], np.cumsum(counts)])
+    sel = raw.real & (new_id[raw.const_jet] >= 0)
+    l_jet = new_id[raw.const_jet[sel]]
+    l_pf = inp.src[raw.pos[sel]]
+    l_pt = reco.pf["pt"][l_pf]
+    lorder = np.lexsort((-l_pt, l_jet))
+    l_jet, l_pf, l_pt = l_jet[lorder], l_pf[lorder], l_pt[lorder]
+    l_ev = raw.jet_ev[jorder][l_jet]
+    links: Jets = {
+        "jetIdx": (l_jet - jet_off[l_ev]).astype(np.int32),
+        "pFCandsIdx": (l_pf - pf_off[l_ev]).astype(np.int32),
+        "pt": l_pt,
+    }
+    return links, np.bincount(l_ev, minlength=len(counts)), l_pf
+
+
 def cluster_jets(
     reco: Reco,
     chunk: Chunk,
@@ -97,98 +239,18 @@ def cluster_jets(
     ``*PFCands`` table (jetIdx, pFCandsIdx, pt), grouped by jet in jet order.
     """
     fastjet: Any = require("fastjet", "gen")
-    pf = reco.pf
     n_events = chunk.n_events
-    pf_off = np.concatenate([[0], np.cumsum(reco.pf_counts)])
-    use = (pf["puppiWeight"] > 0) | ~pf["track"]
-    c_idx = np.flatnonzero(use)
-    c_ev = event_index(reco.pf_counts)[c_idx]
+    inp = _clustering_inputs(reco, chunk)
+    raw = _antikt(fastjet, inp, radius, pt_min, n_events)
 
-    had_flav = np.array([heavy_flavour(abs(int(p))) for p in chunk.had_pid], dtype=np.int32)
-    g_idx = np.flatnonzero(had_flav > 0)
-    g_ev = event_index(chunk.had_counts)[g_idx]
-
-    p4 = np.concatenate(
-        [
-            np.stack([pf["px"], pf["py"], pf["pz"], pf["e"]], 1)[c_idx],
-            chunk.had_p4[g_idx] * GHOST_SCALE,
-        ]
-    )
-    is_ghost = np.concatenate([np.zeros(len(c_idx), bool), np.ones(len(g_idx), bool)])
-    src = np.concatenate([c_idx, g_idx])  # global pf index or global hadron index
-    evs = np.concatenate([c_ev, g_ev])
-    order = np.argsort(evs, kind="stable")
-    p4, is_ghost, src, evs = p4[order], is_ghost[order], src[order], evs[order]
-    in_counts = np.bincount(evs, minlength=n_events)
-    in_off = np.concatenate([[0], np.cumsum(in_counts)])
-
-    particles = _jagged_p4(p4[:, 0], p4[:, 1], p4[:, 2], p4[:, 3], in_off)
-    seq = fastjet.ClusterSequence(
-        particles, fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
-    )
-    cidx = seq.constituent_index(pt_min * 0.5)
-    n_jets_raw = ak.to_numpy(ak.num(cidx, axis=1))
-    n_const_raw = ak.to_numpy(ak.flatten(ak.num(cidx, axis=2)))
-    local = ak.to_numpy(ak.flatten(cidx, axis=None)).astype(np.int64)
-    jet_ev = np.repeat(np.arange(n_events), n_jets_raw)
-    const_jet = np.repeat(np.arange(len(n_const_raw)), n_const_raw)
-    pos = in_off[jet_ev[const_jet]] + local
-    ghost = is_ghost[pos]
-
-    real = ~ghost
-    n_jr = len(n_const_raw)
-    sums = np.stack(
-        [np.bincount(const_jet[real], p4[pos[real], k], minlength=n_jr) for k in range(4)], 1
-    )
-    jpt = np.hypot(sums[:, 0], sums[:, 1])
-    gh_flav = had_flav[src[pos[ghost]]]
-    n_b = np.bincount(const_jet[ghost][gh_flav == 5], minlength=n_jr)
-    n_c = np.bincount(const_jet[ghost][gh_flav == 4], minlength=n_jr)
-    n_real = np.bincount(const_jet[real], minlength=n_jr)
-
-    keep = (jpt > pt_min) & (n_real > 0)
-    jorder = np.lexsort((-jpt, jet_ev))
+    keep = (raw.pt > pt_min) & (raw.n_real > 0)
+    jorder = np.lexsort((-raw.pt, raw.jet_ev))
     jorder = jorder[keep[jorder]]
-    counts = np.bincount(jet_ev[jorder], minlength=n_events)
-    sums, jpt = sums[jorder], jpt[jorder]
-    pz, en = sums[:, 2], sums[:, 3]
-    eta = np.arcsinh(pz / np.maximum(jpt, 1e-9))
-    flavour = np.where(n_b[jorder] > 0, 5, np.where(n_c[jorder] > 0, 4, 0)).astype(np.int32)
-    jets: Jets = {
-        "pt": jpt,
-        "eta": eta,
-        "phi": np.arctan2(sums[:, 1], sums[:, 0]),
-        "mass": np.sqrt(np.maximum(en**2 - jpt**2 - pz**2, 0.0)),
-        "nConstituents": n_real[jorder].astype(np.int32),
-        "hadronFlavour": flavour,
-        "nBHadrons": n_b[jorder],
-        "nCHadrons": n_c[jorder],
-        "btagDeepFlavB": emulate_btag(flavour, eta, cfg, rng),
-        "jetId": np.full(len(jpt), 6, dtype=np.int32),
-        "e": en,
-        "px": sums[:, 0],
-        "py": sums[:, 1],
-    }
-
-    # link table: constituents of kept jets, in jet order, each jet's by decreasing pT
-    new_id = np.full(n_jr, -1)
-    new_id[jorder] = np.arange(len(jorder))
-    jet_off = np.concatenate([[0], np.cumsum(counts)])
-    sel = real & (new_id[const_jet] >= 0)
-    l_jet = new_id[const_jet[sel]]
-    l_pf = src[pos[sel]]
-    l_pt = pf["pt"][l_pf]
-    lorder = np.lexsort((-l_pt, l_jet))
-    l_jet, l_pf, l_pt = l_jet[lorder], l_pf[lorder], l_pt[lorder]
-    l_ev = jet_ev[jorder][l_jet]
-    links: Jets = {
-        "jetIdx": (l_jet - jet_off[l_ev]).astype(np.int32),
-        "pFCandsIdx": (l_pf - pf_off[l_ev]).astype(np.int32),
-        "pt": l_pt,
-    }
-    link_counts = np.bincount(l_ev, minlength=n_events)
+    counts = np.bincount(raw.jet_ev[jorder], minlength=n_events)
+    jets = _jet_columns(raw, jorder, cfg, rng)
+    links, link_counts, l_pf = _link_table(raw, inp, jorder, counts, reco)
     if softdrop:
-        jets["msoftdrop"] = _softdrop_mass(fastjet, pf, l_pf, jets["nConstituents"])
+        jets["msoftdrop"] = _softdrop_mass(fastjet, reco.pf, l_pf, jets["nConstituents"])
     return jets, counts, links, link_counts
 
 

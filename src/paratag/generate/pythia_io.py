@@ -303,6 +303,54 @@ class _Walker:
         return res
 
 
+def _number_hadrons(
+    b: _Batch, ev_all: np.ndarray, g_ev: np.ndarray, seq_had: np.ndarray, seq_ok: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hadrons numbered by first appearance in ``seq_had``: global index, offsets, numbers."""
+    seq_ev = np.repeat(g_ev, 2).reshape(-1, 2)
+    s_glob = (b.offsets[seq_ev] + seq_had)[seq_ok]
+    uniq, first_pos, inv = np.unique(s_glob, return_index=True, return_inverse=True)
+    by_first = np.argsort(first_pos, kind="stable")
+    had_g = uniq[by_first]  # global index of each hadron, in numbering order
+    rank_sorted = np.empty(len(uniq), dtype=np.int64)
+    rank_sorted[by_first] = np.arange(len(uniq))
+    had_ev = ev_all[had_g]
+    had_counts = np.bincount(had_ev, minlength=len(b))
+    had_off = np.concatenate([[0], np.cumsum(had_counts)])
+    had_idx = rank_sorted - had_off[ev_all[uniq]]  # per-event number of each uniq entry
+    seq_idx = np.full(seq_had.shape, -1, dtype=np.int64)
+    seq_idx[seq_ok] = had_idx[inv.reshape(-1)]
+    return had_g, had_off, seq_idx
+
+
+def _displaced_hadrons(
+    b: _Batch, walk: _Walker, ev_all: np.ndarray, fin: np.ndarray, disp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hadrons behind displaced vertices: ``hf`` per final particle, global indices, offsets."""
+    # vertices are grouped per event in (x, y, z) order, as np.unique(axis=0) orders them
+    dv, de = b.vprod[fin[disp]], ev_all[fin[disp]]
+    order = np.lexsort((dv[:, 2], dv[:, 1], dv[:, 0], de))
+    sv, se = dv[order], de[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (se[1:] != se[:-1]) | np.any(sv[1:] != sv[:-1], axis=1)
+    group = np.cumsum(new) - 1
+    first = fin[disp[order[new]]]  # lowest index of each group (lexsort is stable)
+    g_ev = ev_all[first]
+    anc = walk.weak_ancestor(g_ev, first - b.offsets[g_ev])
+    a = walk.pid_abs[b.offsets[g_ev] + anc]
+    flav = np.where(a == 15, 15, _heavy_flavour_np(a))
+    valid = (anc > 2) & (flav != 0)
+    b_anc = np.full(len(anc), -1)
+    is_c = valid & (flav == 4)
+    b_anc[is_c] = walk.b_ancestor(g_ev[is_c], anc[is_c])
+    # hadron numbering per event: order of first appearance in (ancestor, its b) per group
+    seq_had, seq_ok = np.stack([anc, b_anc], 1), np.stack([valid, b_anc >= 0], 1)
+    had_g, had_off, seq_idx = _number_hadrons(b, ev_all, g_ev, seq_had, seq_ok)
+    hf = np.full(len(fin), -1, dtype=np.int32)
+    hf[disp[order]] = np.where(valid, seq_idx[:, 0], -1)[group]
+    return hf, had_g, had_off
+
+
 class PythiaSource:
     """A generator of :class:`TruthEvent` objects from one or more Pythia instances.
 
@@ -406,45 +454,9 @@ class PythiaSource:
         p4, vtx = b.p4[fin], b.vprod[fin]
         keep = ~np.isin(pid_abs, _NEUTRINOS)
         charge = self._pdg.charge(pid)
-        hf = np.full(len(pid), -1, dtype=np.int32)
         walk = _Walker(b, self._pdg)
-
-        # displaced vertices of charged particles -> the weakly decaying hadron behind them;
-        # vertices are grouped per event in (x, y, z) order, as np.unique(axis=0) orders them
         disp = np.flatnonzero((charge != 0) & (np.einsum("ij,ij->i", vtx, vtx) > 1e-6) & keep)
-        dv, de = vtx[disp], ev[disp]
-        order = np.lexsort((dv[:, 2], dv[:, 1], dv[:, 0], de))
-        sv, se = dv[order], de[order]
-        new = np.ones(len(order), dtype=bool)
-        new[1:] = (se[1:] != se[:-1]) | np.any(sv[1:] != sv[:-1], axis=1)
-        group = np.cumsum(new) - 1
-        first = disp[order[new]]  # lowest index of each group (lexsort is stable)
-        g_ev = ev[first]
-        anc = walk.weak_ancestor(g_ev, local[first])
-        a = walk.pid_abs[b.offsets[g_ev] + anc]
-        flav = np.where(a == 15, 15, _heavy_flavour_np(a))
-        valid = (anc > 2) & (flav != 0)
-        b_anc = np.full(len(anc), -1)
-        is_c = valid & (flav == 4)
-        b_anc[is_c] = walk.b_ancestor(g_ev[is_c], anc[is_c])
-
-        # hadron numbering per event: order of first appearance in (ancestor, its b) per group
-        seq_had = np.stack([anc, b_anc], 1)
-        seq_ok = np.stack([valid, b_anc >= 0], 1)
-        seq_ev = np.repeat(g_ev, 2).reshape(-1, 2)
-        s_glob = (b.offsets[seq_ev] + seq_had)[seq_ok]
-        uniq, first_pos, inv = np.unique(s_glob, return_index=True, return_inverse=True)
-        by_first = np.argsort(first_pos, kind="stable")
-        had_g = uniq[by_first]  # global index of each hadron, in numbering order
-        rank_sorted = np.empty(len(uniq), dtype=np.int64)
-        rank_sorted[by_first] = np.arange(len(uniq))
-        had_ev = ev_all[had_g]
-        had_counts = np.bincount(had_ev, minlength=n_ev)
-        had_off = np.concatenate([[0], np.cumsum(had_counts)])
-        had_idx = rank_sorted - had_off[ev_all[uniq]]  # per-event number of each uniq entry
-        seq_idx = np.full(seq_had.shape, -1, dtype=np.int64)
-        seq_idx[seq_ok] = had_idx[inv.reshape(-1)]
-        hf[disp[order]] = np.where(valid, seq_idx[:, 0], -1)[group]
+        hf, had_g, had_off = _displaced_hadrons(b, walk, ev_all, fin, disp)
 
         hp4 = b.p4[had_g]
         hv = b.vprod[had_g]

@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from paratag.errors import InputFileError
+from paratag.errors import InputFileError, InvalidValueError
+from paratag.presets import cloud_keys
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -35,6 +36,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "save_checkpoint",
+    "secondary_in",
     "unwrap",
 ]
 
@@ -115,11 +117,29 @@ def load_model(
     return model.to(device).eval(), info
 
 
+def secondary_in(batch: Mapping[str, Any]) -> str | None:
+    """Name of the second cloud whose ``<name>_features`` a batch holds (None: no second cloud)."""
+    names = [k[: -len("_features")] for k in batch if k.endswith("_features")]
+    if len(names) > 1:
+        raise InvalidValueError(
+            f"batch holds several secondary clouds {sorted(names)}; graph models read one "
+            "(gather only the preset's first and second cloud)"
+        )
+    return names[0] if names else None
+
+
 def graph_forward(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
-    """The graph-model call ``model(points, features, mask, condition[, sv_features, sv_mask])``."""
+    """The graph-model call ``model(points, features, mask, condition[, sv_features, sv_mask])``.
+
+    A second cloud in the batch (``<cloud>_features``, ``<cloud>_mask``: named by the
+    preset, :func:`paratag.presets.cloud_keys`) feeds the model's ``sv_features`` and
+    ``sv_mask`` keywords.
+    """
     kwargs = {}
-    if "sv_features" in batch:
-        kwargs = {"sv_features": batch["sv_features"], "sv_mask": batch["sv_mask"]}
+    name = secondary_in(batch)
+    if name is not None:
+        _, features, mask = cloud_keys(name, 1)
+        kwargs = {"sv_features": batch[features], "sv_mask": batch[mask]}
     return model(  # type: ignore[no-any-return]
         batch["points"], batch["features"], batch["mask"], batch.get("condition"), **kwargs
     )

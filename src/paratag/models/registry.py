@@ -8,8 +8,9 @@ never has to import another one.
 
 :func:`input_names` and :func:`example_inputs` describe the inputs of any
 registered graph model in ONNX order
-(``points, features, mask[, condition][, sv_features, sv_mask]``);
-:func:`positional` wraps a model so it can be called (and exported) with
+(``points, features, mask[, condition][, <cloud>_features, <cloud>_mask]``, where
+``<cloud>`` is the preset's second cloud, ``sv`` by default: the model's own keyword
+names); :func:`positional` wraps a model so it can be called (and exported) with
 exactly those inputs as positional arguments.
 """
 
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 
 from paratag.config import ModelConfig
 from paratag.errors import ConfigError
+from paratag.presets import DEFAULT_SECONDARY, cloud_keys
 
 __all__ = [
     "GraphModel",
@@ -158,12 +160,14 @@ class GraphModel(Protocol):
         """Logits ``(N, n_classes)``."""
 
 
-def input_names(model: nn.Module) -> list[str]:
+def input_names(model: nn.Module, secondary: str = DEFAULT_SECONDARY) -> list[str]:
     """ONNX input names of ``model`` in call order.
 
     ``points, features, mask``, then ``condition`` if the model reads it, then
-    ``sv_features, sv_mask`` if it has a secondary-vertex input. A model may
-    override this with an ``input_names`` attribute or method.
+    ``<secondary>_features, <secondary>_mask`` if it has a secondary input
+    (``secondary``: the preset's second cloud; the default ``sv`` gives the model's
+    ``sv_features``/``sv_mask`` keywords). A model may override this with an
+    ``input_names`` attribute or method.
     """
     custom = getattr(model, "input_names", None)  # baselines (images, tabular) name their own
     if custom is not None:
@@ -178,7 +182,7 @@ def input_names(model: nn.Module) -> list[str]:
     if model.uses_condition:
         names.append("condition")
     if model.sv_dims > 0:
-        names += ["sv_features", "sv_mask"]
+        names += list(cloud_keys(secondary, 1)[1:])
     return names
 
 
@@ -188,13 +192,19 @@ def _dim(model: nn.Module, name: str) -> int:
 
 
 def example_inputs(
-    model: nn.Module, n: int = 4, p: int = 32, seed: int = 0, n_sv: int = 5
+    model: nn.Module,
+    n: int = 4,
+    p: int = 32,
+    seed: int = 0,
+    n_sv: int = 5,
+    secondary: str = DEFAULT_SECONDARY,
 ) -> dict[str, Tensor]:
     """Valid random inputs for ``model``, keyed and ordered like :func:`input_names`.
 
     Graphs get between 1 and ``p`` real particles (the first graph is full, the
     last has 1 when ``n > 1``); padded slots are exactly zero as the contract
-    requires. The condition is standard normal (already normalised).
+    requires. The condition is standard normal (already normalised). ``secondary``
+    names the second cloud's keys as in :func:`input_names`.
     """
     custom = getattr(model, "example_inputs", None)
     if callable(custom):
@@ -213,12 +223,12 @@ def example_inputs(
     points, mask = cloud(_dim(model, "point_dims"), p)
     features = torch.randn(n, _dim(model, "feature_dims"), p, generator=gen) * mask
     out = {"points": points, "features": features, "mask": mask}
-    names = input_names(model)
+    names = input_names(model, secondary)
     if "condition" in names:
         out["condition"] = torch.randn(n, _dim(model, "n_conditions"), generator=gen)
-    if "sv_features" in names:
-        sv, sv_mask = cloud(_dim(model, "sv_dims"), n_sv)
-        out["sv_features"], out["sv_mask"] = sv, sv_mask
+    _, sv_features, sv_mask = cloud_keys(secondary, 1)
+    if sv_features in names:
+        out[sv_features], out[sv_mask] = cloud(_dim(model, "sv_dims"), n_sv)
     return {name: out[name] for name in names}
 
 
@@ -228,7 +238,7 @@ class _Positional(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.names = input_names(model)
+        self.names = input_names(model)  # the default secondary names are the model's keywords
 
     def forward(self, *inputs: Tensor) -> Tensor:
         return self.model(**dict(zip(self.names, inputs, strict=True)))  # type: ignore[no-any-return]
