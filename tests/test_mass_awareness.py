@@ -124,6 +124,32 @@ def test_pair_mass_reference_scores_the_dimuon_window() -> None:
     assert ref.scores(*same_sign, np.array([[130.0, 90.0]]))[0, 0] == NO_PAIR_SCORE
 
 
+def test_spectator_window_reference_scores_the_jet_mass_window(tmp_path: Path) -> None:
+    from paratag.data.dataset import ShardStore
+    from paratag.shards import write_shards
+
+    preset = load_preset("jet")
+    assert reference_from_preset(preset, ["mH"]) is None  # its condition mX is not run here
+    ref = reference_from_preset(preset, ["mX"])
+    assert ref is not None and ref.name == "-|jet_sdmass - mX|"
+    arrays = {
+        "points": np.zeros((3, 2, 4), np.float32),
+        "features": np.zeros((3, 1, 4), np.float32),
+        "mask": np.ones((3, 1, 4), np.float32),
+        "label": np.zeros(3, np.int64),
+        "condition": np.full((3, 1), 100.0, np.float32),
+        "weight": np.ones(3, np.float32),
+        "spec_jet_sdmass": np.array([48.0, 103.0, 150.0]),
+        "spec_event": np.arange(3, dtype=np.float64),
+    }
+    write_shards(
+        {"XToBB": {"arrays": arrays}}, tmp_path, preset=preset.to_dict(), condition_names=["mX"]
+    )
+    store = ShardStore(tmp_path)
+    s = ref.score_rows(store, np.array([2, 0]), np.array([[50.0], [100.0]]))
+    assert s == pytest.approx(np.array([[-100.0, -50.0], [-2.0, -52.0]]))
+
+
 # --- a model that must use its hypothesis --------------------------------------------------
 
 TRAIN = [(130.0, 80.0), (130.0, 100.0)]

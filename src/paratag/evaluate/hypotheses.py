@@ -73,7 +73,7 @@ def hypothesis_study(
             wrong-hypothesis matrix, already computed by the caller).
         dedicated: checkpoint path per point with a dedicated model.
         inclusive: ``(checkpoint path, the constant condition it was trained at)`` or None.
-        reference: a reference scorer with ``scores(points, features, mask, hyps)`` or None.
+        reference: a reference scorer (:mod:`paratag.evaluate.reference`) or None.
         load: loads a checkpoint path into a model for ``scorer.probs``.
         distance: condition parameter of the pair distance (default: the reference's,
             else the last name).
@@ -144,11 +144,7 @@ def _discriminants(
         probs = scorer.probs(load(path), test, rows, [np.asarray(cond)], "inclusive")
         discs["inclusive"] = np.repeat(scorer.disc(probs[:, 0], label)[:, None], len(hyps), 1)
     if reference is not None:
-        hyp_arr = np.asarray(hyps, np.float32)
-        arrays = test.store.gather(rows, ["points", "features", "mask"])
-        discs["reference"] = reference.scores(
-            arrays["points"], arrays["features"], arrays["mask"], hyp_arr
-        )
+        discs["reference"] = reference.score_rows(test.store, rows, np.asarray(hyps, np.float32))
 
     return discs
 

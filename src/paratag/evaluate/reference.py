@@ -1,25 +1,36 @@
 """Physics reference scorers with no ML, declared by the preset (``reference:``).
 
 A network that learns less than one well-chosen variable shows it next to this
-score in every table of the evaluation. The one kind today:
+score in every table of the evaluation. Kinds:
 
 ``pair_mass``: ``-min |m(i, j) - m_h|`` over opposite-sign pairs of the selected
 objects (massless four-vectors from the preset's ``log(pt)`` feature and the
 (η, φ) points), where ``m_h`` is the hypothesis' ``condition`` parameter; events
 without such a pair score ``-1e3``. For the charged-Higgs preset this is the
 dimuon mass window around mA.
+
+``spectator_window``: ``-|s - m_h|`` for a spectator ``s`` of the shards (the jet
+preset: the soft-drop mass against mX), the mass-window cut of a resonance search.
+A run whose conditions do not include ``condition`` gets no reference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from paratag.errors import ConfigError
+from paratag.errors import ConfigError, InputFileError
 from paratag.presets import Preset
 
-__all__ = ["NO_PAIR_SCORE", "PairMassReference", "reference_from_preset"]
+__all__ = [
+    "NO_PAIR_SCORE",
+    "PairMassReference",
+    "Reference",
+    "SpectatorWindowReference",
+    "reference_from_preset",
+]
 
 #: Score of an event with no selected opposite-sign pair.
 NO_PAIR_SCORE = -1e3
@@ -77,17 +88,65 @@ class PairMassReference:
             out[has] = -np.nanmin(diff, axis=1)
         return out
 
+    def score_rows(self, store: Any, rows: np.ndarray, hypotheses: np.ndarray) -> np.ndarray:
+        """Scores ``(len(rows), H)`` of shard-store rows."""
+        a = store.gather(rows, ["points", "features", "mask"])
+        return self.scores(a["points"], a["features"], a["mask"], hypotheses)
 
-def reference_from_preset(
-    preset: Preset, condition_names: Sequence[str]
-) -> PairMassReference | None:
-    """The preset's reference scorer, or None when it declares none."""
+
+class SpectatorWindowReference:
+    """``-|spectator - hypothesis|``: a mass-window cut on one spectator of the shards."""
+
+    def __init__(self, preset: Preset, spec: Mapping[str, str], condition_names: Sequence[str]):
+        if spec.get("spectator") not in preset.spectators:
+            raise ConfigError(
+                f"preset {preset.name!r}: reference {dict(spec)} needs `spectator` among "
+                f"{sorted(preset.spectators)}"
+            )
+        self.spectator = spec["spectator"]
+        self.column = list(condition_names).index(spec["condition"])
+        self.name = f"-|{self.spectator} - {spec['condition']}|"
+
+    def score_rows(self, store: Any, rows: np.ndarray, hypotheses: np.ndarray) -> np.ndarray:
+        """Scores ``(len(rows), H)`` of shard-store rows (the spectator is read if not loaded)."""
+        from paratag.data.dataset import ShardStore
+
+        key = f"spec_{self.spectator}"
+        if key not in store.table:
+            if key not in store.shapes:
+                raise InputFileError(
+                    str(store.path),
+                    f"no spectator {self.spectator!r} for the reference scorer",
+                    "build the shards with the preset that declares it",
+                )
+            store = ShardStore(store.path, spectators=[self.spectator])
+        s = np.asarray(store.table[key], np.float64)[np.asarray(rows, np.int64)]
+        target = np.asarray(hypotheses, np.float64)[:, self.column]
+        return -np.abs(s[:, None] - target[None, :])
+
+
+Reference = PairMassReference | SpectatorWindowReference
+_KINDS: dict[str, type[PairMassReference] | type[SpectatorWindowReference]] = {
+    "pair_mass": PairMassReference,
+    "spectator_window": SpectatorWindowReference,
+}
+
+
+def reference_from_preset(preset: Preset, condition_names: Sequence[str]) -> Reference | None:
+    """The preset's reference scorer; None when it declares none or its condition is not run.
+
+    Raises:
+        ConfigError: an unknown kind, or a spec that does not match the preset.
+    """
     spec = dict(preset.reference)
     if not spec:
         return None
-    if spec.get("kind") != "pair_mass":
+    kind = _KINDS.get(spec.get("kind", ""))
+    if kind is None:
         raise ConfigError(
             f"preset {preset.name!r}: unknown reference kind {spec.get('kind')!r}; "
-            "the only kind is 'pair_mass'"
+            f"kinds: {sorted(_KINDS)}"
         )
-    return PairMassReference(preset, spec, condition_names)
+    if kind is SpectatorWindowReference and spec.get("condition") not in condition_names:
+        return None  # e.g. the jet preset's mX window in a run conditioned on something else
+    return kind(preset, spec, condition_names)

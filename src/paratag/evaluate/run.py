@@ -113,7 +113,7 @@ def _reference(sample: EvalSample, names: Sequence[str]) -> Any:
     preset = sample.store.manifest.get("preset")
     if not preset:
         return None
-    if "reference" not in preset and preset.get("name") in builtin_presets():
+    if not preset.get("reference") and preset.get("name") in builtin_presets():
         # shards built before presets declared references: take the packaged preset's
         preset = {**preset, "reference": dict(load_preset(preset["name"]).reference)}
     return reference_from_preset(load_preset(preset), names)
