@@ -274,3 +274,28 @@ def test_parse_pileup() -> None:
         parse_pileup(["PU0"])
     with pytest.raises(ConfigError, match="given twice"):
         parse_pileup(["PU0=a", "PU0=b"])
+
+
+def test_scorer_batches_fit_the_memory_budget() -> None:
+    """Long graphs get fewer rows per batch; every row is scored exactly once, in order."""
+    from paratag.conditions import ConditionSpace
+    from paratag.evaluate.inference import Scorer
+    from paratag.evaluate.runs import LoadedModel
+    from paratag.models.footprint import estimate_graph_bytes
+    from paratag.models.interaction_net import InteractionNet
+
+    net = InteractionNet(2, 5, sv_dims=3)
+    model = LoadedModel(net, {}, ConditionSpace(), use_sv=True)
+    lengths = np.r_[np.full(300, 10), np.full(300, 100)]
+    shapes = {"sv_mask": [1, 7]}
+    per_long = estimate_graph_bytes(net, [100, 7])
+    budget_mb = 40 * per_long / 2**20  # 40 long graphs
+    scorer = Scorer(0, None, 256, torch.device("cpu"), False, memory_mb=budget_mb)
+    batches = scorer._batches(model, lengths, shapes)
+    assert [lo for lo, _ in batches][0] == 0 and batches[-1][1] == len(lengths)
+    assert all(a[1] == b[0] for a, b in zip(batches, batches[1:], strict=False))
+    sizes = {lo: hi - lo for lo, hi in batches}
+    assert sizes[0] == 256  # short graphs: the row limit
+    assert max(hi - lo for lo, hi in batches if lo >= 300) == 40  # long ones: the memory limit
+    roomy = Scorer(0, None, 256, torch.device("cpu"), False, memory_mb=1e6)
+    assert len(roomy._batches(model, lengths, shapes)) == 3

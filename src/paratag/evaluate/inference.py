@@ -40,6 +40,7 @@ class Scorer:
     batch_size: int
     device: torch.device
     show: bool
+    memory_mb: float = 2000.0
 
     @torch.no_grad()
     def probs(
@@ -67,9 +68,9 @@ class Scorer:
         out = np.zeros(
             (n, len(conditions), int(model.info["model_config"]["n_classes"])), np.float32
         )
-        starts = range(0, n, self.batch_size)
-        for lo in progress(starts, desc=desc, total=len(starts), enabled=self.show):
-            idx = order[lo : lo + self.batch_size]
+        starts = self._batches(model, store.lengths()[rows][order], store.shapes)
+        for lo, hi in progress(starts, desc=desc, total=len(starts), enabled=self.show):
+            idx = order[lo:hi]
             arrays = trim_padding(store.gather(rows[idx], model.keys), low)
             batch = {key: torch.from_numpy(v).to(self.device) for key, v in arrays.items()}
             for j, c in enumerate(conditions):
@@ -78,6 +79,26 @@ class Scorer:
                 batch["condition"] = torch.from_numpy(model.space.normalise(phys)).to(self.device)
                 logits = graph_forward(model.module, batch).float()
                 out[idx, j] = torch.softmax(logits, dim=1).cpu().numpy()
+        return out
+
+    def _batches(
+        self, model: LoadedModel, lengths: np.ndarray, shapes: dict[str, list[int]]
+    ) -> list[tuple[int, int]]:
+        """``[lo, hi)`` batches of at most ``batch_size`` rows within ``memory_mb``.
+
+        The working memory of a batch grows with its longest graph (quadratically for
+        the Interaction Network), so batches of long graphs hold fewer rows.
+        """
+        from paratag.models.footprint import estimate_graph_bytes
+
+        s = int(shapes[model.keys[-1]][-1]) if model.use_sv else 0  # the secondary mask
+        out, lo, n = [], 0, len(lengths)
+        while lo < n:
+            p = int(lengths[lo : lo + self.batch_size].max(initial=1))
+            per_graph = estimate_graph_bytes(model.module, [p, s])
+            hi = lo + max(1, min(self.batch_size, int(self.memory_mb * 2**20 // per_graph)))
+            out.append((lo, min(hi, n)))
+            lo = min(hi, n)
         return out
 
     def disc(self, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
