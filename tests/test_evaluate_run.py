@@ -299,3 +299,15 @@ def test_scorer_batches_fit_the_memory_budget() -> None:
     assert max(hi - lo for lo, hi in batches if lo >= 300) == 40  # long ones: the memory limit
     roomy = Scorer(0, None, 256, torch.device("cpu"), False, memory_mb=1e6)
     assert len(roomy._batches(model, lengths, shapes)) == 3
+
+
+def test_importance_without_background_is_not_run(trained: dict[str, Path]) -> None:
+    """A test sample with no background: importance says so instead of failing."""
+    from paratag.evaluate.inference import importance_of
+    from paratag.evaluate.runs import EvalSample, load_run
+
+    run = load_run(trained["run"], torch.device("cpu"))
+    test = EvalSample(Path(trained["shards"]), run, "auto", None)
+    assert importance_of(run, test, 50, 0) is not None
+    test.background = test.background[:0]
+    assert importance_of(run, test, 50, 0) is None

@@ -185,17 +185,19 @@ def compare_run(
     )
 
 
-def importance_of(run: LoadedRun, test: EvalSample, n_events: int, seed: int) -> Importance:
+def importance_of(run: LoadedRun, test: EvalSample, n_events: int, seed: int) -> Importance | None:
     """Permutation importance and saliency images of the run's model on ``n_events`` test events.
 
     Signal of the training points at their own hypothesis and backgrounds at a
     training point drawn per event (seeded); unweighted, both classes subsampled to
-    at most half of ``n_events`` each.
+    at most half of ``n_events`` each. None when the test sample lacks either class.
     """
     from paratag.models.io import graph_forward
 
     rng = np.random.default_rng(seed)
-    points = [p for p in run.grid.train if p in test.points]
+    points = [p for p in run.grid.train if p in test.points and len(test.points[p])]
+    if not points or not len(test.background):
+        return None
     sig = np.concatenate([test.points[p] for p in points])
     pick = [rng.permutation(r)[: max(1, n_events // 2)] for r in (sig, test.background)]
     rows = np.concatenate(pick)

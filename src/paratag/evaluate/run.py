@@ -271,6 +271,8 @@ def _results(
     skipped.update(_reasons(res.skipped, run, test.selection, why))
     models = compare_run(run, scorer, test, hyps, opts.compare, dev, opts.n_boot, opts.seed)
     imp = importance_of(run, test, opts.importance, opts.seed) if opts.importance else None
+    if opts.importance and imp is None:
+        skipped["interpretability"] = "the test sample lacks training-point signal or background"
     res = dataclasses.replace(
         res, models=models, importance=imp, skipped={**res.skipped, **skipped}
     )
