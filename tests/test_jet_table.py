@@ -63,7 +63,7 @@ def test_jet_image_resnet_keeps_the_graph_contract() -> None:
     padded = {k: torch.nn.functional.pad(v, (0, 9)) for k, v in x.items()}
     assert torch.allclose(model(**padded), out, atol=1e-6)
     assert torch.allclose(model(**x, condition=torch.randn(6, 1)), out)
-    with pytest.raises(ConfigError, match="no secondary-vertex input"):
+    with pytest.raises(ConfigError, match="no secondary-cloud input"):
         build_model(cfg, point_dims=2, feature_dims=15, sv_dims=4)
     with pytest.raises(ConfigError, match="features 2"):
         build_model(cfg, point_dims=2, feature_dims=2)

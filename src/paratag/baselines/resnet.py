@@ -279,10 +279,7 @@ class JetImageResNet(ConditionedModel):
         cls, cfg: ModelConfig, *, point_dims: int, feature_dims: int, sv_dims: int = 0
     ) -> JetImageResNet:
         """Build from a :class:`ModelConfig` (options -> :class:`JetImageOptions`)."""
-        if sv_dims:
-            raise ConfigError(
-                "resnet15_image takes no secondary-vertex input: set data.use_sv: false"
-            )
+        cls.no_secondary(cfg, sv_dims)
         options = from_dict(JetImageOptions, cfg.options, where="model.options (resnet15_image)")
         return cls(
             point_dims,

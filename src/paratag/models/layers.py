@@ -167,6 +167,15 @@ class ConditionedModel(nn.Module):
             "condition_std": cfg.condition_std,
         }
 
+    @staticmethod
+    def no_secondary(cfg: ModelConfig, sv_dims: int) -> None:
+        """Refuse a secondary cloud for a model that reads only the first one."""
+        if sv_dims:
+            raise ConfigError(
+                f"model {cfg.name!r} takes no secondary-cloud input (sv_dims={sv_dims}): "
+                "set data.use_sv: false"
+            )
+
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``x (N, P, C)`` over real particles; ``mask (N, P, 1)``; empty graphs give 0."""

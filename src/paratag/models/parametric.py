@@ -275,10 +275,7 @@ class ParametricParticleNet(ConditionedModel):
         cls, cfg: ModelConfig, *, point_dims: int, feature_dims: int, sv_dims: int = 0
     ) -> ParametricParticleNet:
         """Build from a :class:`ModelConfig` (``sv_dims`` must be 0: no SV input)."""
-        if sv_dims:
-            raise ConfigError(
-                f"model {cfg.name!r} takes no secondary-vertex input (sv_dims={sv_dims})"
-            )
+        cls.no_secondary(cfg, sv_dims)
         return cls(
             point_dims,
             feature_dims,

@@ -25,7 +25,6 @@ import torch
 from torch import Tensor, nn
 
 from paratag.config import ModelConfig
-from paratag.errors import ConfigError
 from paratag.models.layers import (
     PARTICLENET_BACKBONES,
     ConditionedModel,
@@ -103,10 +102,7 @@ class ParticleNet(ConditionedModel):
         cls, cfg: ModelConfig, *, point_dims: int, feature_dims: int, sv_dims: int = 0
     ) -> ParticleNet:
         """Build from a :class:`ModelConfig` (``sv_dims`` must be 0: no SV input)."""
-        if sv_dims:
-            raise ConfigError(
-                f"model {cfg.name!r} takes no secondary-vertex input (sv_dims={sv_dims})"
-            )
+        cls.no_secondary(cfg, sv_dims)
         return cls(
             point_dims,
             feature_dims,
