@@ -214,6 +214,12 @@ def test_validate_xbb_chain_writes_the_jet_table(tmp_path: Path) -> None:
     assert "| disco 5 |" in md
     assert set(s["xbb_importance"]["clouds"]) == {"pf", "sv"}  # the IN reads both clouds
     assert (tmp_path / "out" / s["xbb_disco_figure"]).is_file() and "disco_curve.png" in md
+    runs = {
+        k: load_train_config(tmp_path / "out" / "xbb" / f"run_{k}" / "config.yaml")
+        for k in s["xbb"]
+    }
+    assert runs["no_disco"].data.wrong_mass_weight == 0.3  # the mass-aware conditioned IN
+    assert runs["disco_5"].data.wrong_mass_weight == 0.0  # decorrelated: no wrong-mass copies
     logs.clear()
     run_validate(cfg, log=logs.append)
     assert sum("cached" in line for line in logs) == 4

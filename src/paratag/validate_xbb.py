@@ -61,6 +61,17 @@ def _tagger_config(base: Any, name: str, run_dir: Path) -> Any:
     )
 
 
+def _conditioned_config(base: Any, run_dir: Path, lam: float) -> Any:
+    """The conditioned IN with DisCo strength ``lam``; DisCo runs get no wrong-mass copies.
+
+    A mass-decorrelated tagger must not prefer QCD jets near the hypothesis, which is
+    what the wrong-mass negatives teach, so the two are not combined.
+    """
+    data = base.data if lam == 0 else dataclasses.replace(base.data, wrong_mass_weight=0.0)
+    loss = dataclasses.replace(base.loss, disco_lambda=lam)
+    return dataclasses.replace(base, run_dir=str(run_dir), progress=False, data=data, loss=loss)
+
+
 def xbb_chain(
     cfg: Any,
     out: Path,
@@ -89,15 +100,7 @@ def xbb_chain(
     taggers = {t: _tagger_config(base, t, out / "xbb" / f"tagger_{t}") for t in cfg.xbb_taggers}
 
     def do_train() -> dict[str, Any]:
-        conditioned = [
-            dataclasses.replace(
-                base,
-                run_dir=str(run_dirs[k]),
-                progress=False,
-                loss=dataclasses.replace(base.loss, disco_lambda=lam),
-            )
-            for k, lam in runs.items()
-        ]
+        conditioned = [_conditioned_config(base, run_dirs[k], lam) for k, lam in runs.items()]
         side = [functools.partial(train_inclusive_job, c) for c in taggers.values()]
         res = train_parallel(conditioned, cfg.workers, side)
         return {
