@@ -126,6 +126,7 @@ def test_pair_mass_reference_scores_the_dimuon_window() -> None:
 
 def test_spectator_window_reference_scores_the_jet_mass_window(tmp_path: Path) -> None:
     from paratag.data.dataset import ShardStore
+    from paratag.errors import InputFileError
     from paratag.shards import write_shards
 
     preset = load_preset("jet")
@@ -148,6 +149,9 @@ def test_spectator_window_reference_scores_the_jet_mass_window(tmp_path: Path) -
     store = ShardStore(tmp_path)
     s = ref.score_rows(store, np.array([2, 0]), np.array([[50.0], [100.0]]))
     assert s == pytest.approx(np.array([[-100.0, -50.0], [-2.0, -52.0]]))
+    assert "spec_jet_sdmass" in store.table  # read once from the files, then kept
+    with pytest.raises(InputFileError, match="no spectator column"):
+        store.spectator("jet_pt")  # the preset declares it, these shards do not hold it
 
 
 # --- a model that must use its hypothesis --------------------------------------------------

@@ -80,14 +80,7 @@ class ShardStore:
                 "rebuild the shards with `paratag build`",
             )
         specs = {"spec_event", *(f"spec_{s}" for s in spectators)}
-        missing = sorted(s for s in specs if s not in self.shapes)
-        if missing:
-            raise InputFileError(
-                str(self.path / "manifest.json"),
-                f"shards have no spectator column(s) {missing}; available: "
-                f"{sorted(k for k in self.shapes if k.startswith('spec_'))}",
-                "add the spectator to the preset and rebuild, or change the training config",
-            )
+        self._check_spectators(specs)
         columns = [*_LIGHT, *sorted(specs)]
         parts: dict[str, list[np.ndarray]] = {c: [] for c in (*columns, "file", "row", "dataset")}
         for fi, (fpath, di) in enumerate(self.files):
@@ -144,6 +137,25 @@ class ShardStore:
                 "build with a preset that has two clouds (e.g. jet), or set data.use_sv: false",
             )
         return self.secondary_keys
+
+    def _check_spectators(self, keys: Iterable[str]) -> None:
+        missing = sorted(k for k in keys if k not in self.shapes)
+        if missing:
+            raise InputFileError(
+                str(self.path / "manifest.json"),
+                f"shards have no spectator column(s) {missing}; available: "
+                f"{sorted(k for k in self.shapes if k.startswith('spec_'))}",
+                "add the spectator to the preset and rebuild, or change the training config",
+            )
+
+    def spectator(self, name: str) -> np.ndarray:
+        """Spectator ``name`` of every row ``(N,)``; read from the files once if not loaded."""
+        key = f"spec_{name}"
+        if key not in self.table:
+            self._check_spectators([key])
+            columns = [read_shard(path, self.shapes, columns=[key])[key] for path, _ in self.files]
+            self.table[key] = np.concatenate(columns)
+        return self.table[key]
 
     def lengths(self) -> np.ndarray:
         """Real constituents of the first cloud per row ``(N,)`` (each file's mask read once)."""

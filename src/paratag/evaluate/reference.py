@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from paratag.errors import ConfigError, InputFileError
+from paratag.errors import ConfigError
 from paratag.presets import Preset
 
 __all__ = [
@@ -108,19 +108,8 @@ class SpectatorWindowReference:
         self.name = f"-|{self.spectator} - {spec['condition']}|"
 
     def score_rows(self, store: Any, rows: np.ndarray, hypotheses: np.ndarray) -> np.ndarray:
-        """Scores ``(len(rows), H)`` of shard-store rows (the spectator is read if not loaded)."""
-        from paratag.data.dataset import ShardStore
-
-        key = f"spec_{self.spectator}"
-        if key not in store.table:
-            if key not in store.shapes:
-                raise InputFileError(
-                    str(store.path),
-                    f"no spectator {self.spectator!r} for the reference scorer",
-                    "build the shards with the preset that declares it",
-                )
-            store = ShardStore(store.path, spectators=[self.spectator])
-        s = np.asarray(store.table[key], np.float64)[np.asarray(rows, np.int64)]
+        """Scores ``(len(rows), H)`` of shard-store rows."""
+        s = np.asarray(store.spectator(self.spectator), np.float64)[np.asarray(rows, np.int64)]
         target = np.asarray(hypotheses, np.float64)[:, self.column]
         return -np.abs(s[:, None] - target[None, :])
 
