@@ -25,6 +25,7 @@ from paratag.evaluate.metrics import roc_auc
 from paratag.evaluate.results import ScoredSample
 from paratag.evaluate.runs import EvalSample, LoadedModel, LoadedRun, load_model_for_eval
 from paratag.parity import min_particles
+from paratag.presets import cloud_keys
 
 __all__ = ["Scorer", "compare_run", "dedicated_aucs", "importance_of", "per_point"]
 
@@ -56,29 +57,27 @@ class Scorer:
         Each condition is a physical point ``(K,)`` for every row or ``(len(rows), K)``;
         the inputs of each batch are read once and scored at every condition.
         """
-        from paratag.models.io import graph_forward
         from paratag.runtime import progress
 
         # files in order (the store's cache), by length within a file: each batch is cut
         # to its own longest graph, which does not change a model's output
         store = sample.store
-        order = np.lexsort((store.lengths()[rows], store.table["file"][rows]))
+        lengths = store.lengths()[rows]
+        order = np.lexsort((lengths, store.table["file"][rows]))
         low = min_particles(model.module)
         n, k = len(rows), len(model.space.names)
         out = np.zeros(
             (n, len(conditions), int(model.info["model_config"]["n_classes"])), np.float32
         )
-        starts = self._batches(model, store.lengths()[rows][order], store.shapes)
+        starts = self._batches(model, lengths[order], store.shapes)
         for lo, hi in progress(starts, desc=desc, total=len(starts), enabled=self.show):
             idx = order[lo:hi]
-            arrays = trim_padding(store.gather(rows[idx], model.keys), low)
-            batch = {key: torch.from_numpy(v).to(self.device) for key, v in arrays.items()}
+            batch = _tensors(store.gather(rows[idx], model.keys), low, self.device)
             for j, c in enumerate(conditions):
                 c = np.asarray(c, np.float32)
                 phys = np.broadcast_to(c.reshape(1, k), (len(idx), k)) if c.ndim == 1 else c[idx]
-                batch["condition"] = torch.from_numpy(model.space.normalise(phys)).to(self.device)
-                logits = graph_forward(model.module, batch).float()
-                out[idx, j] = torch.softmax(logits, dim=1).cpu().numpy()
+                norm = model.space.normalise(phys)
+                out[idx, j] = _softmax(model.module, batch, norm, self.device)
         return out
 
     def _batches(
@@ -91,7 +90,7 @@ class Scorer:
         """
         from paratag.models.footprint import estimate_graph_bytes
 
-        s = int(shapes[model.keys[-1]][-1]) if model.use_sv else 0  # the secondary mask
+        s = int(shapes[cloud_keys(model.secondary, 1)[2]][-1]) if model.use_sv else 0
         out, lo, n = [], 0, len(lengths)
         while lo < n:
             p = int(lengths[lo : lo + self.batch_size].max(initial=1))
@@ -192,8 +191,6 @@ def importance_of(run: LoadedRun, test: EvalSample, n_events: int, seed: int) ->
     training point drawn per event (seeded); unweighted, both classes subsampled to
     at most half of ``n_events`` each. None when the test sample lacks either class.
     """
-    from paratag.models.io import graph_forward
-
     rng = np.random.default_rng(seed)
     points = [p for p in run.grid.train if p in test.points and len(test.points[p])]
     if not points or not len(test.background):
@@ -220,14 +217,27 @@ def importance_of(run: LoadedRun, test: EvalSample, n_events: int, seed: int) ->
 
     @torch.no_grad()
     def score(x: Mapping[str, np.ndarray]) -> np.ndarray:
-        out = []
+        cpu, out = torch.device("cpu"), []
         for lo in range(0, len(rows), 1024):
-            part = trim_padding({k: v[lo : lo + 1024] for k, v in x.items()}, low)
-            batch = {k: torch.from_numpy(v) for k, v in part.items()}
-            batch["condition"] = torch.from_numpy(cond[lo : lo + 1024])
-            out.append(torch.softmax(graph_forward(model, batch), dim=1)[:, index].numpy())
+            batch = _tensors({k: v[lo : lo + 1024] for k, v in x.items()}, low, cpu)
+            out.append(_softmax(model, batch, cond[lo : lo + 1024], cpu)[:, index])
         return np.concatenate(out)
 
     imp = permutation_importance(score, inputs, labels, None, names, seed=seed)
     images = saliency_images(model, inputs, labels, signal_index=index, condition=cond, minimum=low)
     return dataclasses.replace(imp, saliency=images)
+
+
+def _tensors(arrays: Mapping[str, np.ndarray], low: int, device: torch.device) -> dict[str, Any]:
+    """One batch's gathered arrays cut to its longest graph, as tensors on ``device``."""
+    return {k: torch.from_numpy(v).to(device) for k, v in trim_padding(arrays, low).items()}
+
+
+def _softmax(
+    module: torch.nn.Module, batch: dict[str, Any], condition: np.ndarray, device: torch.device
+) -> np.ndarray:
+    """Class probabilities ``(B, C)`` of one batch at the normalised ``condition`` ``(B, K)``."""
+    from paratag.models.io import graph_forward
+
+    batch["condition"] = torch.from_numpy(np.ascontiguousarray(condition)).to(device)
+    return torch.softmax(graph_forward(module, batch).float(), dim=1).cpu().numpy()
