@@ -220,6 +220,8 @@ def test_validate_xbb_chain_writes_the_jet_table(tmp_path: Path) -> None:
     }
     assert runs["no_disco"].data.wrong_mass_weight == 0.3  # the mass-aware conditioned IN
     assert runs["disco_5"].data.wrong_mass_weight == 0.0  # decorrelated: no wrong-mass copies
+    lite = load_train_config(tmp_path / "out" / "xbb" / "tagger_particlenet_lite" / "config.yaml")
+    assert lite.data.wrong_mass_weight == 0.0  # unconditioned: the record says what it trained
     logs.clear()
     run_validate(cfg, log=logs.append)
     assert sum("cached" in line for line in logs) == 4

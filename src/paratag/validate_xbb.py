@@ -55,7 +55,7 @@ def _tagger_config(base: Any, name: str, run_dir: Path) -> Any:
         base,
         run_dir=str(run_dir),
         model=model,
-        data=dataclasses.replace(base.data, use_sv=use_sv),
+        data=dataclasses.replace(base.data, use_sv=use_sv, wrong_mass_weight=0.0),  # stage 3 only
         loss=dataclasses.replace(base.loss, disco_lambda=0.0),
         progress=False,
     )
