@@ -71,6 +71,27 @@ def test_store_reads_lazily_with_a_bounded_lru_cache(shards):
         ShardStore(shards, spectators=["nope"])
 
 
+def test_missing_second_cloud_and_arrays_are_named(shards):
+    """One-cloud shards: asking for a second cloud or unknown arrays names what is there."""
+    store = ShardStore(shards, cache_size=2)
+    assert not store.has_sv
+    with pytest.raises(InputFileError, match="no second cloud .*use_sv: false"):
+        store.require_secondary()
+    with pytest.raises(InputFileError, match=r"no arrays \['vtx_features'\]"):
+        store.gather(np.arange(3), ["points", "vtx_features"])
+
+
+def test_graph_forward_refuses_two_secondary_clouds():
+    from paratag.models.io import graph_forward
+
+    batch = {k: torch.zeros(1, 1, 2) for k in ("points", "features", "mask")}
+    batch.update(
+        {f"{c}_{k}": torch.zeros(1, 1, 2) for c in ("sv", "vtx") for k in ("features", "mask")}
+    )
+    with pytest.raises(InvalidValueError, match=r"several secondary clouds \['sv', 'vtx'\]"):
+        graph_forward(torch.nn.Identity(), batch)
+
+
 def test_dataset_batches_have_the_contract_keys(shards):
     b = builder(shards, max_events=None)
     ds = b.joint(GRID.train, "train")
