@@ -106,7 +106,7 @@ class Tagger(processor.ProcessorABC):
         providers: onnxruntime execution providers (:func:`resolve_providers`): ``auto``
             (CUDA with onnxruntime-gpu, else CPU), ``cpu``, ``cuda`` or provider names.
         ragged: order graphs by constituent count and cut every micro-batch to its own
-            longest graph (rounded up to 8) instead of the exported length; equal scores,
+            longest graph (at least the kNN minimum) instead of the exported length; equal scores,
             less work (the preset's ``max_length`` still clips, as in CMSSW).
         on_invalid: NaN, inf or negative-pT input values (:mod:`paratag.validity`):
             ``"drop"`` (default: those objects get NaN scores, constituents are left out),

@@ -422,12 +422,10 @@ def test_ragged_batches_equal_fully_padded_scores(model_dir, hypotheses_dir, pf_
         arrays = {n: getattr(inputs.clouds[c], kind) for n, (c, kind) in scorer.input_map.items()}
         lengths = scorer.lengths(arrays)["pf"]
         assert lengths.max() < arrays["mask"].shape[-1]
-        trimmed = scorer.trimmed(arrays, np.argsort(lengths)[:3], scorer.lengths(arrays))
-        assert trimmed["features"].shape[-1] < arrays["features"].shape[-1]
-        assert (
-            trimmed["features"].shape[-1] % 8 == 0
-            or trimmed["features"].shape[-1] == scorer.min_particles
-        )
+        for idx in (np.argsort(lengths)[:3], np.argsort(lengths)[-3:]):
+            trimmed = scorer.trimmed(arrays, idx, scorer.lengths(arrays))
+            # exactly the micro-batch's longest jet (no rounding), or the kNN minimum
+            assert trimmed["features"].shape[-1] == max(lengths[idx].max(), scorer.min_particles)
 
 
 def test_ragged_interaction_network_cuts_both_clouds(tmp_path, pf_events):

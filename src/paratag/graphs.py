@@ -184,13 +184,15 @@ def graph_lengths(mask: np.ndarray) -> np.ndarray:
     return np.where(m.any(axis=1), last, 0).astype(np.int64)
 
 
-def trim_length(lengths: np.ndarray, full: int, minimum: int = 1) -> int:
+def trim_length(
+    lengths: np.ndarray, full: int, minimum: int = 1, step: int = TRIM_STEP
+) -> int:
     """Padded length to cut a batch of graphs with ``lengths`` to.
 
-    The batch's longest graph, rounded up to :data:`TRIM_STEP`, at least ``minimum``
+    The batch's longest graph, rounded up to a multiple of ``step``, at least ``minimum``
     and at most the padded length ``full``: padding never changes a model's output,
     so nothing real is lost.
     """
     need = int(np.max(lengths)) if len(lengths) else 1
-    need = -(-max(need, 1) // TRIM_STEP) * TRIM_STEP
+    need = -(-max(need, 1) // step) * step
     return min(int(full), max(need, int(minimum)))

@@ -46,6 +46,10 @@ __all__ = ["DEFAULT_MAX_ROWS", "OnnxScorer", "onnx_session", "resolve_providers"
 #: 2026-12-01) the full ParticleNet scored 270 jets/s at 8 rows, 234 at 16 and 185 at 64; the
 #: Interaction Network 1,030-1,120 jets/s at 8-64 rows (flat).
 DEFAULT_MAX_ROWS = 8
+#: onnxruntime micro-batches are cut to exactly their longest graph (no rounding: the CPU
+#: provider has no per-shape compilation). The Interaction Network's pair MLP costs P^2:
+#: rounding to 8 slots cost it 8-25% on the PFNano jets (1 thread, 2026-12-02).
+SCORE_TRIM_STEP = 1
 #: Working memory assumed per graph when the preprocess file has no estimate (CMSSW files).
 FALLBACK_BYTES_PER_GRAPH = 8 * 2**20
 
@@ -234,7 +238,7 @@ class OnnxScorer:
         for cloud, lens in lengths.items():
             name = next(n for n, (c, _) in self.input_map.items() if c == cloud)
             low = self.min_particles if cloud == self.first_cloud else 1
-            cut[cloud] = trim_length(lens[idx], arrays[name].shape[-1], low)
+            cut[cloud] = trim_length(lens[idx], arrays[name].shape[-1], low, SCORE_TRIM_STEP)
         return {
             name: np.ascontiguousarray(
                 arrays[name][idx][..., : cut[c]] if c in cut else arrays[name][idx]
