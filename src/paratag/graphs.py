@@ -184,9 +184,7 @@ def graph_lengths(mask: np.ndarray) -> np.ndarray:
     return np.where(m.any(axis=1), last, 0).astype(np.int64)
 
 
-def trim_length(
-    lengths: np.ndarray, full: int, minimum: int = 1, step: int = TRIM_STEP
-) -> int:
+def trim_length(lengths: np.ndarray, full: int, minimum: int = 1, step: int = TRIM_STEP) -> int:
     """Padded length to cut a batch of graphs with ``lengths`` to.
 
     The batch's longest graph, rounded up to a multiple of ``step``, at least ``minimum``
