@@ -171,11 +171,15 @@ def test_sculpting_and_jsd():
     assert a.jsd[0.5] < 0.01 < b.jsd[0.5]
     assert a.before.sum() == np.sum(mass <= 400)  # overflow is not histogrammed
     assert a.bkg_eff[0.5] == pytest.approx(np.mean(independent >= a.thresholds[0.5]))
+    # unweighted jets passing each cut, of all background jets (overflow included)
+    assert a.n_pass[0.5] == np.sum(independent >= a.thresholds[0.5]) and a.n_background == n
+    assert b.n_pass[0.9] > b.n_pass[0.5] > 0
     full = sculpting(mass, independent, independent, sig_effs=(1.0,), bins=bins)  # keeps all
     assert full.bkg_eff[1.0] == 1.0
     assert full.jsd[1.0] == pytest.approx(0.0, abs=1e-12)
     pts = decorrelation_points({"flat": a, "sculpting": b})
     assert pts["flat"]["inv_jsd"] > pts["sculpting"]["inv_jsd"]
+    assert pts["flat"]["n_pass"] == a.n_pass[0.5]
     json.dumps(jsonable(b.to_dict()), allow_nan=False)
 
 

@@ -276,6 +276,13 @@ def test_condition_key_typo_is_an_error(tmp_path, pfnano_path):
         build_shards(fs, tmp_path / "shards", BuildConfig("event", condition=("mH",)))
     with pytest.raises(ConfigError, match="but not \\['mX'\\]"):
         check_condition_metadata(fs, ("mHc", "mX"))
+    # a background-only sample (e.g. for sculpting) has no condition anywhere, on purpose
+    backgrounds = {k: v for k, v in fs.items() if "mHc" not in (v.get("metadata") or {})}
+    check_condition_metadata(backgrounds, ("mHc", "mA"), background_only=True)
+    with pytest.raises(ConfigError, match="no dataset of the fileset"):  # only when declared
+        check_condition_metadata(backgrounds, ("mHc", "mA"))
+    with pytest.raises(ConfigError, match="background_only"):
+        check_condition_metadata(fs, ("mHc", "mA"), background_only=True)
     assert not (tmp_path / "shards").exists()
 
 

@@ -21,6 +21,7 @@ WORKFLOWS = {
     "validate_xbb.py",
     "jobs.py",
     "validation_summary.py",
+    "validation_jets.py",
     "pipeline.py",
 }
 #: what the core still takes from training, and why (each entry is a debt to pay, not a licence)

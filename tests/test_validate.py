@@ -169,10 +169,13 @@ XBB_GENERATE = {
 
 
 @pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")  # coffea schema
-def test_validate_xbb_chain_writes_the_jet_table(tmp_path: Path) -> None:
-    """The X->bb chain: conditioned IN with/without DisCo and two taggers, one table, cached."""
+def test_validate_jet_chains_write_the_jet_table_and_the_disco_curve(tmp_path: Path) -> None:
+    """``xbb`` (conditioned IN + two taggers, one table) and ``disco`` (λ = 0, 5 on a QCD-only
+    sculpting sample), sharing the X->bb samples; cached; each can run on its own."""
     gen = tmp_path / "generate_xbb.yaml"
     gen.write_text(yaml.safe_dump(XBB_GENERATE))
+    qcd = tmp_path / "generate_qcd.yaml"
+    qcd.write_text(yaml.safe_dump({**XBB_GENERATE, "processes": XBB_GENERATE["processes"][1:]}))
     with resources.as_file(resources.files("paratag") / "configs" / "train_validate_xbb.yaml") as p:
         train_cfg = yaml.safe_load(p.read_text())
     train_cfg["model"]["options"] = {
@@ -183,21 +186,24 @@ def test_validate_xbb_chain_writes_the_jet_table(tmp_path: Path) -> None:
     }
     train_cfg["stage1"]["batch_size"] = train_cfg["stage3"]["batch_size"] = 64
     (tmp_path / "train_xbb.yaml").write_text(yaml.safe_dump(train_cfg))
-    cfg = ValidateConfig(
-        out=str(tmp_path / "out"),
-        xbb_events=40,
-        workers=2,
-        stage1_epochs=1,
-        stage3_epochs=1,
-        xbb_generate_config=str(gen),
-        xbb_train_config=str(tmp_path / "train_xbb.yaml"),
-        xbb_taggers=("particlenet_lite", "resnet15_image"),
-        xbb_disco_lambdas=(5.0,),
-        n_boot=0,
-        only=("xbb",),
-    )
+    out = tmp_path / "out"
+    kw = {
+        "out": str(out),
+        "xbb_events": 40,
+        "workers": 2,
+        "stage1_epochs": 1,
+        "stage3_epochs": 1,
+        "xbb_generate_config": str(gen),
+        "xbb_train_config": str(tmp_path / "train_xbb.yaml"),
+        "disco_generate_config": str(qcd),
+        "disco_qcd_events": 60,
+        "xbb_taggers": ("particlenet_lite", "resnet15_image"),
+        "xbb_disco_lambdas": (5.0,),
+        "n_boot": 0,
+    }
     logs: list[str] = []
-    s = run_validate(cfg, command="pytest", log=logs.append)
+    s = run_validate(ValidateConfig(**kw, only=("xbb",)), command="pytest", log=logs.append)
+    assert s["disco"] == {} and not (out / "steps" / "disco_train.json").exists()
     t = s["xbb_table"]
     assert t["models"] == ["parametric", "particlenet_lite", "resnet15_image"]
     assert t["rows"] == ["mX50", "mX100", "mX150", "mX125", "all"]  # 125: never trained
@@ -207,21 +213,39 @@ def test_validate_xbb_chain_writes_the_jet_table(tmp_path: Path) -> None:
         "resnet15_image": False,
     }
     assert all(0.0 <= t["nominal"][m]["all"]["auc"] <= 1.0 for m in t["models"])
-    assert set(s["xbb"]) == {"no_disco", "disco_5"}
     assert set(s["xbb_train"]["taggers"]) == {"particlenet_lite", "resnet15_image"}
-    md = (tmp_path / "out" / "validation.md").read_text()
-    assert "## X→bb jet taggers" in md and "| resnet15_image | all |" in md
-    assert "| disco 5 |" in md
     assert set(s["xbb_importance"]["clouds"]) == {"pf", "sv"}  # the IN reads both clouds
-    assert (tmp_path / "out" / s["xbb_disco_figure"]).is_file() and "disco_curve.png" in md
-    runs = {
-        k: load_train_config(tmp_path / "out" / "xbb" / f"run_{k}" / "config.yaml")
-        for k in s["xbb"]
-    }
-    assert runs["no_disco"].data.wrong_mass_weight == 0.3  # the mass-aware conditioned IN
-    assert runs["disco_5"].data.wrong_mass_weight == 0.0  # decorrelated: no wrong-mass copies
-    lite = load_train_config(tmp_path / "out" / "xbb" / "tagger_particlenet_lite" / "config.yaml")
+    md = (out / "validation.md").read_text()
+    assert "## X→bb jet taggers" in md and "| resnet15_image | all |" in md
+    conditioned = load_train_config(out / "xbb" / "run_conditioned" / "config.yaml")
+    assert conditioned.data.wrong_mass_weight == 0.3  # the mass-aware conditioned IN
+    assert conditioned.loss.disco_lambda == 0.0
+    lite = load_train_config(out / "xbb" / "tagger_particlenet_lite" / "config.yaml")
     assert lite.data.wrong_mass_weight == 0.0  # unconditioned: the record says what it trained
+
+    logs.clear()  # the disco chain reuses the X->bb samples
+    s = run_validate(ValidateConfig(**kw, only=("disco",)), log=logs.append)
+    assert any("[xbb_build] cached" in line for line in logs)
+    assert set(s["disco"]) == {"no_disco", "disco_5"}
+    runs = {
+        k: load_train_config(out / "xbb" / "disco" / f"run_{k}" / "config.yaml") for k in s["disco"]
+    }
+    assert runs["disco_5"].loss.disco_lambda == 5.0
+    assert all(r.data.wrong_mass_weight == 0.0 for r in runs.values())  # decorrelated
+    # the QCD shapes come from every jet of the separate sample, not the test fold's few
+    from paratag.data import ShardStore
+
+    n_sculpt = len(ShardStore(out / "xbb" / "disco" / "sculpting_shards"))
+    assert all(v["n_background"] == n_sculpt for v in s["disco"].values())
+    assert n_sculpt > t["n_background"]
+    assert all(0 <= v["n_pass"] <= n_sculpt for v in s["disco"].values())
+    v = s["verdict"]["disco"]  # a few dozen jets can never meet the 2,000-jet requirement
+    assert v["met"] is False and v["value"] is None
+    md = (out / "validation.md").read_text()
+    assert "| disco 5 |" in md and "QCD jets passing" in md
+    assert (out / s["disco_figure"]).is_file() and "disco_curve.png" in md
+    assert "## X→bb jet taggers" in md  # both chains' results are reported
+
     logs.clear()
-    run_validate(cfg, log=logs.append)
-    assert sum("cached" in line for line in logs) == 4
+    run_validate(ValidateConfig(**kw, only=("xbb", "disco")), log=logs.append)  # all cached
+    assert sum("cached" in line for line in logs) == 8

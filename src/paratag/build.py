@@ -45,6 +45,8 @@ class BuildConfig:
         max_particles: P of the first cloud (None keeps the preset's).
         max_svs: length of the second cloud (None keeps the preset's).
         condition: condition names read from dataset metadata, e.g. ["mHc", "mA"].
+        background_only: the fileset holds backgrounds only (e.g. a sculpting sample): no
+            dataset carries the condition, whose columns are NaN (drawn when scored).
         label: optional dataset → class mapping (otherwise metadata ``label``).
         schema: coffea schema, "nanoaod" or "pfnanoaod".
         max_rows: rows per parquet shard.
@@ -58,6 +60,7 @@ class BuildConfig:
     max_particles: int | None = None
     max_svs: int | None = None
     condition: tuple[str, ...] = ()
+    background_only: bool = False
     label: dict[str, int] = field(default_factory=dict)
     schema: Literal["nanoaod", "pfnanoaod"] = "nanoaod"
     max_rows: int = 50_000
@@ -72,14 +75,26 @@ class BuildConfig:
 
 
 def check_condition_metadata(
-    fileset: Mapping[str, Mapping[str, Any]], condition: Sequence[str]
+    fileset: Mapping[str, Mapping[str, Any]],
+    condition: Sequence[str],
+    background_only: bool = False,
 ) -> None:
     """Every condition key must be in the metadata of some dataset, and all or none per dataset.
 
     A typo (``condition: [mH]``) would otherwise write shards whose condition column
-    is NaN everywhere.
+    is NaN everywhere. With ``background_only`` no dataset may carry any of the keys.
     """
     if not condition:
+        return
+    if background_only:
+        carrying = [
+            ds for ds, e in fileset.items() if set(condition) & set(e.get("metadata") or {})
+        ]
+        if carrying:
+            raise ConfigError(
+                f"background_only: datasets {carrying} carry condition keys {list(condition)} "
+                "(signal?); build them without background_only"
+            )
         return
     full, seen_keys = [], set()
     for ds, entry in fileset.items():
@@ -151,7 +166,7 @@ def build_shards(
     from paratag.presets import load_preset
     from paratag.shards import write_shards
 
-    check_condition_metadata(load_fileset(fileset), config.condition)
+    check_condition_metadata(load_fileset(fileset), config.condition, config.background_only)
     out, skipped = run_builder(
         fileset,
         config,

@@ -80,7 +80,7 @@ def validate(
     ] = False,
     only: Annotated[
         list[str] | None,
-        typer.Option("--only", help="run only this chain: higgs, pileup or xbb (repeat)"),
+        typer.Option("--only", help="run only this chain: higgs, pileup, xbb or disco (repeat)"),
     ] = None,
     generate_config: Annotated[
         str, typer.Option(help="charged-Higgs generate preset or YAML")
@@ -95,10 +95,19 @@ def validate(
             "interaction_net, particlenet_lite, resnet15_image)"
         ),
     ] = None,
+    xbb_train_config: Annotated[
+        str, typer.Option(help="X->bb train config or YAML (both jet chains)")
+    ] = "validate_xbb",
     xbb_disco_lambda: Annotated[
         list[float] | None,
-        typer.Option(help="DisCo strength of a conditioned X->bb IN run (repeat)"),
+        typer.Option(
+            help="DisCo strength of a conditioned X->bb IN run of the disco chain "
+            "(repeat; default: 3, 10, 30)"
+        ),
     ] = None,
+    disco_qcd_events: Annotated[
+        int, typer.Option(help="QCD events of the disco chain's sculpting sample")
+    ] = 20_000,
 ) -> None:
     """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""
     from paratag.validate import ValidateConfig, run_validate
@@ -116,7 +125,11 @@ def validate(
         only=tuple(only or ()),
         generate_config=generate_config,
         train_config=train_config,
-        xbb_disco_lambdas=tuple(xbb_disco_lambda or ()),
+        xbb_train_config=xbb_train_config,
+        xbb_disco_lambdas=(
+            tuple(xbb_disco_lambda) if xbb_disco_lambda else ValidateConfig.xbb_disco_lambdas
+        ),
+        disco_qcd_events=disco_qcd_events,
         xbb_taggers=tuple(xbb_tagger) if xbb_tagger else ValidateConfig.xbb_taggers,
     )
     run_validate(cfg, force=force, command="paratag " + " ".join(sys.argv[1:]), log=typer.echo)

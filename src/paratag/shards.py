@@ -146,8 +146,12 @@ def read_shard(
     path: str | Path, shapes: Mapping[str, list[int]], columns: Iterable[str] | None = None
 ) -> dict[str, np.ndarray]:
     """Read one parquet shard back into numpy arrays with their manifest shapes."""
+    stored = None  # zero-width columns (no condition) are not in the file
+    if columns is not None:
+        columns = list(columns)
+        stored = [c for c in columns if c not in shapes or int(np.prod(shapes[c])) > 0]
     try:
-        table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+        table = pq.read_table(path, columns=stored)
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputFileError(str(path), f"cannot read shard ({exc})", "rebuild the shards") from exc
     out = {}

@@ -1,6 +1,6 @@
 """``paratag validate``: the larger run behind the physics claims (issue 9), with cached steps.
 
-Three independent chains, each step one library call cached like :mod:`paratag.demo`:
+Independent chains, each step one library call cached like :mod:`paratag.demo`:
 
 1. charged Higgs — ``generate`` (grid with training, interpolation and
    extrapolation points + backgrounds) → ``build`` → ``generate_pileup`` /
@@ -8,11 +8,13 @@ Three independent chains, each step one library call cached like :mod:`paratag.d
    same hard scatters) → ``train`` (the three-stage schedule, one run per seed, run
    in parallel) → ``evaluate`` (parametric vs dedicated with dedicated models trained
    on demand at untrained points, seed spread, pileup robustness);
-2. X→bb̄ jets (:mod:`paratag.validate_xbb`) — ``xbb_generate`` → ``xbb_build`` →
-   ``xbb_train`` (the mX-conditioned Interaction Network with and without DisCo, and the
+2. X→bb̄ jets (:mod:`paratag.validate_xbb`), sharing ``xbb_generate`` → ``xbb_build``:
+   chain ``xbb`` — ``xbb_train`` (the mX-conditioned Interaction Network and the
    unconditioned IN, ParticleNet-Lite and ResNet-15 on jet images) → ``xbb_evaluate``
-   (the jet-tagger table on the same test jets, QCD soft-drop-mass sculpting, JSD at
-   50% signal efficiency);
+   (the jet-tagger table on the same test jets, mass awareness, importance); chain
+   ``disco`` — ``disco_generate`` → ``disco_build`` (a QCD-only sculpting sample) →
+   ``disco_train`` (the conditioned IN at each DisCo λ) → ``disco_evaluate`` (1/JSD vs
+   1/εB at 50% signal efficiency, with the QCD jets passing each cut);
 3. ``summary`` — ``validation.json`` and the markdown table ``validation.md``.
 
 A finished step writes ``OUT/steps/<step>.json``; rerunning skips it unless ``force``
@@ -35,7 +37,10 @@ from paratag.jobs import config_crc32, scaled_schedule, train_parallel
 from paratag.pipeline import Steps
 from paratag.validation_summary import TARGETS, render_markdown, summarize
 
-__all__ = ["TARGETS", "ValidateConfig", "render_markdown", "run_validate", "summarize"]
+__all__ = ["CHAINS", "TARGETS", "ValidateConfig", "render_markdown", "run_validate", "summarize"]
+
+#: the chains ``--only`` can name (all of them run by default)
+CHAINS = ("higgs", "pileup", "xbb", "disco")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,16 +60,20 @@ class ValidateConfig:
         stage3_epochs: override of stage-3 epochs; the curriculum is scaled to it.
         generate_config: charged-Higgs generate preset name or YAML.
         pileup_config: generate preset/YAML of the pileup samples.
-        xbb_generate_config: X→bb generate preset/YAML ("" skips the sculpting chain).
+        xbb_generate_config: X→bb generate preset/YAML ("" skips the ``xbb`` and ``disco``
+            chains).
+        disco_generate_config: generate preset/YAML of the QCD-only sculpting sample.
+        disco_qcd_events: events of the sculpting sample (about 2.7 jets each).
         train_config: charged-Higgs train config name or YAML.
         xbb_train_config: X→bb train config name or YAML.
         xbb_taggers: unconditioned taggers of the jet table
             (:data:`paratag.validate_xbb.JET_TAGGERS`).
-        xbb_disco_lambdas: DisCo strengths of the conditioned X→bb IN runs (one run
-            each, plus one without DisCo); empty: the train config's ``disco_lambda``.
+        xbb_disco_lambdas: DisCo strengths of the ``disco`` chain's conditioned IN runs
+            (one run each, plus one without DisCo); empty: the train config's ``disco_lambda``.
         n_boot: bootstrap replicas of the evaluation metrics.
         only: chains to run, among ``higgs`` (generate, build, train, evaluate), ``pileup``
-            (the charged-Higgs pileup samples, needs ``higgs``) and ``xbb``; empty: all.
+            (the charged-Higgs pileup samples, needs ``higgs``), ``xbb`` (the jet table) and
+            ``disco`` (X→bb mass decorrelation); empty: all.
     """
 
     out: str = "validation_output"
@@ -80,21 +89,24 @@ class ValidateConfig:
     generate_config: str = "validate"
     pileup_config: str = "validate_pileup"
     xbb_generate_config: str = "validate_xbb"
+    disco_generate_config: str = "validate_disco_qcd"
+    disco_qcd_events: int = 20_000
     train_config: str = "validate"
     xbb_train_config: str = "validate_xbb"
     xbb_taggers: tuple[str, ...] = ("interaction_net", "particlenet_lite", "resnet15_image")
-    xbb_disco_lambdas: tuple[float, ...] = ()
+    xbb_disco_lambdas: tuple[float, ...] = (3.0, 10.0, 30.0)
     n_boot: int = 50
     only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.only) - {"higgs", "pileup", "xbb"})
+        unknown = sorted(set(self.only) - set(CHAINS))
         if unknown:
             raise ConfigError(
-                f"validate: unknown chain(s) {unknown} in --only; choose among higgs, pileup, xbb"
+                f"validate: unknown chain(s) {unknown} in --only; choose among {', '.join(CHAINS)}"
             )
-        if self.events <= 0 or (self.xbb_events is not None and self.xbb_events <= 0):
-            raise ConfigError(f"validate: events must be > 0, got {self.events}/{self.xbb_events}")
+        sizes = (self.events, self.xbb_events or 1, self.disco_qcd_events)
+        if min(sizes) <= 0:
+            raise ConfigError(f"validate: events must be > 0, got {sizes}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"validate: seeds must be distinct and non-empty, got {self.seeds}")
         from paratag.validate_xbb import JET_TAGGERS
@@ -161,24 +173,30 @@ def run_validate(
         fs = generate(config, out / where, n, workers=cfg.workers, seed=seed, progress=False)
         return {"fileset": str(fs), "events_per_job": n, "jobs": len(config.jobs(n, seed))}
 
-    def build(fileset: str, where: str, preset: str, condition: tuple[str, ...]) -> dict[str, Any]:
+    def build(
+        fileset: str,
+        where: str,
+        preset: str,
+        condition: tuple[str, ...],
+        background_only: bool = False,
+    ) -> dict[str, Any]:
         manifest = build_shards(
             fileset,
             out / where,
-            BuildConfig(preset=preset, condition=condition),
+            BuildConfig(preset=preset, condition=condition, background_only=background_only),
             executor="futures" if cfg.workers > 1 else "iterative",
             workers=cfg.workers,
         )
         return {"manifest": str(manifest)}
 
-    chains = set(cfg.only or ("higgs", "pileup", "xbb"))
+    chains = set(cfg.only or CHAINS)
     if "higgs" in chains:
         _higgs_chain(cfg, out, step, gen, build, chains)
 
-    if cfg.xbb_generate_config and "xbb" in chains:
-        from paratag.validate_xbb import xbb_chain
+    if cfg.xbb_generate_config and chains & {"xbb", "disco"}:
+        from paratag.validate_xbb import jet_chains
 
-        xbb_chain(cfg, out, step, gen, build)
+        jet_chains(cfg, out, step, gen, build, chains)
 
     summary = summarize(out, cfg, command=command, steps=list(steps))
     (out / "validation.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -1,18 +1,29 @@
-"""``paratag validate`` chain 2: X→bb̄ jets — the jet-tagger table and mass decorrelation.
+"""``paratag validate`` chains on X→bb̄ jets: the jet-tagger table and mass decorrelation.
 
-Steps (cached like every validate step):
+Both chains share ``xbb_generate`` → ``xbb_build``: X→bb̄ at the train config's mass
+points plus any interpolation point, and QCD; jet truth labels (the ``jet`` preset's
+``truth:``). Every step is cached like the other validate steps.
 
-- ``xbb_generate`` → ``xbb_build``: X→bb̄ at the train config's mass points plus any
-  interpolation point, and QCD; jet truth labels (the ``jet`` preset's ``truth:``);
+Chain ``xbb`` (the jet table):
+
 - ``xbb_train``, in parallel processes: the mX-conditioned Interaction Network (the
-  parametric variant) without DisCo and with DisCo at each λ, and the unconditioned
-  taggers of :data:`JET_TAGGERS` trained on all mass points together
+  parametric variant, with the train config's wrong-mass negatives) and the
+  unconditioned taggers of :data:`JET_TAGGERS` trained on all mass points together
   (:func:`paratag.training.train_inclusive`);
-- ``xbb_evaluate``: every model on the same test jets — the model-comparison table
-  (AUC and 1/εB at εS = 30%, 50% with bootstrap σ, per mass point and pooled), the
-  mass-awareness study, permutation importance and saliency images of the
-  conditioned IN, and the QCD soft-drop-mass sculpting (JSD at εS = 50%) of each
-  DisCo run.
+- ``xbb_evaluate``: every model on the same test jets — AUC and 1/εB at εS = 30%,
+  50% with bootstrap σ, per mass point and pooled — the mass-awareness study, and
+  the permutation importance and saliency images of the conditioned IN.
+
+Chain ``disco`` (mass decorrelation):
+
+- ``disco_generate`` → ``disco_build``: a separate QCD-only sample whose jets (all of
+  them) give the sculpting study's soft-drop-mass shapes, so that thousands of QCD
+  jets pass even a 1/εB = 20 cut (the test fold alone leaves a few dozen);
+- ``disco_train``: the conditioned IN without DisCo and with DisCo at each λ, all
+  without wrong-mass negatives (those teach the tagger to prefer jets near the
+  hypothesis, the opposite of decorrelation);
+- ``disco_evaluate``: per run, AUC on the test jets and 1/εB, JSD and the jets
+  passing at each signal efficiency on the sculpting sample — the 1/JSD vs 1/εB curve.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from typing import Any
 
 from paratag.jobs import config_crc32, scaled_schedule, train_inclusive_job, train_parallel
 
-__all__ = ["JET_TAGGERS", "disco_key", "xbb_chain"]
+__all__ = ["JET_TAGGERS", "SCULPTING_SEED_OFFSET", "disco_key", "jet_chains"]
 
 #: Unconditioned taggers of the jet table: name -> (registered model, options, use SVs).
 #: ``None`` options keep the train config's (the CMS H→bb IN widths).
@@ -35,9 +46,12 @@ JET_TAGGERS: dict[str, tuple[str, dict[str, Any] | None, bool]] = {
     "resnet15_image": ("resnet15_image", {}, False),
 }
 
-
 #: test jets for the permutation importance and saliency images of the conditioned IN
 IMPORTANCE_EVENTS = 2000
+#: the sculpting sample's generation seed is the chain's plus this: independent QCD events
+SCULPTING_SEED_OFFSET = 7919
+
+Step = Callable[..., dict[str, Any]]
 
 
 def disco_key(lam: float) -> str:
@@ -61,95 +75,143 @@ def _tagger_config(base: Any, name: str, run_dir: Path) -> Any:
     )
 
 
-def _conditioned_config(base: Any, run_dir: Path, lam: float) -> Any:
-    """The conditioned IN with DisCo strength ``lam``; DisCo runs get no wrong-mass copies.
+def _conditioned_config(base: Any, run_dir: Path, lam: float | None) -> Any:
+    """The conditioned IN: ``lam`` None is the jet table's (wrong-mass negatives, no DisCo).
 
-    A mass-decorrelated tagger must not prefer QCD jets near the hypothesis, which is
-    what the wrong-mass negatives teach, so the two are not combined.
+    A number is a run of the DisCo curve, trained without wrong-mass negatives: a
+    mass-decorrelated tagger must not prefer QCD jets near the hypothesis, which is
+    what those negatives teach.
     """
-    data = base.data if lam == 0 else dataclasses.replace(base.data, wrong_mass_weight=0.0)
-    loss = dataclasses.replace(base.loss, disco_lambda=lam)
+    if lam is None:
+        data, loss = base.data, dataclasses.replace(base.loss, disco_lambda=0.0)
+    else:
+        data = dataclasses.replace(base.data, wrong_mass_weight=0.0)
+        loss = dataclasses.replace(base.loss, disco_lambda=lam)
     return dataclasses.replace(base, run_dir=str(run_dir), progress=False, data=data, loss=loss)
 
 
-def xbb_chain(
-    cfg: Any,
-    out: Path,
-    step: Callable[..., dict[str, Any]],
-    gen: Callable[..., dict[str, Any]],
-    build: Callable[..., dict[str, Any]],
-) -> None:
-    """Run the X→bb chain of ``cfg`` (a :class:`paratag.validate.ValidateConfig`) into ``out/xbb``."""
+def _shared_samples(cfg: Any, out: Path, step: Step, gen: Step, build: Step) -> tuple[Path, Any]:
+    """``xbb_generate`` → ``xbb_build`` (shared by both chains) -> (shards, base train config)."""
     from paratag.generate import GenerateConfig
     from paratag.training import load_train_config
 
     xcfg = GenerateConfig.from_file(cfg.xbb_generate_config)
     n_x = cfg.xbb_events or cfg.events
     xin = {"config": cfg.xbb_generate_config, "events": n_x, "seed": cfg.seed}
-    gx = step("xbb", "xbb_generate", lambda: gen(xcfg, "xbb/generated", n_x, cfg.seed), xin)
+    chains = ("xbb", "disco")
+    gx = step(chains, "xbb_generate", lambda: gen(xcfg, "xbb/generated", n_x, cfg.seed), xin)
+    step(chains, "xbb_build", lambda: build(gx["fileset"], "xbb/shards", "jet", ("mX",)), xin)
     shards = out / "xbb" / "shards"
-    step("xbb", "xbb_build", lambda: build(gx["fileset"], "xbb/shards", "jet", ("mX",)), xin)
     base = scaled_schedule(
         load_train_config(cfg.xbb_train_config, shards=str(shards), seed=cfg.seeds[0]),
         cfg.stage1_epochs,
         cfg.stage3_epochs,
     )
-    lambdas = cfg.xbb_disco_lambdas or (base.loss.disco_lambda,)
-    runs = {disco_key(lam): lam for lam in (0.0, *lambdas)}
-    run_dirs = {k: out / "xbb" / f"run_{k}" for k in runs}
-    taggers = {t: _tagger_config(base, t, out / "xbb" / f"tagger_{t}") for t in cfg.xbb_taggers}
+    return shards, base
 
-    def do_train() -> dict[str, Any]:
-        conditioned = [_conditioned_config(base, run_dirs[k], lam) for k, lam in runs.items()]
-        side = [functools.partial(train_inclusive_job, c) for c in taggers.values()]
-        res = train_parallel(conditioned, cfg.workers, side)
-        return {
-            "runs": dict(zip(runs, res[: len(runs)], strict=True)),
-            "taggers": dict(zip(taggers, res[len(runs) :], strict=True)),
-            "disco_lambdas": list(lambdas),
-            "stage1_epochs": base.stage1.epochs if base.stage1.enabled else 0,
-            "stage3_epochs": base.stage3.epochs,
-        }
 
-    tin = {
+def _train_inputs(cfg: Any, base: Any, **extra: Any) -> dict[str, Any]:
+    """Cache key of a training step: the whole schedule (editing the YAML redoes it)."""
+    return {
         "config": cfg.xbb_train_config,
-        # the whole schedule: editing the YAML redoes the step
         "config_crc32": config_crc32(base),
         "seed": cfg.seeds[0],
         "stage1_epochs": base.stage1.epochs,
         "stage3_epochs": base.stage3.epochs,
-        "disco_lambdas": list(lambdas),
-        "taggers": list(taggers),
+        **extra,
     }
+
+
+def jet_chains(
+    cfg: Any, out: Path, step: Step, gen: Step, build: Step, chains: set[str] | frozenset[str]
+) -> None:
+    """The ``xbb`` and/or ``disco`` chains of ``cfg`` (a :class:`paratag.validate.ValidateConfig`)."""
+    shards, base = _shared_samples(cfg, out, step, gen, build)
+    if "xbb" in chains:
+        _xbb_chain(cfg, out, step, shards, base)
+    if "disco" in chains:
+        _disco_chain(cfg, out, step, gen, build, shards, base)
+
+
+def _xbb_chain(cfg: Any, out: Path, step: Step, shards: Path, base: Any) -> None:
+    """The jet table into ``out/xbb``."""
+    run_dir = out / "xbb" / "run_conditioned"
+    taggers = {t: _tagger_config(base, t, out / "xbb" / f"tagger_{t}") for t in cfg.xbb_taggers}
+
+    def do_train() -> dict[str, Any]:
+        side = [functools.partial(train_inclusive_job, c) for c in taggers.values()]
+        res = train_parallel([_conditioned_config(base, run_dir, None)], cfg.workers, side)
+        return {
+            "conditioned": res[0],
+            "taggers": dict(zip(taggers, res[1:], strict=True)),
+            "stage3_epochs": base.stage3.epochs,
+        }
+
+    tin = _train_inputs(cfg, base, taggers=list(taggers))
     trained = step("xbb", "xbb_train", do_train, tin)
 
-    step(
-        "xbb",
-        "xbb_evaluate",
-        lambda: _evaluate(cfg, out, run_dirs, trained),
-        {"n_boot": cfg.n_boot, "importance": IMPORTANCE_EVENTS},
-    )
+    def do_evaluate() -> dict[str, Any]:
+        from paratag.evaluate.run import evaluate_run
 
-
-def _evaluate(
-    cfg: Any, out: Path, run_dirs: dict[str, Path], trained: dict[str, Any]
-) -> dict[str, Any]:
-    """Every conditioned IN run on the same test jets; the table and studies on ``no_disco``."""
-    from paratag.evaluate.run import evaluate_run
-
-    res = {}
-    models = {t: v["model"] for t, v in trained["taggers"].items()}
-    for k, r in run_dirs.items():
-        main = k == "no_disco"  # the table and the mass awareness: the conditioned IN
+        models = {t: v["model"] for t, v in trained["taggers"].items()}
         md = evaluate_run(
-            r,
-            out / "xbb" / "shards",
-            out / "xbb" / f"evaluation_{k}",
+            run_dir,
+            shards,
+            out / "xbb" / "evaluation_conditioned",
             n_boot=cfg.n_boot,
-            compare=models if main else {},
-            inclusive_model=models.get("interaction_net") if main else None,
-            importance=IMPORTANCE_EVENTS if main else 0,
+            compare=models,
+            inclusive_model=models.get("interaction_net"),
+            importance=IMPORTANCE_EVENTS,
             progress=False,
         )
-        res[k] = str(Path(md).parent / "results.json")
-    return {"results": res}
+        return {"results": str(Path(md).parent / "results.json")}
+
+    ein = {"n_boot": cfg.n_boot, "importance": IMPORTANCE_EVENTS}
+    step("xbb", "xbb_evaluate", do_evaluate, ein)
+
+
+def _disco_chain(
+    cfg: Any, out: Path, step: Step, gen: Step, build: Step, shards: Path, base: Any
+) -> None:
+    """The DisCo curve into ``out/xbb/disco``: one conditioned IN per λ (0 included).
+
+    The sculpting sample's steps form their own chain (``disco_qcd``): regenerating the
+    X→bb jets does not redo them; the evaluation depends on both.
+    """
+    from paratag.generate import GenerateConfig
+
+    where = out / "xbb" / "disco"
+    qcfg = GenerateConfig.from_file(cfg.disco_generate_config)
+    n_q, q_seed = cfg.disco_qcd_events, cfg.seed + SCULPTING_SEED_OFFSET
+    qin = {"config": cfg.disco_generate_config, "events": n_q, "seed": q_seed}
+    gq = step(
+        "disco_qcd", "disco_generate", lambda: gen(qcfg, "xbb/disco/generated", n_q, q_seed), qin
+    )
+    sculpt = where / "sculpting_shards"
+    step(
+        "disco_qcd",
+        "disco_build",
+        lambda: build(gq["fileset"], "xbb/disco/sculpting_shards", "jet", ("mX",), True),
+        qin,
+    )
+    lambdas = cfg.xbb_disco_lambdas or (base.loss.disco_lambda,)
+    runs = {disco_key(lam): lam for lam in (0.0, *lambdas)}
+    run_dirs = {k: where / f"run_{k}" for k in runs}
+
+    def do_train() -> dict[str, Any]:
+        confs = [_conditioned_config(base, run_dirs[k], lam) for k, lam in runs.items()]
+        return {"runs": dict(zip(runs, train_parallel(confs, cfg.workers), strict=True))}
+
+    step("disco", "disco_train", do_train, _train_inputs(cfg, base, disco_lambdas=list(lambdas)))
+
+    def do_evaluate() -> dict[str, Any]:
+        from paratag.evaluate.run import evaluate_run
+
+        res = {}
+        for k, r in run_dirs.items():
+            out_k = where / f"evaluation_{k}"
+            md = evaluate_run(r, shards, out_k, n_boot=0, sculpting_shards=sculpt, progress=False)
+            res[k] = str(Path(md).parent / "results.json")
+        return {"results": res}
+
+    step(("disco", "disco_qcd"), "disco_evaluate", do_evaluate, {"sculpting_events": n_q})

@@ -8,13 +8,15 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from paratag.validation_jets import disco_verdict, jets_markdown, read_json, summarize_jets
+from paratag.validation_jets import fmt as _f
 
 __all__ = ["TARGETS", "read_json", "render_markdown", "summarize"]
 
@@ -27,11 +29,6 @@ TARGETS = {
     # issue 13: mass-awareness index (pairs with ΔmA >= 5 GeV) / the m(μμ) reference's
     "ma_vs_reference": 0.9,
 }
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; ``{}`` when the file does not exist (a step not run)."""
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def summarize(
@@ -76,28 +73,11 @@ def summarize(
     s["pileup"] = {
         lvl: v["metrics"]["values"].get("auc") for lvl, v in (res.get("pileup") or {}).items()
     }
-    s["xbb"] = {}
-    xbb_results = done.get("xbb_evaluate", {}).get("results", {})
-    for k, path in xbb_results.items():
-        r = read_json(Path(path))
-        deco = (r.get("decorrelation") or {}).get("model")
-        s["xbb"][k] = (
-            None
-            if deco is None
-            else {
-                **deco,
-                "auc": ((r.get("metrics") or {}).get("nominal") or {}).get("auc"),
-            }
-        )
-    main = read_json(Path(xbb_results["no_disco"])) if "no_disco" in xbb_results else {}
-    s["xbb_table"] = main.get("model_comparison")
-    s["xbb_importance"] = _importance_summary(main.get("importance"))
-    s["xbb_train"] = done.get("xbb_train", {})
-    s["xbb_disco_figure"] = _disco_figure(out, s["xbb"])
+    s.update(summarize_jets(out, done))
     s["skipped"] = {  # sculpting is measured on X->bb jets, not on the charged-Higgs events
         k: v
         for k, v in res.get("skipped", {}).items()
-        if not (k == "decorrelation" and any(s["xbb"].values()))
+        if not (k == "decorrelation" and any(s["disco"].values()))
     }
     s["mass_awareness"] = _awareness_summary(res.get("hypotheses") or {})
     s["verdict"] = _verdict(s)
@@ -196,6 +176,7 @@ def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
                 "margin": v - TARGETS[split],
             }
     out.update(_awareness_verdict(s.get("mass_awareness") or {}))
+    out.update(disco_verdict(s.get("disco") or {}))
     sd = s["seeds"].get("max_point_std")
     if sd is not None:
         out["seed_std"] = {
@@ -205,10 +186,6 @@ def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
             "margin": TARGETS["seed_std"] - sd,
         }
     return out
-
-
-def _f(v: Any, fmt: str = ".4f") -> str:
-    return "n/a" if v is None or isinstance(v, str) else format(v, fmt)
 
 
 def _awareness_markdown(ma: Mapping[str, Any]) -> list[str]:
@@ -305,7 +282,7 @@ def render_markdown(s: Mapping[str, Any]) -> str:
         "|---|---|",
     ]
     lines += [f"| {k} | {_f(v)} |" for k, v in s["pileup"].items()]
-    lines += _xbb_markdown(s)
+    lines += jets_markdown(s)
     lines += ["", "## Wall time per step", "", "| step | time [s] |", "|---|---|"]
     lines += [f"| {k} | {_f(v, '.0f')} |" for k, v in s["wall_time_s"].items()]
     for run in s["train"].get("runs", []):
@@ -351,90 +328,6 @@ def _seeds_markdown(sd: Mapping[str, Any]) -> list[str]:
         "",
         f"Target σ(AUC) < {TARGETS['seed_std']}: largest per-point σ = {_f(sd['max_point_std'])}.",
     ]
-
-
-def _importance_summary(imp: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The clouds' and the five most important features' AUC drops (the images stay in the report)."""
-    if not imp:
-        return None
-    top = dict(list(imp["features"].items())[:5])
-    return {"baseline_auc": imp["baseline_auc"], "clouds": imp["clouds"], "top_features": top}
-
-
-def _disco_figure(out: Path, points: Mapping[str, Any]) -> str | None:
-    """1/JSD vs 1/εB of the X→bb runs (with and without DisCo) as ``xbb/disco_curve.png``."""
-    drawn = {k.replace("_", " "): v for k, v in points.items() if v}
-    if not drawn:
-        return None
-    from paratag.evaluate.plots import plot_jsd_vs_rejection
-
-    png = plot_jsd_vs_rejection(drawn, out / "xbb", "disco_curve")
-    return str(png.relative_to(out))
-
-
-def _xbb_markdown(s: Mapping[str, Any]) -> list[str]:
-    """The jet-tagger table and the sculpting table of the X→bb chain."""
-    lines = ["", "## X→bb jet taggers (same test jets, truth-matched signal)", ""]
-    t = s.get("xbb_table")
-    if t:
-        lines += [
-            f"QCD test jets: {t['n_background']}; ± bootstrap σ ({t['n_boot']} replicas); "
-            "`parametric` is the mX-conditioned IN scored at each point's mass, `all` pools "
-            "the training points.",
-            "",
-            "| model | point | signal jets | AUC | 1/εB at εS = 30% | 1/εB at εS = 50% |",
-            "|---|---|---|---|---|---|",
-        ]
-        for m in t["models"]:
-            for r in t["rows"]:
-                cells = [
-                    f"{_f(t['nominal'][m][r][k], f)} ± {_f(t['std'][m][r][k], f)}"
-                    for k, f in (("auc", ".4f"), ("rej@sig0.3", ".1f"), ("rej@sig0.5", ".1f"))
-                ]
-                lines.append(f"| {m} | {r} | {t['n_signal'][r]} | " + " | ".join(cells) + " |")
-        times = {
-            **{
-                f"conditioned IN, {k}": v.get("time_s")
-                for k, v in s["xbb_train"].get("runs", {}).items()
-            },
-            **{k: v.get("time_s") for k, v in s["xbb_train"].get("taggers", {}).items()},
-        }
-        lines += [
-            "",
-            "Training wall time (one process, one thread each): "
-            + ", ".join(f"{k} {_f(v, '.0f')} s" for k, v in times.items())
-            + ".",
-        ]
-    else:
-        lines.append("not run")
-    lines += [
-        "",
-        "## Mass sculpting (X→bb vs QCD, conditioned Interaction Network)",
-        "",
-        "| model | AUC | 1/εB at εS = 50% | JSD at εS = 50% | 1/JSD |",
-        "|---|---|---|---|---|",
-    ]
-    for k, v in s["xbb"].items():
-        if v:
-            lines.append(
-                f"| {k.replace('_', ' ')} | {_f(v['auc'])} | {_f(v['inv_bkg_eff'], '.2f')} | "
-                f"{_f(v['jsd'])} | {_f(v['inv_jsd'], '.1f')} |"
-            )
-    if s.get("xbb_disco_figure"):
-        lines += ["", f"![1/JSD vs 1/εB at εS = 50%]({s['xbb_disco_figure']})"]
-    imp = s.get("xbb_importance")
-    if imp:
-        lines += [
-            "",
-            "## What the conditioned X→bb IN looks at (AUC lost when an input is scrambled)",
-            "",
-            f"Baseline AUC {_f(imp['baseline_auc'])}. Clouds: "
-            + ", ".join(f"{k} {_f(v, '+.4f')}" for k, v in imp["clouds"].items())
-            + ". Top features: "
-            + ", ".join(f"{k} {_f(v, '+.4f')}" for k, v in imp["top_features"].items())
-            + ".",
-        ]
-    return lines
 
 
 def _mean(v: Sequence[float] | None) -> float | None:

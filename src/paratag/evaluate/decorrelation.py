@@ -21,7 +21,11 @@ __all__ = ["SculptingResult", "decorrelation_points", "sculpting"]
 
 @dataclass(frozen=True)
 class SculptingResult:
-    """Background mass histograms before/after cuts at several signal efficiencies."""
+    """Background mass histograms before/after cuts at several signal efficiencies.
+
+    ``n_pass`` counts the background jets (unweighted) passing each cut: a JSD
+    between histograms of a few dozen jets measures their noise, not the sculpting.
+    """
 
     bins: np.ndarray
     before: np.ndarray
@@ -29,6 +33,8 @@ class SculptingResult:
     thresholds: dict[float, float]
     bkg_eff: dict[float, float]
     jsd: dict[float, float]
+    n_pass: dict[float, int]
+    n_background: int
 
     def inv_bkg_eff(self, sig_eff: float) -> float:
         """1/εB at the cut of signal efficiency ``sig_eff``."""
@@ -49,6 +55,8 @@ class SculptingResult:
             "thresholds": {f"{k:g}": v for k, v in self.thresholds.items()},
             "bkg_eff": {f"{k:g}": v for k, v in self.bkg_eff.items()},
             "jsd": {f"{k:g}": v for k, v in self.jsd.items()},
+            "n_pass": {f"{k:g}": v for k, v in self.n_pass.items()},
+            "n_background": self.n_background,
         }
 
 
@@ -71,7 +79,7 @@ def sculpting(
         )
     edges = np.histogram_bin_edges(m, bins=bins) if np.isscalar(bins) else np.asarray(bins, float)
     before, _ = np.histogram(m, bins=edges, weights=wb)
-    after, thr, eff, jsd = {}, {}, {}, {}
+    after, thr, eff, jsd, n_pass = {}, {}, {}, {}, {}
     for e in sig_effs:
         t = threshold_at_efficiency(sig_score, e, sig_weight)
         sel = sb >= t
@@ -79,8 +87,16 @@ def sculpting(
         after[float(e)], thr[float(e)] = h, t
         eff[float(e)] = float(wb[sel].sum() / wb.sum())
         jsd[float(e)] = jensen_shannon(before, h) if h.sum() > 0 else float("nan")
+        n_pass[float(e)] = int(sel.sum())
     return SculptingResult(
-        bins=edges, before=before, after=after, thresholds=thr, bkg_eff=eff, jsd=jsd
+        bins=edges,
+        before=before,
+        after=after,
+        thresholds=thr,
+        bkg_eff=eff,
+        jsd=jsd,
+        n_pass=n_pass,
+        n_background=len(m),
     )
 
 
@@ -94,6 +110,8 @@ def decorrelation_points(
             "inv_bkg_eff": r.inv_bkg_eff(sig_eff),
             "inv_jsd": r.inv_jsd(sig_eff),
             "jsd": r.jsd[sig_eff],
+            "n_pass": r.n_pass[sig_eff],
+            "n_background": r.n_background,
         }
         for name, r in results.items()
     }

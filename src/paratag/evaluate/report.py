@@ -361,13 +361,21 @@ def _decorrelation(r: EvaluationResults, fig: Path) -> list[Block]:
                 _fmt(sr.thresholds[e]),
                 _fmt(sr.bkg_eff[e]),
                 _fmt(sr.inv_bkg_eff(e)),
+                str(sr.n_pass[e]),
                 _fmt(sr.jsd[e]),
                 _fmt(sr.inv_jsd(e)),
             ]
             for e in sr.after
         ]
-        out.append(("p", f"Model `{name}`: background mass shape before/after cuts."))
-        out.append(("table", ["εS", "cut", "εB", "1/εB", "JSD", "1/JSD"], rows))
+        out.append(
+            (
+                "p",
+                f"Model `{name}`: background mass shape before/after cuts "
+                f"({sr.n_background} background jets).",
+            )
+        )
+        head = ["εS", "cut", "εB", "1/εB", "jets passing", "JSD", "1/JSD"]
+        out.append(("table", head, rows))
         safe = "".join(ch if ch.isalnum() else "_" for ch in name)
         out.append(
             (
@@ -381,9 +389,9 @@ def _decorrelation(r: EvaluationResults, fig: Path) -> list[Block]:
     out.append(
         (
             "table",
-            ["model", "1/εB", "JSD", "1/JSD"],
+            ["model", "1/εB", "jets passing", "JSD", "1/JSD"],
             [
-                [k, _fmt(v["inv_bkg_eff"]), _fmt(v["jsd"]), _fmt(v["inv_jsd"])]
+                [k, _fmt(v["inv_bkg_eff"]), str(v["n_pass"]), _fmt(v["jsd"]), _fmt(v["inv_jsd"])]
                 for k, v in pts.items()
             ],
         )

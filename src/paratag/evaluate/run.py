@@ -36,8 +36,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from paratag.conditions import draw_background_conditions
-from paratag.data.selection import balance_weights
 from paratag.errors import ConfigError, InputFileError
 from paratag.evaluate.hypotheses import hypothesis_study
 from paratag.evaluate.inference import (
@@ -58,6 +56,7 @@ from paratag.evaluate.runs import (
     load_run,
     parse_pileup,
 )
+from paratag.evaluate.scored import overall_sample, sculpting_sample, training_fold
 from paratag.evaluate.studies import point_label, wrong_hypothesis_from_matrix
 from paratag.runtime import select_device
 
@@ -73,37 +72,6 @@ _SPLIT = {
     "interpolation": "interp",
     "extrapolation": "extrap",
 }
-
-
-def _overall(run: LoadedRun, scorer: Scorer, sample: EvalSample, tag: str) -> ScoredSample | None:
-    """Signal of the training points at their true hypothesis + backgrounds, weighted as in training.
-
-    Every background event is scored at one hypothesis drawn (fixed, like the
-    validation draws of training) from those points with the signal's weight fractions.
-    """
-    points = [p for p in run.grid.train if p in sample.points]
-    if not points or not len(sample.background):
-        return None
-    rows = np.concatenate([*(sample.points[p] for p in points), sample.background])
-    group = np.concatenate(
-        [np.full(len(sample.points[p]), i) for i, p in enumerate(points)]
-        + [np.full(len(sample.background), -1)]
-    )
-    d = run.cfg.data
-    w = balance_weights(
-        sample.weight[rows],
-        sample.label[rows],
-        group if d.balance_points else None,
-        balance_classes=d.balance_classes,
-    )
-    fractions = [float(w[group == i].sum()) for i in range(len(points))]
-    cond = np.asarray(points, np.float32)[np.maximum(group, 0)]
-    cond[group < 0] = draw_background_conditions(
-        sample.background, points, fractions, seed=run.cfg.seed, epoch=-1
-    )
-    probs = scorer.probs(run.model, sample, rows, [cond], f"{tag}: scoring")[:, 0]
-    mass = None if sample.mass is None else sample.mass[rows]
-    return ScoredSample(probs, sample.label[rows], w, mass)
 
 
 def _reference(sample: EvalSample, names: Sequence[str]) -> Any:
@@ -134,6 +102,7 @@ def evaluate_run(
     importance: int = 0,
     selection: Selection = "auto",
     mass_spectator: str | None = None,
+    sculpting_shards: str | Path | None = None,
     background_weights: Mapping[int, float] | Sequence[float] | None = None,
     thresholds: Mapping[str, float] | None = None,
     batch_size: int = 2048,
@@ -164,6 +133,9 @@ def evaluate_run(
         selection: ``auto``, ``test_fold`` (force the run's held-out fold) or ``all``.
         mass_spectator: spectator for sculpting (default: the DisCo spectator or the first
             of :data:`MASS_SPECTATORS` in the shards).
+        sculpting_shards: a separate background-only shard directory whose jets (all of
+            them) give the sculpting study's mass shapes, so that thousands pass a tight
+            cut; the cuts still come from the test signal. None: the test background.
         background_weights: per-background weights of the multi-class discriminant.
         thresholds: ratio targets per split overriding the defaults.
         batch_size: inference batch size.
@@ -183,6 +155,7 @@ def evaluate_run(
         background_weights,
         thresholds,
         selection,
+        None if sculpting_shards is None else Path(sculpting_shards),
     )
     dev = select_device(device)
     run = load_run(run_dir, dev)
@@ -213,6 +186,7 @@ class _Options:
     background_weights: Mapping[int, float] | Sequence[float] | None
     thresholds: Mapping[str, float] | None
     selection: Selection
+    sculpting_shards: Path | None
 
 
 def _results(
@@ -228,7 +202,7 @@ def _results(
     grid, names, sig = run.grid, run.grid.names, run.cfg.data.signal_label
     skipped: dict[str, str] = {}
     par_aucs, matrix, par_disc = per_point(scorer, run.model, test, hyps, "parametric")
-    test_sample = _overall(run, scorer, test, "test")
+    test_sample = overall_sample(run, scorer, test, "test")
     ded_src, why = _dedicated_models(run, hyps, out / "dedicated", opts.dedicated_trainer)
     ded_aucs = dedicated_aucs(scorer, test, ded_src, dev)
     study = _study(
@@ -244,7 +218,7 @@ def _results(
     )
     splits = {p: _SPLIT[grid.role_of(p)] for p in hyps}
     wrong = wrong_hypothesis_from_matrix(hyps, hyps, matrix, names) if len(hyps) > 1 else None
-    train_sample = _training_fold(run, scorer, test, skipped, wanted=test_sample is not None)
+    train_sample = training_fold(run, scorer, test, skipped, wanted=test_sample is not None)
     seed_aucs = _seed_aucs(run, scorer, test, hyps, par_aucs, opts.seeds_runs, dev)
     pileup = _pileup(run, scorer, test, opts.selection, opts.pileup_shards)
     csv_path = run.path / "metrics.csv"
@@ -266,6 +240,11 @@ def _results(
         n_boot=opts.n_boot,
         seed=opts.seed,
         hypotheses=study,
+        sculpting_samples=(
+            sculpting_sample(run, scorer, test, opts.sculpting_shards)
+            if opts.sculpting_shards is not None and test_sample is not None
+            else None
+        ),
     )
     skipped.update({f"dedicated {grid.name(p)}": v for p, v in why.items()})
     skipped.update(_reasons(res.skipped, run, test.selection, why))
@@ -347,23 +326,6 @@ def _selection_info(
     }
 
 
-def _training_fold(
-    run: LoadedRun, scorer: Scorer, test: EvalSample, skipped: dict[str, str], *, wanted: bool
-) -> ScoredSample | None:
-    """The training fold scored like the test sample (for the KS test), or why not."""
-    cfg = run.cfg
-    train_path = Path(cfg.data.shards) if cfg.data.shards else None
-    if train_path is None or not train_path.is_dir():
-        skipped["ks"] = (
-            f"training shards {cfg.data.shards!r} are not available to score the training fold"
-        )
-        return None
-    if not wanted:
-        return None
-    tr = EvalSample(train_path, run, "train_fold", test.mass_name)
-    return _overall(run, scorer, tr, "training fold")
-
-
 def _seed_aucs(
     run: LoadedRun,
     scorer: Scorer,
@@ -405,7 +367,7 @@ def _pileup(
     out: dict[str, ScoredSample] = {}
     for level, pu_dir in shards.items():
         sample = EvalSample(Path(pu_dir), run, selection, test.mass_name)
-        s = _overall(run, scorer, sample, f"pileup {level}")
+        s = overall_sample(run, scorer, sample, f"pileup {level}")
         if s is None:
             raise InputFileError(
                 str(pu_dir),

@@ -1,0 +1,173 @@
+"""The X→bb̄ part of a ``paratag validate`` summary: the jet table and the DisCo curve.
+
+:func:`summarize_jets` reads the ``xbb_evaluate`` and ``disco_evaluate`` markers and
+their ``results.json``; :func:`jets_markdown` writes their sections of
+``validation.md``; :func:`disco_verdict` checks the decorrelation target.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DISCO_TARGET", "disco_verdict", "fmt", "jets_markdown", "read_json", "summarize_jets"]
+
+#: Issue 14: 1/JSD at εS = 50% reached at 1/εB >= 20 with >= 2,000 QCD jets passing the cut
+DISCO_TARGET = {"inv_jsd": 10.0, "min_rejection": 20.0, "min_pass": 2000}
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``{}`` when the file does not exist (a step not run)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def fmt(v: Any, spec: str = ".4f") -> str:
+    """``v`` formatted with ``spec``; ``n/a`` for None or a string (a value not measured)."""
+    return "n/a" if v is None or isinstance(v, str) else format(v, spec)
+
+
+def summarize_jets(out: Path, done: Mapping[str, Any]) -> dict[str, Any]:
+    """``xbb_table``, ``xbb_importance``, ``xbb_train``, ``disco``, ``disco_train`` and the figure."""
+    table = read_json(Path(done["xbb_evaluate"]["results"])) if "xbb_evaluate" in done else {}
+    disco: dict[str, Any] = {}
+    for k, path in done.get("disco_evaluate", {}).get("results", {}).items():
+        r = read_json(Path(path))
+        point = (r.get("decorrelation") or {}).get("model")
+        auc = ((r.get("metrics") or {}).get("nominal") or {}).get("auc")
+        disco[k] = None if point is None else {**point, "auc": auc, "results": path}
+    return {
+        "xbb_table": table.get("model_comparison"),
+        "xbb_importance": _importance_summary(table.get("importance")),
+        "xbb_train": done.get("xbb_train", {}),
+        "disco": disco,
+        "disco_train": done.get("disco_train", {}),
+        "disco_figure": _disco_figure(out, disco),
+    }
+
+
+def disco_verdict(disco: Mapping[str, Any]) -> dict[str, Any]:
+    """The best 1/JSD among the runs that pass :data:`DISCO_TARGET`'s rejection and count."""
+    if not any(disco.values()):
+        return {}
+    t = DISCO_TARGET
+    ok = [
+        v["inv_jsd"]
+        for v in disco.values()
+        if v and v["inv_bkg_eff"] >= t["min_rejection"] and v["n_pass"] >= t["min_pass"]
+    ]
+    best = max(ok, default=None)
+    return {
+        "disco": {
+            "value": best,
+            "target": t["inv_jsd"],
+            "required": f"1/JSD ≥ {t['inv_jsd']:g} at 1/εB ≥ {t['min_rejection']:g}, "
+            f"≥ {t['min_pass']} QCD jets passing",
+            "met": best is not None and best >= t["inv_jsd"],
+            "margin": None if best is None else best - t["inv_jsd"],
+        }
+    }
+
+
+def _importance_summary(imp: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The clouds' and the five most important features' AUC drops (the images stay in the report)."""
+    if not imp:
+        return None
+    top = dict(list(imp["features"].items())[:5])
+    return {"baseline_auc": imp["baseline_auc"], "clouds": imp["clouds"], "top_features": top}
+
+
+def _disco_figure(out: Path, points: Mapping[str, Any]) -> str | None:
+    """1/JSD vs 1/εB of the DisCo runs as ``xbb/disco/disco_curve.png``."""
+    drawn = {k.replace("_", " "): v for k, v in points.items() if v}
+    if not drawn:
+        return None
+    from paratag.evaluate.plots import plot_jsd_vs_rejection
+
+    png = plot_jsd_vs_rejection(drawn, out / "xbb" / "disco", "disco_curve")
+    return str(png.relative_to(out))
+
+
+def jets_markdown(s: Mapping[str, Any]) -> list[str]:
+    """The jet-tagger table, the DisCo table and the importance line of ``validation.md``."""
+    return [*_table_markdown(s), *_disco_markdown(s), *_importance_markdown(s)]
+
+
+def _table_markdown(s: Mapping[str, Any]) -> list[str]:
+    lines = ["", "## X→bb jet taggers (same test jets, truth-matched signal)", ""]
+    t = s.get("xbb_table")
+    if not t:
+        return [*lines, "not run"]
+    lines += [
+        f"QCD test jets: {t['n_background']}; ± bootstrap σ ({t['n_boot']} replicas); "
+        "`parametric` is the mX-conditioned IN scored at each point's mass, `all` pools "
+        "the training points.",
+        "",
+        "| model | point | signal jets | AUC | 1/εB at εS = 30% | 1/εB at εS = 50% |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in t["models"]:
+        for r in t["rows"]:
+            cells = [
+                f"{fmt(t['nominal'][m][r][k], f)} ± {fmt(t['std'][m][r][k], f)}"
+                for k, f in (("auc", ".4f"), ("rej@sig0.3", ".1f"), ("rej@sig0.5", ".1f"))
+            ]
+            lines.append(f"| {m} | {r} | {t['n_signal'][r]} | " + " | ".join(cells) + " |")
+    train = s.get("xbb_train") or {}
+    times = {
+        "conditioned IN": (train.get("conditioned") or {}).get("time_s"),
+        **{k: v.get("time_s") for k, v in train.get("taggers", {}).items()},
+    }
+    return [
+        *lines,
+        "",
+        "Training wall time (one process, one thread each): "
+        + ", ".join(f"{k} {fmt(v, '.0f')} s" for k, v in times.items())
+        + ".",
+    ]
+
+
+def _disco_markdown(s: Mapping[str, Any]) -> list[str]:
+    lines = ["", "## Mass decorrelation (conditioned IN, DisCo on the QCD soft-drop mass)", ""]
+    disco = {k: v for k, v in (s.get("disco") or {}).items() if v}
+    if not disco:
+        return [*lines, "not run"]
+    n_bkg = next(iter(disco.values()))["n_background"]
+    lines += [
+        f"AUC on the X→bb test jets; the cut keeps 50% of them; εB, the JSD of the QCD m_SD "
+        f"shape after vs before the cut, and the jets passing are taken on a separate "
+        f"QCD-only sample of {n_bkg} jets (never trained on).",
+        "",
+        "| run | AUC | 1/εB at εS = 50% | QCD jets passing | JSD | 1/JSD |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k, v in disco.items():
+        lines.append(
+            f"| {k.replace('_', ' ')} | {fmt(v['auc'])} | {fmt(v['inv_bkg_eff'], '.1f')} | "
+            f"{v['n_pass']} | {fmt(v['jsd'])} | {fmt(v['inv_jsd'], '.1f')} |"
+        )
+    times = {k: v.get("time_s") for k, v in (s.get("disco_train") or {}).get("runs", {}).items()}
+    lines += [
+        "",
+        "Training wall time: " + ", ".join(f"{k} {fmt(v, '.0f')} s" for k, v in times.items()),
+    ]
+    if s.get("disco_figure"):
+        lines += ["", f"![1/JSD vs 1/εB at εS = 50%]({s['disco_figure']})"]
+    return lines
+
+
+def _importance_markdown(s: Mapping[str, Any]) -> list[str]:
+    imp = s.get("xbb_importance")
+    if not imp:
+        return []
+    return [
+        "",
+        "## What the conditioned X→bb IN looks at (AUC lost when an input is scrambled)",
+        "",
+        f"Baseline AUC {fmt(imp['baseline_auc'])}. Clouds: "
+        + ", ".join(f"{k} {fmt(v, '+.4f')}" for k, v in imp["clouds"].items())
+        + ". Top features: "
+        + ", ".join(f"{k} {fmt(v, '+.4f')}" for k, v in imp["top_features"].items())
+        + ".",
+    ]
