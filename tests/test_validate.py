@@ -232,6 +232,7 @@ def test_validate_jet_chains_write_the_jet_table_and_the_disco_curve(tmp_path: P
     }
     assert runs["disco_5"].loss.disco_lambda == 5.0
     assert all(r.data.wrong_mass_weight == 0.0 for r in runs.values())  # decorrelated
+    assert conditioned.data.ragged and not any(r.data.ragged for r in runs.values())
     # the QCD shapes come from every jet of the separate sample, not the test fold's few
     from paratag.data import ShardStore
 

@@ -78,14 +78,16 @@ def _tagger_config(base: Any, name: str, run_dir: Path) -> Any:
 def _conditioned_config(base: Any, run_dir: Path, lam: float | None) -> Any:
     """The conditioned IN: ``lam`` None is the jet table's (wrong-mass negatives, no DisCo).
 
-    A number is a run of the DisCo curve, trained without wrong-mass negatives: a
+    A number is a run of the DisCo curve, trained without wrong-mass negatives (a
     mass-decorrelated tagger must not prefer QCD jets near the hypothesis, which is
-    what those negatives teach.
+    what those negatives teach) and on padded, shuffled batches: DisCo's distance
+    correlation is a batch statistic, and length-bucketed batches hold jets of similar
+    multiplicity, hence of a narrow mass range, so it would decorrelate only within them.
     """
     if lam is None:
         data, loss = base.data, dataclasses.replace(base.loss, disco_lambda=0.0)
     else:
-        data = dataclasses.replace(base.data, wrong_mass_weight=0.0)
+        data = dataclasses.replace(base.data, wrong_mass_weight=0.0, ragged=False)
         loss = dataclasses.replace(base.loss, disco_lambda=lam)
     return dataclasses.replace(base, run_dir=str(run_dir), progress=False, data=data, loss=loss)
 
