@@ -243,6 +243,25 @@ def test_cli_evaluate_separate_sample_and_skips(trained: dict[str, Path]) -> Non
     assert "| mHc=130,mA=50 | train |" in text
 
 
+def test_cli_evaluate_takes_the_sculpting_shapes_from_a_separate_sample(
+    trained: dict[str, Path],
+) -> None:
+    """``--sculpting``: every background event of that sample, cuts from the test signal."""
+    out = trained["tmp"] / "eval_sculpting"
+    args = ["evaluate", str(trained["run"]), "--test", str(trained["shards"]), "--out", str(out)]
+    result = CliRunner().invoke(
+        app, [*args, "--n-boot", "0", "--no-progress", "--sculpting", str(trained["other"])]
+    )
+    assert result.exit_code == 0, result.output
+    sculpt = json.loads((out / "results.json").read_text())["sculpting"]["model"]
+    from paratag.data import ShardStore
+
+    labels = ShardStore(trained["other"]).table["label"]
+    assert sculpt["n_background"] == int((labels != 0).sum())  # all of them, not one fold
+    assert 0 < sculpt["n_pass"]["0.9"] <= sculpt["n_background"]
+    assert "jets passing" in (out / "report.md").read_text()
+
+
 def test_bad_run_dir_is_a_clear_error(trained: dict[str, Path], tmp_path: Path) -> None:
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "config.yaml").write_text((trained["run"] / "config.yaml").read_text())

@@ -313,6 +313,13 @@ def evaluate(
         int,
         typer.Option(help="events for permutation importance and saliency images (0: off)"),
     ] = 0,
+    sculpting: Annotated[
+        Path | None,
+        typer.Option(
+            help="background-only shard directory whose jets give the sculpting study's "
+            "mass shapes (default: the test background)"
+        ),
+    ] = None,
     n_boot: Annotated[int, typer.Option(help="bootstrap replicas (0 disables)")] = 100,
     batch_size: Annotated[int, typer.Option(help="inference batch size")] = 2048,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
@@ -346,6 +353,7 @@ def evaluate(
         inclusive_model=inclusive_model,
         compare=parse_named_paths(compare or (), "--compare", "pnlite=runs/pn/inclusive/model.pt"),
         importance=importance,
+        sculpting_shards=sculpting,
         batch_size=batch_size,
         device=device,
         progress=progress,
