@@ -107,7 +107,7 @@ def validate(
     ] = None,
     disco_qcd_events: Annotated[
         int, typer.Option(help="QCD events of the disco chain's sculpting sample")
-    ] = 20_000,
+    ] = 25_000,
 ) -> None:
     """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""
     from paratag.validate import ValidateConfig, run_validate

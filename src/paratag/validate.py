@@ -63,7 +63,7 @@ class ValidateConfig:
         xbb_generate_config: X→bb generate preset/YAML ("" skips the ``xbb`` and ``disco``
             chains).
         disco_generate_config: generate preset/YAML of the QCD-only sculpting sample.
-        disco_qcd_events: events of the sculpting sample (about 2.7 jets each).
+        disco_qcd_events: events of the sculpting sample (about 1.95 jets each).
         train_config: charged-Higgs train config name or YAML.
         xbb_train_config: X→bb train config name or YAML.
         xbb_taggers: unconditioned taggers of the jet table
@@ -90,7 +90,7 @@ class ValidateConfig:
     pileup_config: str = "validate_pileup"
     xbb_generate_config: str = "validate_xbb"
     disco_generate_config: str = "validate_disco_qcd"
-    disco_qcd_events: int = 20_000
+    disco_qcd_events: int = 25_000
     train_config: str = "validate"
     xbb_train_config: str = "validate_xbb"
     xbb_taggers: tuple[str, ...] = ("interaction_net", "particlenet_lite", "resnet15_image")
