@@ -242,7 +242,8 @@ def render_markdown(s: Mapping[str, Any]) -> str:
         "## Sizes",
         "",
         f"- events per signal point / background process: {c['events']}; "
-        f"X→bb: {c['xbb_events'] or c['events']}; pileup samples: "
+        f"X→bb: {c['xbb_events'] or c['events']} (QCD sculpting sample: "
+        f"{c.get('disco_qcd_events', 'n/a')}); pileup samples: "
         f"{c['pileup_events'] or c['events'] // 4} at μ = 0 and μ = {c['pileup_mu']:g}",
         f"- seeds: {list(c['seeds'])}; epochs stage 1 / stage 3: "
         f"{s['train'].get('stage1_epochs', 'n/a')} / {s['train'].get('stage3_epochs', 'n/a')}",
