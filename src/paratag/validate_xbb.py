@@ -112,11 +112,11 @@ def _shared_samples(cfg: Any, out: Path, step: Step, gen: Step, build: Step) -> 
     return shards, base
 
 
-def _train_inputs(cfg: Any, base: Any, **extra: Any) -> dict[str, Any]:
-    """Cache key of a training step: the whole schedule (editing the YAML redoes it)."""
+def _train_inputs(cfg: Any, base: Any, runs: list[Any], **extra: Any) -> dict[str, Any]:
+    """Cache key of a training step: every run's whole config (editing the YAML redoes it)."""
     return {
         "config": cfg.xbb_train_config,
-        "config_crc32": config_crc32(base),
+        "config_crc32": [config_crc32(c) for c in runs],
         "seed": cfg.seeds[0],
         "stage1_epochs": base.stage1.epochs,
         "stage3_epochs": base.stage3.epochs,
@@ -140,16 +140,18 @@ def _xbb_chain(cfg: Any, out: Path, step: Step, shards: Path, base: Any) -> None
     run_dir = out / "xbb" / "run_conditioned"
     taggers = {t: _tagger_config(base, t, out / "xbb" / f"tagger_{t}") for t in cfg.xbb_taggers}
 
+    conditioned = _conditioned_config(base, run_dir, None)
+
     def do_train() -> dict[str, Any]:
         side = [functools.partial(train_inclusive_job, c) for c in taggers.values()]
-        res = train_parallel([_conditioned_config(base, run_dir, None)], cfg.workers, side)
+        res = train_parallel([conditioned], cfg.workers, side)
         return {
             "conditioned": res[0],
             "taggers": dict(zip(taggers, res[1:], strict=True)),
             "stage3_epochs": base.stage3.epochs,
         }
 
-    tin = _train_inputs(cfg, base, taggers=list(taggers))
+    tin = _train_inputs(cfg, base, [conditioned, *taggers.values()], taggers=list(taggers))
     trained = step("xbb", "xbb_train", do_train, tin)
 
     def do_evaluate() -> dict[str, Any]:
@@ -200,11 +202,13 @@ def _disco_chain(
     runs = {disco_key(lam): lam for lam in (0.0, *lambdas)}
     run_dirs = {k: where / f"run_{k}" for k in runs}
 
+    confs = [_conditioned_config(base, run_dirs[k], lam) for k, lam in runs.items()]
+
     def do_train() -> dict[str, Any]:
-        confs = [_conditioned_config(base, run_dirs[k], lam) for k, lam in runs.items()]
         return {"runs": dict(zip(runs, train_parallel(confs, cfg.workers), strict=True))}
 
-    step("disco", "disco_train", do_train, _train_inputs(cfg, base, disco_lambdas=list(lambdas)))
+    tin = _train_inputs(cfg, base, confs, disco_lambdas=list(lambdas))
+    step("disco", "disco_train", do_train, tin)
 
     def do_evaluate() -> dict[str, Any]:
         from paratag.evaluate.run import evaluate_run
