@@ -100,13 +100,10 @@ def validate(
     ] = "validate_xbb",
     xbb_disco_lambda: Annotated[
         list[float] | None,
-        typer.Option(
-            help="DisCo strength of a conditioned X->bb IN run of the disco chain "
-            "(repeat; default: 3, 10, 30)"
-        ),
+        typer.Option(help="DisCo strength of a disco-chain run (repeat; default 3, 10, 30)"),
     ] = None,
     disco_qcd_events: Annotated[
-        int, typer.Option(help="QCD events of the disco chain's sculpting sample")
+        int, typer.Option(help="QCD events of the sculpting sample")
     ] = 25_000,
 ) -> None:
     """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""

@@ -367,23 +367,12 @@ def _decorrelation(r: EvaluationResults, fig: Path) -> list[Block]:
             ]
             for e in sr.after
         ]
-        out.append(
-            (
-                "p",
-                f"Model `{name}`: background mass shape before/after cuts "
-                f"({sr.n_background} background jets).",
-            )
-        )
-        head = ["εS", "cut", "εB", "1/εB", "jets passing", "JSD", "1/JSD"]
-        out.append(("table", head, rows))
+        note = f"Model `{name}`: background mass shape before/after cuts ({sr.n_background} jets)."
+        out.append(("p", note))
+        out.append(("table", ["εS", "cut", "εB", "1/εB", "jets passing", "JSD", "1/JSD"], rows))
         safe = "".join(ch if ch.isalnum() else "_" for ch in name)
-        out.append(
-            (
-                "fig",
-                plots.plot_sculpting(sr, fig, name=f"sculpting_{safe}"),
-                f"Mass sculpting, {name}",
-            )
-        )
+        png = plots.plot_sculpting(sr, fig, name=f"sculpting_{safe}")
+        out.append(("fig", png, f"Mass sculpting, {name}"))
     pts = decorrelation_points(r.sculpting, r.decorrelation_sig_eff)
     out.append(("p", f"DisCo figure of merit at εS = {r.decorrelation_sig_eff:.0%}:"))
     out.append(

@@ -119,9 +119,8 @@ def evaluate_run(
         seed: bootstrap seed.
         seeds_runs: further run directories of the same setup trained with other seeds.
         pileup_shards: ``{level: shard_dir}`` scored for the pileup study.
-        dedicated_trainer: trains a dedicated model at a point that has none (validation,
-            interpolation, extrapolation) into a folder and returns its checkpoint or why
-            not, e.g. :func:`paratag.training.dedicated_trainer` (models go to
+        dedicated_trainer: ``(point, folder) -> checkpoint or why not`` for the points with no
+            dedicated model, e.g. :func:`paratag.training.dedicated_trainer` (models go to
             ``out_dir/dedicated``); None: those points get no dedicated AUC.
         inclusive_model: checkpoint of the inclusive (unconditioned) model
             (:func:`paratag.training.train_inclusive`) for the mass-awareness study.
@@ -133,9 +132,8 @@ def evaluate_run(
         selection: ``auto``, ``test_fold`` (force the run's held-out fold) or ``all``.
         mass_spectator: spectator for sculpting (default: the DisCo spectator or the first
             of :data:`MASS_SPECTATORS` in the shards).
-        sculpting_shards: a separate background-only shard directory whose jets (all of
-            them) give the sculpting study's mass shapes, so that thousands pass a tight
-            cut; the cuts still come from the test signal. None: the test background.
+        sculpting_shards: background-only shards whose jets (all) give the sculpting mass
+            shapes; the cuts still come from the test signal. None: the test background.
         background_weights: per-background weights of the multi-class discriminant.
         thresholds: ratio targets per split overriding the defaults.
         batch_size: inference batch size.
