@@ -239,7 +239,7 @@ def _results(
         seed=opts.seed,
         hypotheses=study,
         sculpting_samples=(
-            sculpting_sample(run, scorer, test, opts.sculpting_shards)
+            sculpting_sample(run, scorer, test, test_sample, opts.sculpting_shards)
             if opts.sculpting_shards is not None and test_sample is not None
             else None
         ),

@@ -26,7 +26,10 @@ Point = tuple[float, ...]
 
 
 def _weighted_rows(run: LoadedRun, sample: EvalSample, points: list[Point]) -> tuple[Any, ...]:
-    """Rows (signal of ``points``, then backgrounds), their point index (-1: background), weights."""
+    """Rows (signal of ``points``, then backgrounds), point index (-1: background), weights.
+
+    Also each point's share of the signal weight: the odds of the background draws.
+    """
     rows = np.concatenate([*(sample.points[p] for p in points), sample.background])
     group = np.concatenate(
         [np.full(len(sample.points[p]), i) for i, p in enumerate(points)]
@@ -39,7 +42,7 @@ def _weighted_rows(run: LoadedRun, sample: EvalSample, points: list[Point]) -> t
         group if d.balance_points else None,
         balance_classes=d.balance_classes,
     )
-    return rows, group, w
+    return rows, group, w, [float(w[group == i].sum()) for i in range(len(points))]
 
 
 def overall_sample(
@@ -53,8 +56,7 @@ def overall_sample(
     points = [p for p in run.grid.train if p in sample.points]
     if not points or not len(sample.background):
         return None
-    rows, group, w = _weighted_rows(run, sample, points)
-    fractions = [float(w[group == i].sum()) for i in range(len(points))]
+    rows, group, w, fractions = _weighted_rows(run, sample, points)
     cond = np.asarray(points, np.float32)[np.maximum(group, 0)]
     cond[group < 0] = draw_background_conditions(
         sample.background, points, fractions, seed=run.cfg.seed, epoch=-1
@@ -65,12 +67,13 @@ def overall_sample(
 
 
 def sculpting_sample(
-    run: LoadedRun, scorer: Scorer, test: EvalSample, path: Path
+    run: LoadedRun, scorer: Scorer, test: EvalSample, scored: ScoredSample, path: Path
 ) -> dict[str, ScoredSample]:
-    """The test sample's training-point signal with every background jet of the shards ``path``.
+    """The test signal of ``scored`` with every background jet of the shards ``path``.
 
-    The cuts are set on the test signal; the background mass shapes and efficiencies
-    come from the separate sample, scored at hypotheses drawn like the test's.
+    ``scored`` is :func:`overall_sample` of ``test``. The cuts are set on the test signal (its scores are reused); the background mass
+    shapes and efficiencies come from the separate sample, scored at hypotheses drawn
+    like the test's.
     """
     points = [p for p in run.grid.train if p in test.points]
     extra = EvalSample(path, run, "all", test.mass_name)
@@ -81,21 +84,18 @@ def sculpting_sample(
             f"test sample signal at a training point ({len(extra.background)} background jets)",
             "build it with the run's preset from a background-only fileset",
         )
-    rows, group, w = _weighted_rows(run, test, points)
+    _, group, w, fractions = _weighted_rows(run, test, points)  # the rows of scored, in order
     sig = group >= 0
-    fractions = [float(w[group == i].sum()) for i in range(len(points))]
-    cond = np.asarray(points, np.float32)[group[sig]]
     bkg = extra.background
     bcond = draw_background_conditions(bkg, points, fractions, seed=run.cfg.seed, epoch=-1)
-    s_sig = scorer.probs(run.model, test, rows[sig], [cond], "sculpting: signal")[:, 0]
     s_bkg = scorer.probs(run.model, extra, bkg, [bcond], "sculpting: background")[:, 0]
     wb = extra.weight[bkg] * (w[sig].sum() / max(extra.weight[bkg].sum(), 1e-30))
     return {
         "model": ScoredSample(
-            np.concatenate([s_sig, s_bkg]),
-            np.concatenate([test.label[rows[sig]], extra.label[bkg]]),
+            np.concatenate([np.asarray(scored.scores)[sig], s_bkg]),
+            np.concatenate([np.asarray(scored.labels)[sig], extra.label[bkg]]),
             np.concatenate([w[sig], wb]),
-            np.concatenate([test.mass[rows[sig]], extra.mass[bkg]]),
+            np.concatenate([np.asarray(scored.mass)[sig], extra.mass[bkg]]),
         )
     }
 
