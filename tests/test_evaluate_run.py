@@ -260,6 +260,11 @@ def test_cli_evaluate_takes_the_sculpting_shapes_from_a_separate_sample(
     assert sculpt["n_background"] == int((labels != 0).sum())  # all of them, not one fold
     assert 0 < sculpt["n_pass"]["0.9"] <= sculpt["n_background"]
     assert "jets passing" in (out / "report.md").read_text()
+    # a sculpting sample with no background jets is a named error, not an empty histogram
+    signal_only = trained["tmp"] / "signal_only"
+    make_synthetic_shards(signal_only, TRAIN, n_signal=20, backgrounds=(), seed=5)
+    with pytest.raises(InputFileError, match="the sculpting sample needs background jets"):
+        evaluate_run(trained["run"], trained["shards"], out, n_boot=0, sculpting_shards=signal_only)
 
 
 def test_bad_run_dir_is_a_clear_error(trained: dict[str, Path], tmp_path: Path) -> None:
