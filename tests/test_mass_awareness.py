@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -154,6 +155,24 @@ def test_spectator_window_reference_scores_the_jet_mass_window(tmp_path: Path) -
         store.spectator("jet_pt")  # the preset declares it, these shards do not hold it
 
 
+def test_presets_bin_pair_distances_at_their_own_mass_resolution() -> None:
+    from paratag.errors import ConfigError
+
+    dimuon = reference_from_preset(load_preset("event"), ["mHc", "mA"])
+    jet = reference_from_preset(load_preset("jet"), ["mX"])
+    assert dimuon is not None and jet is not None
+    assert dimuon.edges == (0.0, 2.5, 5.0, 9.0, np.inf) and dimuon.min_distances == (5.0, 9.0)
+    assert jet.edges == (0.0, 30.0, 60.0, 90.0, np.inf) and jet.min_distances == (30.0, 60.0)
+    # the X->bb grid's pairs spread over the jet bins instead of all landing in ">= 9"
+    points = [(50.0,), (100.0,), (125.0,), (150.0,)]
+    bins = binned_index(points, np.full((4, 4), 0.5), column=0, edges=jet.edges)
+    assert [b["pairs"] for b in bins] == [2, 2, 1, 1]
+    preset = load_preset("jet")
+    bad = dataclasses.replace(preset, reference={**preset.reference, "distance_edges": [0, 30, 20]})
+    with pytest.raises(ConfigError, match="distance_edges .* increasing"):
+        reference_from_preset(bad, ["mX"])
+
+
 # --- a model that must use its hypothesis --------------------------------------------------
 
 TRAIN = [(130.0, 80.0), (130.0, 100.0)]
@@ -261,6 +280,7 @@ def test_report_has_the_mass_awareness_sections(evaluated) -> None:
     assert "## Mass awareness (hypothesis discrimination)" in md
     assert "## AUC per background process" in md
     assert "| parametric |" in md and "| reference |" in md
+    assert "| ΔmA ≥ 5 | ΔmA ≥ 9 |" in md  # the event preset's own distances
 
 
 def test_reuse_keeps_stage1_models_only_while_their_settings_are_unchanged(evaluated) -> None:

@@ -97,7 +97,8 @@ class Preset:
     ``reference`` names a physics reference scorer with no ML for the evaluation
     (:mod:`paratag.evaluate.reference`), e.g. ``{kind: pair_mass, select:
     obj_isMuon, charge: obj_charge, condition: mA}``: ``-min |m(pair) - mA|``
-    over opposite-sign pairs of the selected objects.
+    over opposite-sign pairs of the selected objects; ``distance_edges`` and
+    ``min_distances`` set how the mass-awareness index is binned in pair distance.
 
     ``truth`` (jet presets) labels jets by generator matching instead of by dataset
     (:class:`paratag.labels.TruthMatch`), e.g. ``{resonance: [25], daughters: [5],
@@ -111,7 +112,7 @@ class Preset:
     selection: str = ""
     spectators: dict[str, str] = field(default_factory=dict)
     weight: str = "event.genWeight"
-    reference: dict[str, str] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)
     truth: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -119,7 +119,8 @@ def _awareness_verdict(ma: Mapping[str, Any]) -> dict[str, Any]:
     aw = ma.get("awareness") or {}
     par, ref = aw.get("parametric"), aw.get("reference")
     if par and ref:
-        p5, r5 = par["mean_at"].get("5"), ref["mean_at"].get("5")
+        at = next(iter(par["mean_at"]), None)  # the preset's first "at least" distance
+        p5, r5 = par["mean_at"].get(at), ref["mean_at"].get(at)
         if p5 is not None and r5:
             t = TARGETS["ma_vs_reference"]
             out["ma_vs_reference"] = {
@@ -195,6 +196,7 @@ def _awareness_markdown(ma: Mapping[str, Any]) -> list[str]:
     d = ma.get("distance") or "mA"
     first = next(iter(aw.values()))
     heads = [f"Δ{d} ∈ [{float(b['lo']):g}, {float(b['hi']):g})" for b in first["bins"]]
+    at = next(iter(first["mean_at"]), "5")
     lines = [
         "",
         "## Mass awareness (hypothesis discrimination)",
@@ -205,13 +207,13 @@ def _awareness_markdown(ma: Mapping[str, Any]) -> list[str]:
         "`peaks vs SM`: whose AUC against the backgrounds peaks there. "
         "The inclusive model has MA = 0 by construction.",
         "",
-        "| scorer | " + " | ".join(heads) + f" | Δ{d} ≥ 5 | peaks | peaks vs SM |",
+        "| scorer | " + " | ".join(heads) + f" | Δ{d} ≥ {at} | peaks | peaks vs SM |",
         "|---|" + "---|" * (len(heads) + 3),
     ]
     for name, a in aw.items():
         cells = [f"{_f(b['mean'], '.3f')} ({b['pairs']})" for b in a["bins"]]
         lines.append(
-            f"| {name} | " + " | ".join(cells) + f" | {_f(a['mean_at'].get('5'), '.3f')} | "
+            f"| {name} | " + " | ".join(cells) + f" | {_f(a['mean_at'].get(at), '.3f')} | "
             f"{_f(a['peak_fraction'], '.2f')} | {_f(a.get('background_peak_fraction'), '.2f')} |"
         )
     procs = ["all", "all (equal weight)", "resonant", *ma.get("processes", [])]

@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from paratag.conditions import point_name
-from paratag.evaluate.mass_awareness import mass_awareness, process_aucs, sensitivity
+from paratag.evaluate.mass_awareness import (
+    DISTANCE_EDGES,
+    MIN_DISTANCES,
+    mass_awareness,
+    process_aucs,
+    sensitivity,
+)
 
 __all__ = ["RESONANT_BACKGROUNDS", "hypothesis_study", "signal_layout", "weighted_mean"]
 
@@ -104,7 +110,12 @@ def hypothesis_study(
             entry[name] = {k: {"auc": v[0], "sigma": v[1]} for k, v in res.items()}
         per_point[point_name(p, names)] = entry
 
-    awareness = _awareness(discs, hyps, names, slices, bkg, weight, parametric_mean, distance)
+    bins = (
+        (reference.edges, reference.min_distances)
+        if reference is not None
+        else (DISTANCE_EDGES, MIN_DISTANCES)
+    )
+    awareness = _awareness(discs, hyps, names, slices, bkg, weight, parametric_mean, distance, bins)
 
     return {
         "distance": distance,
@@ -158,8 +169,12 @@ def _awareness(
     weight: np.ndarray,
     parametric_mean: np.ndarray,
     distance: str,
+    bins: tuple[Sequence[float], Sequence[float]],
 ) -> dict[str, Any]:
-    """The mass-awareness result of every scorer that reads the hypothesis."""
+    """The mass-awareness result of every scorer that reads the hypothesis.
+
+    ``bins``: the pair-distance bin edges and the "at least this far apart" distances.
+    """
     awareness = {}
     for name, d in discs.items():
         if name == "inclusive":
@@ -183,7 +198,9 @@ def _awareness(
             [weight[slices[j]] for j in have],
             distance,
             mean_scores=mean,
+            min_distances=bins[1],
             background=([d[bkg, h] for h in have], weight[bkg]),
+            edges=bins[0],
         ).to_dict()
 
     return awareness

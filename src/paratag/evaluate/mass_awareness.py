@@ -33,6 +33,7 @@ from paratag.evaluate.metrics import roc_auc
 
 __all__ = [
     "DISTANCE_EDGES",
+    "MIN_DISTANCES",
     "MassAwareness",
     "auc_with_error",
     "binned_index",
@@ -46,8 +47,10 @@ __all__ = [
 ]
 
 Point = tuple[float, ...]
-#: Bin edges of the pair distance (GeV) for :func:`binned_index`.
+#: Bin edges of the pair distance (GeV) for :func:`binned_index` (presets may set theirs).
 DISTANCE_EDGES: tuple[float, ...] = (0.0, 2.5, 5.0, 9.0, float("inf"))
+#: Distances of the "pairs at least this far apart" means (presets may set theirs).
+MIN_DISTANCES: tuple[float, ...] = (5.0, 9.0)
 
 
 def _auc(s_pos: np.ndarray, s_neg: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray) -> float:
@@ -295,13 +298,15 @@ def mass_awareness(
     weights: Sequence[np.ndarray],
     distance: str,
     mean_scores: np.ndarray | None = None,
-    min_distances: Sequence[float] = (5.0, 9.0),
+    min_distances: Sequence[float] = MIN_DISTANCES,
     background: tuple[Sequence[np.ndarray], np.ndarray] | None = None,
+    edges: Sequence[float] = DISTANCE_EDGES,
 ) -> MassAwareness:
     """All hypothesis-discrimination measures of one scorer (see the module docstring).
 
     ``background``: the backgrounds' scores at every hypothesis and their weights, for
-    :func:`background_auc_matrix`.
+    :func:`background_auc_matrix`. ``edges``: the pair-distance bins of ``bins``;
+    ``min_distances``: those of ``mean_at`` (the first is the headline one).
     """
     names = tuple(condition_names)
     column = names.index(distance)
@@ -315,7 +320,7 @@ def mass_awareness(
         auc=auc,
         index=index,
         distance=distance,
-        bins=tuple(binned_index(points, index, column)),
+        bins=tuple(binned_index(points, index, column, edges)),
         mean_at={float(d): mean_over_pairs(points, index, column, d) for d in min_distances},
         peaks=None if mean_scores is None else tuple(peaks_at_own_hypothesis(mean_scores)),
         background_auc=bkg_auc,

@@ -12,6 +12,12 @@ dimuon mass window around mA.
 ``spectator_window``: ``-|s - m_h|`` for a spectator ``s`` of the shards (the jet
 preset: the soft-drop mass against mX), the mass-window cut of a resonance search.
 A run whose conditions do not include ``condition`` gets no reference.
+
+Both kinds also say how the evaluation bins pairs of signal points by their distance
+in ``condition`` (the mass-awareness index): ``distance_edges`` (lower bin edges, the
+last bin open; default 0, 2.5, 5, 9 — the dimuon resolution's scale) and
+``min_distances`` (the "pairs at least this far apart" means, the first of which the
+validation's target reads; default 5, 9). A jet-mass window needs tens of GeV.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from paratag.errors import ConfigError
+from paratag.evaluate.mass_awareness import DISTANCE_EDGES, MIN_DISTANCES
 from paratag.presets import Preset
 
 __all__ = [
@@ -36,10 +43,41 @@ __all__ = [
 NO_PAIR_SCORE = -1e3
 
 
-class PairMassReference:
+def _increasing(
+    spec: Mapping[str, Any], key: str, default: tuple[float, ...], name: str
+) -> tuple[float, ...]:
+    """``spec[key]`` as increasing non-negative floats (``default`` when absent)."""
+    raw = spec.get(key, default)
+    try:
+        values = tuple(float(v) for v in raw)
+    except (TypeError, ValueError):
+        values = ()
+    if not values or values[0] < 0 or bool(np.any(np.diff(values) <= 0)):
+        raise ConfigError(
+            f"preset {name!r}: reference {key} {raw!r} must be a non-empty list of "
+            f"increasing distances >= 0 (in the units of `condition`), e.g. {list(default)}"
+        )
+    return values
+
+
+class _DistanceBins:
+    """The pair-distance bins a reference declares (see the module docstring)."""
+
+    edges: tuple[float, ...]
+    min_distances: tuple[float, ...]
+
+    def _bins(self, preset: Preset, spec: Mapping[str, Any]) -> None:
+        self.edges = (
+            *_increasing(spec, "distance_edges", DISTANCE_EDGES[:-1], preset.name),
+            float("inf"),
+        )
+        self.min_distances = _increasing(spec, "min_distances", MIN_DISTANCES, preset.name)
+
+
+class PairMassReference(_DistanceBins):
     """``-min |m(pair) - hypothesis|`` over opposite-sign pairs of selected objects."""
 
-    def __init__(self, preset: Preset, spec: Mapping[str, str], condition_names: Sequence[str]):
+    def __init__(self, preset: Preset, spec: Mapping[str, Any], condition_names: Sequence[str]):
         cloud = preset.clouds[0]
         names = [f.name for f in cloud.features]
         missing = [spec.get(k, "") for k in ("select", "charge") if spec.get(k) not in names]
@@ -55,6 +93,7 @@ class PairMassReference:
         self.kin = preset.pair_kinematics()
         self.column = list(condition_names).index(spec["condition"])
         self.name = f"-min|m(pair) - {spec['condition']}|"
+        self._bins(preset, spec)
 
     @staticmethod
     def _raw(x: np.ndarray, spec) -> np.ndarray:  # noqa: ANN001 - a FeatureSpec
@@ -94,10 +133,10 @@ class PairMassReference:
         return self.scores(a["points"], a["features"], a["mask"], hypotheses)
 
 
-class SpectatorWindowReference:
+class SpectatorWindowReference(_DistanceBins):
     """``-|spectator - hypothesis|``: a mass-window cut on one spectator of the shards."""
 
-    def __init__(self, preset: Preset, spec: Mapping[str, str], condition_names: Sequence[str]):
+    def __init__(self, preset: Preset, spec: Mapping[str, Any], condition_names: Sequence[str]):
         if spec.get("spectator") not in preset.spectators:
             raise ConfigError(
                 f"preset {preset.name!r}: reference {dict(spec)} needs `spectator` among "
@@ -106,6 +145,7 @@ class SpectatorWindowReference:
         self.spectator = spec["spectator"]
         self.column = list(condition_names).index(spec["condition"])
         self.name = f"-|{self.spectator} - {spec['condition']}|"
+        self._bins(preset, spec)
 
     def score_rows(self, store: Any, rows: np.ndarray, hypotheses: np.ndarray) -> np.ndarray:
         """Scores ``(len(rows), H)`` of shard-store rows."""

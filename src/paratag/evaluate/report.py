@@ -238,13 +238,14 @@ def _awareness(r: EvaluationResults) -> list[Block]:
     dist = hy["distance"]
     first = next(iter(hy["awareness"].values()))
     labels = [f"Δ{dist} ∈ [{float(b['lo']):g}, {float(b['hi']):g})" for b in first["bins"]]
+    at = list(first["mean_at"])  # the preset's "at least this far apart" distances
     rows = []
     for name, a in hy["awareness"].items():
         rows.append(
             [
                 name,
                 *[f"{_fmt(b['mean'], 3)} ({b['pairs']})" for b in a["bins"]],
-                *[_fmt(a["mean_at"].get(k), 3) for k in ("5", "9")],
+                *[_fmt(a["mean_at"].get(k), 3) for k in at],
                 _fmt(a["peak_fraction"], 3),
                 _fmt(a.get("background_peak_fraction"), 3),
             ]
@@ -264,7 +265,7 @@ def _awareness(r: EvaluationResults) -> list[Block]:
         ),
         (
             "table",
-            ["scorer", *labels, f"Δ{dist} ≥ 5", f"Δ{dist} ≥ 9", "peaks", "peaks vs SM"],
+            ["scorer", *labels, *[f"Δ{dist} ≥ {k}" for k in at], "peaks", "peaks vs SM"],
             rows,
         ),
         ("p", f"Sensitivity of the parametric score (signal at its own hypothesis): {sens}."),
