@@ -350,6 +350,36 @@ def test_same_seed_gives_identical_arrays(tmp_path):
     assert not ak.all(a["MET_pt"] == c["MET_pt"])
 
 
+def test_a_large_dataset_is_split_into_files_independently_of_the_workers(tmp_path):
+    cfg = dataclasses.replace(
+        _config(ProcessConfig("WZ", "wz", "diboson", leptonic=True)),
+        chunk_size=10,
+        max_events_per_file=12,
+    )
+    jobs = cfg.jobs(30, seed=3)
+    assert [(j.part, j.n_events, j.first_event) for j in jobs] == [
+        (0, 10, 0),
+        (1, 10, 10),
+        (2, 10, 20),
+    ]
+    assert jobs[0].seed == dataclasses.replace(cfg, max_events_per_file=None).jobs(30, 3)[0].seed
+    arrays = []
+    for workers in (1, 2):
+        fs = json.loads(generate(cfg, tmp_path / str(workers), 30, workers, 3, False).read_text())
+        (entry,) = fs.values()
+        assert [Path(f).name for f in entry["files"]] == [f"WZ_part{k}.root" for k in range(3)]
+        meta = entry["metadata"]
+        assert meta["n_generated"] == 30 and len(meta["seeds"]) == 3 and "part" not in meta
+        events = ak.concatenate([uproot.open(f)["Events"].arrays() for f in entry["files"]])
+        assert events["event"].to_list() == list(range(1, 31))  # unique across the parts
+        assert meta["sumw"] == pytest.approx(float(ak.sum(events["genWeight"])))
+        arrays.append(events)
+    for field in arrays[0].fields:  # one worker or two: the same events
+        assert ak.all(arrays[0][field] == arrays[1][field]), field
+    with pytest.raises(ConfigError, match="max_events_per_file"):
+        dataclasses.replace(cfg, max_events_per_file=0)
+
+
 def test_pileup_overlay(tmp_path):
     cfg = _config(
         ProcessConfig("WZ", "wz", "diboson", leptonic=True),

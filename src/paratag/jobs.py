@@ -30,10 +30,11 @@ RUNTIME_FIELDS = ("run_dir", "device", "progress", "tensorboard", "threads", "he
 
 
 def config_crc32(cfg: Any) -> int:
-    """CRC-32 of a train config without its :data:`RUNTIME_FIELDS` (a step's cache key).
+    """CRC-32 of a train or generate config without its :data:`RUNTIME_FIELDS` (a cache key).
 
-    Editing the schedule, model, loss or data of a workflow's train YAML changes it;
-    the output folder, device, threads, heap policy or progress bars do not.
+    Editing the schedule, model, loss or data of a workflow's train YAML (or anything
+    in a generate YAML) changes it; the output folder, device, threads, heap policy or
+    progress bars do not.
     """
     from paratag.config import to_dict
 

@@ -234,6 +234,7 @@ def _pileup_samples(
         where = f"pileup/{level}"
         pin = {
             "config": cfg.pileup_config,
+            "config_crc32": config_crc32(pcfg),
             "events": n_pu,
             "mu": pu.mu,
             "seed": cfg.seed + 1000,
@@ -267,7 +268,12 @@ def _higgs_chain(
     from paratag.training import load_train_config
 
     ch = GenerateConfig.from_file(cfg.generate_config)
-    gin = {"config": cfg.generate_config, "events": cfg.events, "seed": cfg.seed}
+    gin = {
+        "config": cfg.generate_config,
+        "config_crc32": config_crc32(ch),  # editing the generate YAML redoes the samples
+        "events": cfg.events,
+        "seed": cfg.seed,
+    }
     g = step("higgs", "generate", lambda: gen(ch, "generated", cfg.events, cfg.seed), gin)
     step("higgs", "build", lambda: build(g["fileset"], "shards", "event", ("mHc", "mA")), gin)
     base = scaled_schedule(

@@ -99,7 +99,12 @@ def _shared_samples(cfg: Any, out: Path, step: Step, gen: Step, build: Step) -> 
 
     xcfg = GenerateConfig.from_file(cfg.xbb_generate_config)
     n_x = cfg.xbb_events or cfg.events
-    xin = {"config": cfg.xbb_generate_config, "events": n_x, "seed": cfg.seed}
+    xin = {
+        "config": cfg.xbb_generate_config,
+        "config_crc32": config_crc32(xcfg),
+        "events": n_x,
+        "seed": cfg.seed,
+    }
     chains = ("xbb", "disco")
     gx = step(chains, "xbb_generate", lambda: gen(xcfg, "xbb/generated", n_x, cfg.seed), xin)
     step(chains, "xbb_build", lambda: build(gx["fileset"], "xbb/shards", "jet", ("mX",)), xin)
@@ -187,7 +192,12 @@ def _disco_chain(
     where = out / "xbb" / "disco"
     qcfg = GenerateConfig.from_file(cfg.disco_generate_config)
     n_q, q_seed = cfg.disco_qcd_events, cfg.seed + SCULPTING_SEED_OFFSET
-    qin = {"config": cfg.disco_generate_config, "events": n_q, "seed": q_seed}
+    qin = {
+        "config": cfg.disco_generate_config,
+        "config_crc32": config_crc32(qcfg),
+        "events": n_q,
+        "seed": q_seed,
+    }
     gq = step(
         "disco_qcd", "disco_generate", lambda: gen(qcfg, "xbb/disco/generated", n_q, q_seed), qin
     )

@@ -187,13 +187,26 @@ class DetectorConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One output file: a process at one mass point."""
+    """One output file: a process at one mass point, or one part of it.
+
+    A dataset larger than ``GenerateConfig.max_events_per_file`` is split into
+    ``n_parts`` jobs; part ``k`` numbers its events from ``first_event + 1`` so that
+    event numbers stay unique across the dataset's files.
+    """
 
     dataset: str
     process: ProcessConfig
     masses: dict[str, float]
     n_events: int
     seed: int
+    part: int = 0
+    n_parts: int = 1
+    first_event: int = 0
+
+    @property
+    def file_stem(self) -> str:
+        """Name of the output file without ``.root``: the dataset, plus ``_partK`` if split."""
+        return self.dataset if self.n_parts == 1 else f"{self.dataset}_part{self.part}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +220,9 @@ class GenerateConfig:
         pileup: pileup overlay settings.
         detector: parametric detector settings.
         run: value of the ``run`` branch.
+        max_events_per_file: split a dataset with more events into several files
+            (jobs), so that one large sample keeps every worker busy; the split depends
+            on this value only, never on the number of workers (same seed, same events).
     """
 
     processes: tuple[ProcessConfig, ...]
@@ -215,13 +231,19 @@ class GenerateConfig:
     pileup: PileupConfig = dataclasses.field(default_factory=PileupConfig)
     detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
     run: int = 1
+    max_events_per_file: int | None = None
 
     def __post_init__(self) -> None:
         if not self.processes:
             raise ConfigError("GenerateConfig.processes is empty; list at least one process")
         if self.chunk_size <= 0:
             raise ConfigError(f"GenerateConfig.chunk_size must be > 0, got {self.chunk_size}")
-        names = [j.dataset for j in self.jobs(1, 1)]
+        if self.max_events_per_file is not None and self.max_events_per_file <= 0:
+            raise ConfigError(
+                f"GenerateConfig.max_events_per_file must be > 0 (or null: one file per "
+                f"dataset), got {self.max_events_per_file}"
+            )
+        names = [j.dataset for j in self.jobs(1, 1)]  # one event: never split
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"GenerateConfig: duplicate dataset names {dupes}; rename processes")
@@ -245,15 +267,28 @@ class GenerateConfig:
         return from_dict(cls, data, where=str(p))
 
     def jobs(self, n_events: int, seed: int) -> list[Job]:
-        """Expand processes and mass grids into one job per output file."""
+        """Expand processes and mass grids into one job per output file.
+
+        Part 0 of a dataset keeps the seed of an unsplit dataset; part ``k`` seeds
+        from ``seed:dataset:k``.
+        """
         out = []
         for proc in self.processes:
             points = proc.mass_points or ({},)
             for point in points:
                 dataset = proc.name + "".join(f"_{k}{format_value(v)}" for k, v in point.items())
                 n = max(1, round(n_events * proc.events_scale))
-                job_seed = (zlib.crc32(f"{seed}:{dataset}".encode()) % 900_000_000) + 1
-                out.append(Job(dataset, proc, dict(point), n, job_seed))
+                cap = self.max_events_per_file or n
+                n_parts = -(-n // cap)
+                first = 0
+                for part in range(n_parts):
+                    size = n // n_parts + (part < n % n_parts)
+                    key = f"{seed}:{dataset}" + (f":{part}" if part else "")
+                    job_seed = (zlib.crc32(key.encode()) % 900_000_000) + 1
+                    out.append(
+                        Job(dataset, proc, dict(point), size, job_seed, part, n_parts, first)
+                    )
+                    first += size
         return out
 
 

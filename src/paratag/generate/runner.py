@@ -3,6 +3,8 @@
 Each job owns its Pythia instances and a NumPy generator seeded from
 (seed, dataset name), so a file's content depends only on those two and
 never on worker scheduling. Jobs run in a process pool when ``workers > 1``.
+A dataset above ``max_events_per_file`` is split into parts (files) with seeds
+of their own, listed together under the dataset in the fileset.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def run_job(
         )
     rng = np.random.default_rng(job.seed)
     pu_rng = np.random.default_rng(job.seed + 1)
-    path = Path(out_dir) / f"{job.dataset}.root"
+    path = Path(out_dir) / f"{job.file_stem}.root"
     writer = NanoWriter(path)
     sumw = sumw2 = 0.0
     t0 = time.perf_counter()
@@ -104,7 +106,7 @@ def run_job(
         chunk = stack_events(events, pvs, n_pus)
         sumw += float(chunk.weight.sum())
         sumw2 += float((chunk.weight**2).sum())
-        writer.write(assemble(chunk, config, rng, start))
+        writer.write(assemble(chunk, config, rng, job.first_event + start))
         if progress is not None:
             progress.put(m)
     writer.close(config.run, job.n_events, sumw, sumw2)
@@ -130,6 +132,7 @@ def run_job(
         "pileup_mu": float(pu_cfg.mu) if pu_cfg.enabled else 0.0,
         "leptonic": proc.leptonic,
         "seed": job.seed,
+        "part": job.part,
         "seconds_init": round(t_init, 3),
         "seconds_loop": round(time.perf_counter() - t0, 3),
         "cpu_seconds_loop": round(time.process_time() - c0, 3),
@@ -139,7 +142,34 @@ def run_job(
 
 def _run_job_star(args: tuple) -> tuple[str, dict[str, Any]]:
     job, config, out_dir, queue = args
-    return job.dataset, run_job(job, config, out_dir, queue)
+    return job.file_stem, run_job(job, config, out_dir, queue)
+
+
+#: per-file metadata summed over the parts of a split dataset
+_SUMMED = ("n_generated", "sumw", "seconds_init", "seconds_loop", "cpu_seconds_loop")
+
+
+def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One fileset entry for the files of a split dataset (in part order).
+
+    Files are listed together; event counts, sums of weights and times are summed;
+    Pythia's cross-section estimate (and a cross section taken from it) is the
+    event-weighted mean of the parts'; ``seeds`` lists every part's seed.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    metas = [p["metadata"] for p in parts]
+    meta = dict(metas[0])
+    n = np.array([m["n_generated"] for m in metas], np.float64)
+    for key in _SUMMED:
+        total = sum(m[key] for m in metas)
+        meta[key] = round(total, 3) if "seconds" in key else total
+    for key in ("xsec_pythia_pb", "xsec_pb"):  # equal in every part unless taken from Pythia
+        meta[key] = float(np.average([m[key] for m in metas], weights=n))
+    meta.pop("part", None)
+    meta["seeds"] = [m["seed"] for m in metas]
+    files = {f: t for p in parts for f, t in p["files"].items()}
+    return {"files": files, "metadata": meta}
 
 
 def generate(
@@ -178,7 +208,7 @@ def generate(
     entries: dict[str, dict[str, Any]] = {}
     if workers == 1 or len(jobs) == 1:
         for job in jobs:
-            entries[job.dataset] = run_job(job, config, out)
+            entries[job.file_stem] = run_job(job, config, out)
             bar.update(job.n_events)
     else:
         ctx = multiprocessing.get_context("spawn")
@@ -204,7 +234,10 @@ def generate(
             while not queue.empty():
                 bar.update(queue.get())
     bar.close()
-    fileset = {j.dataset: entries[j.dataset] for j in jobs}
+    datasets = dict.fromkeys(j.dataset for j in jobs)
+    fileset = {
+        d: merge_parts([entries[j.file_stem] for j in jobs if j.dataset == d]) for d in datasets
+    }
     path = out / FILESET_NAME
     path.write_text(json.dumps(fileset, indent=2) + "\n")
     (out / "generate_run.json").write_text(
