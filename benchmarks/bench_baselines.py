@@ -421,12 +421,18 @@ def main() -> None:
         args.n_higgs, args.n_jets = 300, args.n_jets and 100
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    if "egamma" not in args.skip:
-        bench_egamma(args.n_egamma, args.egamma_epochs)
-    if "jets" not in args.skip:
-        bench_jets(args.xbb, args.qcd, args.jet_epochs, args.n_jets, args.workdir)
-    if "tabular" not in args.skip:
-        bench_tabular(args)
+    parts = {
+        "egamma": lambda: bench_egamma(args.n_egamma, args.egamma_epochs),
+        "jets": lambda: bench_jets(args.xbb, args.qcd, args.jet_epochs, args.n_jets, args.workdir),
+        "tabular": lambda: bench_tabular(args),
+    }
+    t_all = time.perf_counter()
+    for name, run in parts.items():
+        if name not in args.skip:
+            t0 = time.perf_counter()
+            run()
+            print(f"[{name}] wall time {time.perf_counter() - t0:.0f} s")
+    print(f"total wall time {time.perf_counter() - t_all:.0f} s")
 
 
 if __name__ == "__main__":

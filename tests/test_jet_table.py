@@ -44,6 +44,35 @@ def test_rasterise_puts_pt_fractions_in_the_right_pixels() -> None:
     assert float(raw[0, 0].sum()) == pytest.approx(0.4, rel=1e-5)  # pT fractions themselves
 
 
+def test_rasterise_draws_absolute_pt_and_displaced_tracks() -> None:
+    from paratag.baselines.resnet import ABSOLUTE_PT
+
+    o = JetImageOptions(n_pixels=16, **ABSOLUTE_PT)
+    assert o.channels == 3
+    points = torch.tensor([[[0.05, -0.79, 0.3], [-0.79, 0.05, 0.3]]])  # (1, 2, 3)
+    features = torch.zeros(1, 15, 3)
+    features[0, 0] = (torch.log(torch.tensor([120.0, 40.0, 80.0])) - 1.0) * 0.5  # pfcand_pt_log
+    features[0, 4] = torch.tensor([1.0, 1.0, 0.0])  # charge
+    features[0, 12] = torch.tensor([0.5, 0.2, 0.9]) * 0.1 * 10  # d0/σ = 5, 2, 9 (normalised)
+    mask = torch.tensor([[[1.0, 1.0, 0.0]]])
+    img = rasterise(points, features, mask, o)
+    assert img.shape == (1, 3, 16, 16)
+    assert img[0, 0, 8, 0] == pytest.approx(120.0, rel=1e-5)  # pT in GeV, not a fraction
+    assert img[0, 0, 0, 8] == pytest.approx(40.0, rel=1e-5)
+    assert float(img[0, 0].sum()) == pytest.approx(160.0, rel=1e-5)  # the padded slot adds nothing
+    # only particle 0 is displaced (|d0/σ| = 5 > 3); particle 1 (2σ) is not
+    assert float(img[0, 2].sum()) == pytest.approx(120.0, rel=1e-5)
+    assert img[0, 2, 8, 0] == pytest.approx(120.0, rel=1e-5)
+    model = build_model(
+        ModelConfig(name="resnet15_image", options={**ABSOLUTE_PT, **SMALL}),
+        point_dims=2,
+        feature_dims=15,
+    )
+    assert model.cnn.options.in_channels == 3
+    with pytest.raises(ConfigError, match="displaced_norm_factor"):
+        JetImageOptions(displaced_norm_factor=0.0)
+
+
 def test_jet_image_resnet_keeps_the_graph_contract() -> None:
     cfg = ModelConfig(
         name="resnet15_image",

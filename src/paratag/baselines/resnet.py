@@ -25,6 +25,7 @@ from paratag.models.layers import ConditionedModel
 from paratag.models.registry import register
 
 __all__ = [
+    "ABSOLUTE_PT",
     "JetImageOptions",
     "JetImageResNet",
     "ResNet15",
@@ -169,13 +170,23 @@ class JetImageOptions:
     feature 2 is ``pfcand_logptrel`` normalised as ``(log(pT/pT_jet) + 4.7) * 0.7``,
     feature 4 is the charge. Pixel intensities are pT fractions.
 
+    Fractions drop the jet's pT, so over a wide pT range the image alone cannot tell
+    a light, collimated jet from a heavy, boosted one (the prong separation is
+    ≈ 2m/pT). :data:`ABSOLUTE_PT` draws pT in GeV from ``pfcand_pt_log`` instead,
+    and adds a third channel, the pT of displaced tracks (``|d0/σ| > 3``), which
+    carries the b hadrons' decays.
+
     Attributes:
         n_pixels: pixels per side.
         half_width: half-width of the image in η and φ (0.8 for AK8 jets).
-        pt_feature: index of the normalised log(pT/pT_jet) feature.
+        pt_feature: index of the normalised log pT (or log pT fraction) feature.
         pt_median, pt_norm_factor: that feature's preprocessing (inverted in the model).
         charge_feature: index of the charge feature (second channel: charged pT), or -1
             for a single total-pT channel.
+        displaced_feature: index of the normalised d0 significance (a further channel:
+            pT of tracks with ``|d0/σ| > displaced_sigma``), or -1 for none.
+        displaced_norm_factor: that feature's ``norm_factor`` (its median is 0).
+        displaced_sigma: the significance above which a track counts as displaced.
         normalise: divide each image by its summed intensity (the image's pT sum).
         resnet: the ResNet-15 options (``in_channels`` and ``image_size`` are set here).
     """
@@ -186,22 +197,43 @@ class JetImageOptions:
     pt_median: float = -4.7
     pt_norm_factor: float = 0.7
     charge_feature: int = 4
+    displaced_feature: int = -1
+    displaced_norm_factor: float = 0.1
+    displaced_sigma: float = 3.0
     normalise: bool = True
     resnet: ResNetOptions = dataclasses.field(default_factory=ResNetOptions)
 
     def __post_init__(self) -> None:
-        if self.n_pixels < 4 or self.half_width <= 0 or self.pt_norm_factor == 0:
+        if (
+            self.n_pixels < 4
+            or self.half_width <= 0
+            or self.pt_norm_factor == 0
+            or self.displaced_norm_factor <= 0
+        ):
             raise ConfigError(
                 f"JetImageOptions: need n_pixels >= 4, half_width > 0, pt_norm_factor != 0, "
-                f"got {self.n_pixels}, {self.half_width}, {self.pt_norm_factor}"
+                f"displaced_norm_factor > 0, got {self.n_pixels}, {self.half_width}, "
+                f"{self.pt_norm_factor}, {self.displaced_norm_factor}"
             )
         if self.pt_feature < 0:
             raise ConfigError(f"JetImageOptions.pt_feature must be >= 0, got {self.pt_feature}")
 
     @property
     def channels(self) -> int:
-        """Image channels: total pT, plus charged pT when ``charge_feature >= 0``."""
-        return 2 if self.charge_feature >= 0 else 1
+        """Image channels: total pT, then charged pT and displaced-track pT when enabled."""
+        return 1 + (self.charge_feature >= 0) + (self.displaced_feature >= 0)
+
+
+#: jet-preset options for images of pT in GeV (from ``pfcand_pt_log``), charged pT and
+#: displaced-track pT (``pfcand_d0sig``): the X->bb jet table's ResNet-15
+ABSOLUTE_PT: dict[str, Any] = {
+    "pt_feature": 0,
+    "pt_median": 1.0,
+    "pt_norm_factor": 0.5,
+    "normalise": False,
+    "displaced_feature": 12,
+    "displaced_norm_factor": 0.1,
+}
 
 
 def rasterise(
@@ -225,6 +257,9 @@ def rasterise(
     channels = [weight]
     if o.charge_feature >= 0:
         channels.append(weight * (features[:, o.charge_feature] != 0).to(raw.dtype))
+    if o.displaced_feature >= 0:
+        significance = features[:, o.displaced_feature].abs() / o.displaced_norm_factor
+        channels.append(weight * (significance > o.displaced_sigma).to(raw.dtype))
     values = torch.stack(channels, dim=1)  # (N, C, P)
     index = cell.unsqueeze(1).expand_as(values)
     image = values.new_zeros(values.shape[0], values.shape[1], n * n).scatter_add(2, index, values)
@@ -263,7 +298,9 @@ class JetImageResNet(ConditionedModel):
     ) -> None:
         super().__init__(n_classes, condition_names, condition_mean, condition_std)
         o = options or JetImageOptions()
-        if point_dims < 2 or max(o.pt_feature, o.charge_feature) >= feature_dims:
+        if point_dims < 2 or max(o.pt_feature, o.charge_feature, o.displaced_feature) >= (
+            feature_dims
+        ):
             raise ConfigError(
                 f"resnet15_image needs (Δη, Δφ) points and features {o.pt_feature} (log pT "
                 f"fraction) and {o.charge_feature} (charge); the inputs have {point_dims} "
