@@ -71,6 +71,19 @@ def test_config_crc32_keys_what_is_trained_not_how_it_runs() -> None:
     assert config_crc32(dataclasses.replace(cfg, data=wrong_mass)) != crc
 
 
+def test_generate_steps_key_on_the_generate_config_itself() -> None:
+    from paratag.generate import GenerateConfig
+    from paratag.jobs import sample_inputs
+
+    gcfg = GenerateConfig.from_file("validate_disco_qcd")
+    key = sample_inputs("validate_disco_qcd", gcfg, 1000, 7)
+    assert key == sample_inputs(
+        "validate_disco_qcd", GenerateConfig.from_file("validate_disco_qcd"), 1000, 7
+    )
+    edited = dataclasses.replace(gcfg, max_events_per_file=5000)  # the same name, edited YAML
+    assert sample_inputs("validate_disco_qcd", edited, 1000, 7) != key
+
+
 def test_bad_config_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="seeds"):
         ValidateConfig(seeds=(1, 1))

@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "config_crc32",
+    "sample_inputs",
     "scaled_schedule",
     "train_inclusive_job",
     "train_one",
@@ -40,6 +41,17 @@ def config_crc32(cfg: Any) -> int:
 
     d = {k: v for k, v in to_dict(cfg).items() if k not in RUNTIME_FIELDS}
     return zlib.crc32(json.dumps(d, sort_keys=True, default=str).encode())
+
+
+def sample_inputs(name: str, config: Any, events: int, seed: int, **extra: Any) -> dict[str, Any]:
+    """Cache key of a generate step: the config's name and CRC, the events and the seed."""
+    return {
+        "config": name,
+        "config_crc32": config_crc32(config),  # editing the generate YAML redoes the samples
+        "events": events,
+        "seed": seed,
+        **extra,
+    }
 
 
 def scaled_schedule(cfg: Any, stage1_epochs: int | None, stage3_epochs: int | None) -> Any:

@@ -33,7 +33,7 @@ from typing import Any
 
 from paratag.conditions import MassGrid
 from paratag.errors import ConfigError
-from paratag.jobs import config_crc32, scaled_schedule, train_parallel
+from paratag.jobs import config_crc32, sample_inputs, scaled_schedule, train_parallel
 from paratag.pipeline import Steps
 from paratag.validation_summary import TARGETS, render_markdown, summarize
 
@@ -232,13 +232,7 @@ def _pileup_samples(
     for level, pu in levels.items():
         pcfg = dataclasses.replace(pu_base, pileup=pu)
         where = f"pileup/{level}"
-        pin = {
-            "config": cfg.pileup_config,
-            "config_crc32": config_crc32(pcfg),
-            "events": n_pu,
-            "mu": pu.mu,
-            "seed": cfg.seed + 1000,
-        }
+        pin = sample_inputs(cfg.pileup_config, pcfg, n_pu, cfg.seed + 1000, mu=pu.mu)
         gp = step(
             "pileup",
             f"generate_pileup_{level}",
@@ -268,12 +262,7 @@ def _higgs_chain(
     from paratag.training import load_train_config
 
     ch = GenerateConfig.from_file(cfg.generate_config)
-    gin = {
-        "config": cfg.generate_config,
-        "config_crc32": config_crc32(ch),  # editing the generate YAML redoes the samples
-        "events": cfg.events,
-        "seed": cfg.seed,
-    }
+    gin = sample_inputs(cfg.generate_config, ch, cfg.events, cfg.seed)
     g = step("higgs", "generate", lambda: gen(ch, "generated", cfg.events, cfg.seed), gin)
     step("higgs", "build", lambda: build(g["fileset"], "shards", "event", ("mHc", "mA")), gin)
     base = scaled_schedule(

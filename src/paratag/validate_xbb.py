@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from paratag.baselines.resnet import ABSOLUTE_PT
-from paratag.jobs import config_crc32, scaled_schedule, train_inclusive_job, train_parallel
+from paratag.jobs import (
+    config_crc32,
+    sample_inputs,
+    scaled_schedule,
+    train_inclusive_job,
+    train_parallel,
+)
 
 __all__ = ["JET_TAGGERS", "SCULPTING_SEED_OFFSET", "disco_key", "jet_chains"]
 
@@ -102,12 +108,7 @@ def _shared_samples(cfg: Any, out: Path, step: Step, gen: Step, build: Step) -> 
 
     xcfg = GenerateConfig.from_file(cfg.xbb_generate_config)
     n_x = cfg.xbb_events or cfg.events
-    xin = {
-        "config": cfg.xbb_generate_config,
-        "config_crc32": config_crc32(xcfg),
-        "events": n_x,
-        "seed": cfg.seed,
-    }
+    xin = sample_inputs(cfg.xbb_generate_config, xcfg, n_x, cfg.seed)
     chains = ("xbb", "disco")
     gx = step(chains, "xbb_generate", lambda: gen(xcfg, "xbb/generated", n_x, cfg.seed), xin)
     step(chains, "xbb_build", lambda: build(gx["fileset"], "xbb/shards", "jet", ("mX",)), xin)
@@ -195,12 +196,7 @@ def _disco_chain(
     where = out / "xbb" / "disco"
     qcfg = GenerateConfig.from_file(cfg.disco_generate_config)
     n_q, q_seed = cfg.disco_qcd_events, cfg.seed + SCULPTING_SEED_OFFSET
-    qin = {
-        "config": cfg.disco_generate_config,
-        "config_crc32": config_crc32(qcfg),
-        "events": n_q,
-        "seed": q_seed,
-    }
+    qin = sample_inputs(cfg.disco_generate_config, qcfg, n_q, q_seed)
     gq = step(
         "disco_qcd", "disco_generate", lambda: gen(qcfg, "xbb/disco/generated", n_q, q_seed), qin
     )
