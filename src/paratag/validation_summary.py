@@ -234,8 +234,12 @@ def _awareness_markdown(ma: Mapping[str, Any]) -> list[str]:
 
 
 def render_markdown(s: Mapping[str, Any]) -> str:
-    """The validation tables (markdown) of a :func:`summarize` dict."""
+    """The validation tables (markdown) of a :func:`summarize` dict.
+
+    The charged-Higgs and pileup sections appear only when their chain ran.
+    """
     c = s["config"]
+    higgs = bool(s["points"])
     lines = [
         f"Command: `{s.get('command') or 'paratag validate'}`  ",
         f"Date: {s['date']}  ",
@@ -247,9 +251,36 @@ def render_markdown(s: Mapping[str, Any]) -> str:
         f"X→bb: {c['xbb_events'] or c['events']} (QCD sculpting sample: "
         f"{c.get('disco_qcd_events', 'n/a')}); pileup samples: "
         f"{c['pileup_events'] or c['events'] // 4} at μ = 0 and μ = {c['pileup_mu']:g}",
-        f"- seeds: {list(c['seeds'])}; epochs stage 1 / stage 3: "
-        f"{s['train'].get('stage1_epochs', 'n/a')} / {s['train'].get('stage3_epochs', 'n/a')}",
-        f"- evaluated on: {s.get('selection')}; events there: {s.get('events_after_selection')}",
+    ]
+    if higgs:
+        lines += [
+            f"- seeds: {list(c['seeds'])}; epochs stage 1 / stage 3: "
+            f"{s['train'].get('stage1_epochs', 'n/a')} / "
+            f"{s['train'].get('stage3_epochs', 'n/a')}",
+            f"- evaluated on: {s.get('selection')}; "
+            f"events there: {s.get('events_after_selection')}",
+        ]
+        lines += _ratios_markdown(s)
+        lines += _awareness_markdown(s.get("mass_awareness") or {})
+        lines += _seeds_markdown(s["seeds"])
+    if s["pileup"]:
+        lines += ["", "## Pileup robustness", "", "| pileup | AUC |", "|---|---|"]
+        lines += [f"| {k} | {_f(v)} |" for k, v in s["pileup"].items()]
+    lines += jets_markdown(s)
+    lines += ["", "## Wall time per step", "", "| step | time [s] |", "|---|---|"]
+    lines += [f"| {k} | {_f(v, '.0f')} |" for k, v in s["wall_time_s"].items()]
+    for run in s["train"].get("runs", []):
+        st = ", ".join(f"{k} {_f(v, '.0f')} s" for k, v in run["stage_times_s"].items())
+        lines.append(f"| train seed {run['seed']}: {st} | {_f(run['time_s'], '.0f')} |")
+    lines += _targets_markdown(s)
+    if s.get("skipped"):
+        lines += ["", "Not run: " + "; ".join(f"{k}: {v}" for k, v in s["skipped"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _ratios_markdown(s: Mapping[str, Any]) -> list[str]:
+    """Parametric vs dedicated AUC per point and per split (the charged-Higgs run)."""
+    lines = [
         "",
         "## Parametric vs dedicated AUC",
         "",
@@ -275,23 +306,12 @@ def render_markdown(s: Mapping[str, Any]) -> str:
             f"| {split} | {v['n']} | {_f(v['mean_ratio'])} | {_f(v['min_ratio'])} | "
             f"{_f(t, '.2f')} | {_f(margin, '+.4f')} |"
         )
-    lines += _awareness_markdown(s.get("mass_awareness") or {})
-    lines += _seeds_markdown(s["seeds"])
-    lines += [
-        "",
-        "## Pileup robustness",
-        "",
-        "| pileup | AUC |",
-        "|---|---|",
-    ]
-    lines += [f"| {k} | {_f(v)} |" for k, v in s["pileup"].items()]
-    lines += jets_markdown(s)
-    lines += ["", "## Wall time per step", "", "| step | time [s] |", "|---|---|"]
-    lines += [f"| {k} | {_f(v, '.0f')} |" for k, v in s["wall_time_s"].items()]
-    for run in s["train"].get("runs", []):
-        st = ", ".join(f"{k} {_f(v, '.0f')} s" for k, v in run["stage_times_s"].items())
-        lines.append(f"| train seed {run['seed']}: {st} | {_f(run['time_s'], '.0f')} |")
-    lines += [
+    return lines
+
+
+def _targets_markdown(s: Mapping[str, Any]) -> list[str]:
+    """The targets table: value, requirement, met, margin."""
+    lines = [
         "",
         "## Targets",
         "",
@@ -307,9 +327,7 @@ def render_markdown(s: Mapping[str, Any]) -> str:
             f"| {k} | {_f(val)} | {req} | {'yes' if v['met'] else 'NO'} | "
             f"{_f(v['margin'], '+.4f')} |"
         )
-    if s.get("skipped"):
-        lines += ["", "Not run: " + "; ".join(f"{k}: {v}" for k, v in s["skipped"].items())]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _seeds_markdown(sd: Mapping[str, Any]) -> list[str]:
