@@ -13,7 +13,7 @@
 Scores are "signal first" (logit 0 = signal, labels 1 = signal); AUCs use
 ``paratag.evaluate.metrics.roc_auc``. Training goes through ``paratag.training.loop.fit``.
 
-    python benchmarks/bench_baselines.py            # defaults: ~15 min on 2 CPU cores
+    python benchmarks/bench_baselines.py            # defaults: ~2.5 min on 2 CPU cores
     python benchmarks/bench_baselines.py --quick    # ~1 min smoke run
 """
 
