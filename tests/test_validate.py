@@ -71,6 +71,26 @@ def test_config_crc32_keys_what_is_trained_not_how_it_runs() -> None:
     assert config_crc32(dataclasses.replace(cfg, data=wrong_mass)) != crc
 
 
+def test_the_jet_tables_resnet_draws_absolute_pt_images_and_config_checks_stay_torch_free(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from paratag.baselines.resnet import ABSOLUTE_PT
+    from paratag.validate_xbb import _tagger_config
+
+    base = load_train_config("validate_xbb")
+    assert _tagger_config(base, "resnet15_image", tmp_path).model.options == ABSOLUTE_PT
+    assert _tagger_config(base, "interaction_net", tmp_path).model.options == base.model.options
+    code = (
+        "import sys; from paratag.validate import ValidateConfig; ValidateConfig(out='x'); "
+        "assert 'torch' not in sys.modules, 'ValidateConfig imported torch'"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
 def test_generate_steps_key_on_the_generate_config_itself() -> None:
     from paratag.generate import GenerateConfig
     from paratag.jobs import sample_inputs
