@@ -60,21 +60,15 @@ def _increasing(
     return values
 
 
-class _DistanceBins:
-    """The pair-distance bins a reference declares (see the module docstring)."""
-
-    edges: tuple[float, ...]
-    min_distances: tuple[float, ...]
-
-    def _bins(self, preset: Preset, spec: Mapping[str, Any]) -> None:
-        self.edges = (
-            *_increasing(spec, "distance_edges", DISTANCE_EDGES[:-1], preset.name),
-            float("inf"),
-        )
-        self.min_distances = _increasing(spec, "min_distances", MIN_DISTANCES, preset.name)
+def _distance_bins(
+    preset: Preset, spec: Mapping[str, Any]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The pair-distance bin edges (last bin open) and "at least" distances a reference declares."""
+    lower = _increasing(spec, "distance_edges", DISTANCE_EDGES[:-1], preset.name)
+    return (*lower, float("inf")), _increasing(spec, "min_distances", MIN_DISTANCES, preset.name)
 
 
-class PairMassReference(_DistanceBins):
+class PairMassReference:
     """``-min |m(pair) - hypothesis|`` over opposite-sign pairs of selected objects."""
 
     def __init__(self, preset: Preset, spec: Mapping[str, Any], condition_names: Sequence[str]):
@@ -93,7 +87,7 @@ class PairMassReference(_DistanceBins):
         self.kin = preset.pair_kinematics()
         self.column = list(condition_names).index(spec["condition"])
         self.name = f"-min|m(pair) - {spec['condition']}|"
-        self._bins(preset, spec)
+        self.edges, self.min_distances = _distance_bins(preset, spec)
 
     @staticmethod
     def _raw(x: np.ndarray, spec) -> np.ndarray:  # noqa: ANN001 - a FeatureSpec
@@ -133,7 +127,7 @@ class PairMassReference(_DistanceBins):
         return self.scores(a["points"], a["features"], a["mask"], hypotheses)
 
 
-class SpectatorWindowReference(_DistanceBins):
+class SpectatorWindowReference:
     """``-|spectator - hypothesis|``: a mass-window cut on one spectator of the shards."""
 
     def __init__(self, preset: Preset, spec: Mapping[str, Any], condition_names: Sequence[str]):
@@ -145,7 +139,7 @@ class SpectatorWindowReference(_DistanceBins):
         self.spectator = spec["spectator"]
         self.column = list(condition_names).index(spec["condition"])
         self.name = f"-|{self.spectator} - {spec['condition']}|"
-        self._bins(preset, spec)
+        self.edges, self.min_distances = _distance_bins(preset, spec)
 
     def score_rows(self, store: Any, rows: np.ndarray, hypotheses: np.ndarray) -> np.ndarray:
         """Scores ``(len(rows), H)`` of shard-store rows."""

@@ -132,7 +132,6 @@ def run_job(
         "pileup_mu": float(pu_cfg.mu) if pu_cfg.enabled else 0.0,
         "leptonic": proc.leptonic,
         "seed": job.seed,
-        "part": job.part,
         "seconds_init": round(t_init, 3),
         "seconds_loop": round(time.perf_counter() - t0, 3),
         "cpu_seconds_loop": round(time.process_time() - c0, 3),
@@ -166,7 +165,6 @@ def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
         meta[key] = round(total, 3) if "seconds" in key else total
     for key in ("xsec_pythia_pb", "xsec_pb"):  # equal in every part unless taken from Pythia
         meta[key] = float(np.average([m[key] for m in metas], weights=n))
-    meta.pop("part", None)
     meta["seeds"] = [m["seed"] for m in metas]
     files = {f: t for p in parts for f, t in p["files"].items()}
     return {"files": files, "metadata": meta}
