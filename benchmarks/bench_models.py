@@ -30,25 +30,15 @@ import multiprocessing as mp
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_tagger import CMS_IN, cms_in_feed  # CMS's published IN: the peer of part 3
 
 from paratag.config import ModelConfig
 from paratag.models import build_model, example_inputs, input_names, positional
 from paratag.weaver import weaver_to_paratag
-
-#: CMS's published H->bb Interaction Network (ONNX, opset 11, 18,162 parameters): the peer,
-#: timed in the same run on the same batch size
-CMS_IN = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "cms"
-    / "higgs_interactionnet_model.onnx"
-)
 
 CONFIGS = {
     "lite": {"conv_params": [[7, [32, 32, 32]], [7, [64, 64, 64]]], "fc_params": [[128, 0.1]]},
@@ -312,11 +302,7 @@ def bench_interaction_net(args: argparse.Namespace) -> None:
         )
         if CMS_IN.is_file():  # the peer, same batch, same threads, same padded sizes
             cms = ort.InferenceSession(str(CMS_IN), opts, providers=["CPUExecutionProvider"])
-            rng = np.random.default_rng(0)
-            cms_feed = {
-                "input_cpf": rng.normal(size=(args.in_batch, 30, 60)).astype(np.float32),
-                "input_sv": rng.normal(size=(args.in_batch, 14, 5)).astype(np.float32),
-            }
+            cms_feed = cms_in_feed(args.in_batch)
             ref = args.in_batch / time_call(cms.run, None, cms_feed, repeats=args.repeats)
             line += f"   CMS IN {ref:8.1f} jets/s   ratio {rate / ref:5.2f}x"
         else:
