@@ -69,6 +69,12 @@ def test_rasterise_draws_absolute_pt_and_displaced_tracks() -> None:
         feature_dims=15,
     )
     assert model.cnn.options.in_channels == 3
+    with pytest.raises(ConfigError, match="12 \\(d0 significance"):  # 12 features: no d0/σ
+        build_model(
+            ModelConfig(name="resnet15_image", options={**ABSOLUTE_PT, **SMALL}),
+            point_dims=2,
+            feature_dims=12,
+        )
     with pytest.raises(ConfigError, match="displaced_norm_factor"):
         JetImageOptions(displaced_norm_factor=0.0)
 

@@ -303,8 +303,9 @@ class JetImageResNet(ConditionedModel):
         ):
             raise ConfigError(
                 f"resnet15_image needs (Δη, Δφ) points and features {o.pt_feature} (log pT "
-                f"fraction) and {o.charge_feature} (charge); the inputs have {point_dims} "
-                f"point and {feature_dims} feature channels"
+                f"or log pT fraction), {o.charge_feature} (charge) and {o.displaced_feature} "
+                f"(d0 significance; -1: none); the inputs have {point_dims} point and "
+                f"{feature_dims} feature channels"
             )
         resnet = dataclasses.replace(o.resnet, in_channels=o.channels, image_size=o.n_pixels)
         self.options = dataclasses.replace(o, resnet=resnet)
