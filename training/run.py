@@ -393,6 +393,11 @@ class RunState:
         out["time_s"] = time.perf_counter() - t0
         return out
 
+    def stage4(self) -> dict[str, Any]:
+        from paratag.training.ratio import ratio_stage
+
+        return ratio_stage(self)
+
 
 def fit_summary(res: FitResult) -> dict[str, Any]:
     best = res.history[res.best_epoch] if 0 <= res.best_epoch < len(res.history) else {}
@@ -440,10 +445,16 @@ def _train(
     chosen = (
         list(stages)
         if stages
-        else [i for i, s in ((1, cfg.stage1), (2, cfg.stage2), (3, cfg.stage3)) if s.enabled]
+        else [
+            i
+            for i, s in ((1, cfg.stage1), (2, cfg.stage2), (3, cfg.stage3), (4, cfg.ratio))
+            if s.enabled
+        ]
     )
-    if any(s not in (1, 2, 3) for s in chosen):
-        raise ConfigError(f"stages must be among 1, 2, 3; got {chosen}")
+    if any(s not in (1, 2, 3, 4) for s in chosen):
+        raise ConfigError(
+            f"stages must be among 1, 2, 3 and 4 (the hypothesis ratio); got {chosen}"
+        )
     try:
         for s in sorted(chosen):
             run.summary[f"stage{s}"] = getattr(run, f"stage{s}")()

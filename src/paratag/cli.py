@@ -224,7 +224,10 @@ def train(
     shards: ShardsOption = None,
     run_dir: RunDirOption = None,
     stage: Annotated[
-        list[int] | None, typer.Option(help="run only this stage (repeatable: --stage 2 --stage 3)")
+        list[int] | None,
+        typer.Option(
+            help="run only this stage (repeatable: --stage 2 --stage 3; 4: the hypothesis ratio)"
+        ),
     ] = None,
     resume: Annotated[bool, typer.Option(help="continue interrupted stages from last.pt")] = False,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (overrides device)")] = None,

@@ -426,13 +426,18 @@ def _stamp(onnx_path: Path, pp: Preprocess) -> None:
 
 
 def _find_checkpoint(run_dir: Path) -> Path:
-    """The best model of a run: stage 3 (joint), else stage 2, else a top-level model.pt."""
-    for rel in ("stage3/model.pt", "stage2/model.pt", "model.pt", "best.pt"):
+    """The model a run delivers (the hypothesis ratio, else stage 3), else stage 2, else model.pt."""
+    from paratag.models.io import delivered_checkpoint
+
+    delivered = delivered_checkpoint(run_dir)
+    if delivered is not None:
+        return delivered
+    for rel in ("stage2/model.pt", "model.pt", "best.pt"):
         if (run_dir / rel).is_file():
             return run_dir / rel
     raise InputFileError(
         str(run_dir),
-        "no stage3/model.pt, stage2/model.pt or model.pt found",
+        "no ratio/model.pt, stage3/model.pt, stage2/model.pt or model.pt found",
         "pass a training run directory (paratag train --run-dir DIR) or a .pt checkpoint",
     )
 

@@ -22,6 +22,7 @@ __all__ = [
     "CurriculumPhase",
     "FitConfig",
     "LossConfig",
+    "RatioConfig",
     "Stage1Config",
     "Stage2Config",
     "Stage3Config",
@@ -149,6 +150,40 @@ class Stage3Config(FitConfig):
     curriculum_enabled: bool = True
 
 
+@dataclasses.dataclass(frozen=True)
+class RatioConfig(FitConfig):
+    """The hypothesis ratio after stage 3 (:mod:`paratag.models.ratio`): a :class:`FitConfig` plus.
+
+    Attributes:
+        enabled: train it; the delivered model is then ``ratio/model.pt``.
+        vary: the condition parameters it learns (those the backgrounds do not
+            depend on); its partners share every other parameter.
+        scale: factor on its log-odds in the delivered model (1: exact decomposition).
+        self_weight: share of the hypothesis' own signal in the reference mixture
+            (:class:`paratag.models.ratio.RatioOptions`; 0: the partners alone).
+        init: ``stage3``: start from the stage-3 trunk (new output layer); ``random``.
+    """
+
+    epochs: int = 5
+    batch_size: int = 256
+    lr: float = 1e-3
+    enabled: bool = False
+    vary: tuple[str, ...] = ("mHc",)
+    scale: float = 1.0
+    self_weight: float = 0.0
+    init: Literal["stage3", "random"] = "stage3"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.vary:
+            raise ConfigError("ratio.vary is empty: name the condition parameters it learns")
+        if self.scale < 0 or not 0 <= self.self_weight < 1:
+            raise ConfigError(
+                f"ratio.scale ({self.scale}) must be >= 0 and ratio.self_weight "
+                f"({self.self_weight}) in [0, 1)"
+            )
+
+
 M_W = 80.379
 
 
@@ -209,6 +244,7 @@ class TrainConfig:
         model: the model (``condition_names``/mean/std default to the grid's).
         loss: the loss (:class:`~paratag.training.losses.LossConfig`).
         stage1, stage2, stage3: the schedule (:mod:`paratag.training.schedule`).
+        ratio: the optional hypothesis ratio trained after stage 3 (:class:`RatioConfig`).
         run_dir: output directory.
         seed: controls initialisation, data order and background condition draws.
         device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
@@ -229,6 +265,7 @@ class TrainConfig:
     stage1: Stage1Config = dataclasses.field(default_factory=Stage1Config)
     stage2: Stage2Config = dataclasses.field(default_factory=Stage2Config)
     stage3: Stage3Config = dataclasses.field(default_factory=Stage3Config)
+    ratio: RatioConfig = dataclasses.field(default_factory=RatioConfig)
     run_dir: str = "runs/paratag"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -163,7 +163,13 @@ def evaluate_run(
     hyps = _hypotheses(run, test, test_shards)
     res, info = _results(run, scorer, test, hyps, out, opts, dev)
     md = write_report(res, out)
-    info = {"run_dir": str(run.path), "test_shards": str(test_shards), "device": str(dev), **info}
+    info = {
+        "run_dir": str(run.path),
+        "model_stage": run.model.info.get("stage"),  # "ratio": the hypothesis-ratio model
+        "test_shards": str(test_shards),
+        "device": str(dev),
+        **info,
+    }
     info["time_s"] = time.perf_counter() - t0
     (out / "evaluation.json").write_text(json.dumps(info, indent=1) + "\n")
     return md

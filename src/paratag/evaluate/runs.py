@@ -85,11 +85,16 @@ def load_model_for_eval(path: Path, device: torch.device) -> LoadedModel:
 
 
 def load_run(run_dir: str | Path, device: torch.device) -> LoadedRun:
-    """A training run directory: config, grid, stage-3 model and existing dedicated models."""
+    """A training run directory: config, grid, delivered model and existing dedicated models.
+
+    The delivered model is the hypothesis-ratio model when the run trained a current
+    one (:func:`paratag.models.io.delivered_checkpoint`), else the stage-3 model.
+    """
+    from paratag.models.io import delivered_checkpoint
     from paratag.run_config import load_train_config
 
     run = Path(run_dir)
-    ckpt = run / "stage3" / "model.pt"
+    ckpt = delivered_checkpoint(run) or run / "stage3" / "model.pt"
     train_hint = "pass the RUN_DIR written by `paratag train`"
     for bad, where, problem, hint in (
         (not run.is_dir(), run, "run directory does not exist", train_hint),

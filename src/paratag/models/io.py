@@ -20,6 +20,7 @@ scoring only read them, so this module is the one place both sides meet.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from paratag.presets import cloud_keys
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "delivered_checkpoint",
+    "file_checksum",
     "graph_forward",
     "load_checkpoint",
     "load_model",
@@ -115,6 +118,32 @@ def load_model(
     model = build_model(cfg, **info["input_dims"])
     model.load_state_dict(payload["model_state"])
     return model.to(device).eval(), info
+
+
+def file_checksum(path: str | Path) -> str:
+    """CRC-32 of a file's bytes, as 8 hex digits (which stage-3 model a ratio model embeds)."""
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return f"{crc:08x}"
+
+
+def delivered_checkpoint(run_dir: str | Path) -> Path | None:
+    """The model a training run delivers: ``ratio/model.pt`` if current, else ``stage3/model.pt``.
+
+    The hypothesis-ratio model (:mod:`paratag.training.ratio`) embeds the stage-3
+    model it was trained on and records its checksum (``info["stage3_checksum"]``);
+    when stage 3 was retrained after it, it is stale and the stage-3 model is
+    delivered. None when the run has neither.
+    """
+    run = Path(run_dir)
+    stage3, ratio = run / "stage3" / "model.pt", run / "ratio" / "model.pt"
+    if ratio.is_file():
+        recorded = load_checkpoint(ratio)["info"].get("stage3_checksum")
+        if not stage3.is_file() or recorded == file_checksum(stage3):
+            return ratio
+    return stage3 if stage3.is_file() else None
 
 
 def secondary_in(batch: Mapping[str, Any]) -> str | None:

@@ -47,6 +47,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "paratag.models.particlenet",
     "paratag.models.parametric",
     "paratag.models.interaction_net",
+    "paratag.models.ratio",
     "paratag.baselines.resnet",
     "paratag.baselines.masked_autoencoder",
 )
