@@ -410,6 +410,21 @@ def test_pileup_overlay(tmp_path):
     assert 0.05 < neutral_w.mean() < 0.95  # PU neutrals are suppressed
 
 
+def test_mixed_pileup_draws_each_events_mu_from_the_choices(tmp_path):
+    cfg = _config(
+        ProcessConfig("WZ", "wz", "diboson", leptonic=True),
+        pileup=PileupConfig(enabled=True, mu_choices=(0.0, 8.0)),
+    )
+    meta = run_job(cfg.jobs(24, seed=2)[0], cfg, tmp_path)
+    assert meta["metadata"]["pileup_mu_choices"] == [0.0, 8.0]
+    t = uproot.open(next(iter(meta["files"])))["Events"].arrays(["Pileup_nTrueInt", "Pileup_nPU"])
+    mu, n_pu = t.Pileup_nTrueInt.to_numpy(), t.Pileup_nPU.to_numpy()
+    assert set(np.unique(mu)) == {0.0, 8.0}
+    assert np.all(n_pu[mu == 0] == 0) and n_pu[mu == 8].mean() > 4
+    with pytest.raises(ConfigError, match="mu_choices"):
+        PileupConfig(enabled=True, mu_choices=(-1.0,))
+
+
 def test_cli_generate_with_two_workers(tmp_path):
     import subprocess
     import sys
@@ -495,3 +510,30 @@ def test_many_chunks_extend_past_the_basket_capacity(tmp_path):
         events = f["Events"].arrays(["event", "nMuon", "Muon_pt"])
     assert np.array_equal(np.diff(events["event"].to_numpy()), np.ones(55))
     assert ak.all(ak.num(events["Muon_pt"]) == events["nMuon"])
+
+
+def test_puppi_keeps_hard_isolated_neutrals_and_drops_soft_ones():
+    """CMS PUPPI's neutral rules: high-pT protection ramp and the n_PV-dependent threshold."""
+    from paratag.generate.config import DetectorConfig
+    from paratag.generate.detector import _puppi_neutrals
+
+    rng = np.random.default_rng(0)
+    n_pv_trk, n_pu_trk = 6, 40
+    eta = np.r_[rng.normal(0, 0.05, n_pv_trk), rng.uniform(-2, 2, n_pu_trk), 0.02, 0.0, 0.0, 1.0]
+    phi = np.r_[rng.normal(0, 0.05, n_pv_trk), rng.uniform(-3, 3, n_pu_trk), 0.03, 2.5, -2.5, 2.0]
+    pt = np.r_[np.full(n_pv_trk, 5.0), np.full(n_pu_trk, 1.0), 0.4, 100.0, 250.0, 3.0]
+    track = np.r_[np.ones(n_pv_trk + n_pu_trk, bool), np.zeros(4, bool)]
+    weight = np.r_[np.ones(n_pv_trk), np.zeros(n_pu_trk), np.ones(4)]
+    pf = {"eta": eta, "phi": phi, "pt": pt, "track": track, "puppiWeight": weight}
+    n_pu = np.array([29])  # a + b * n_PV = 0.2 + 0.015 * 30 = 0.65 GeV
+    offsets = np.array([0, len(pt)])
+    w = _puppi_neutrals(pf, offsets, n_pu, DetectorConfig())[-4:]
+    soft_near_pv, hard_isolated, very_hard, soft_isolated = w
+    assert soft_near_pv == 0.0  # close to the hard vertex's tracks, but below the threshold
+    assert hard_isolated == pytest.approx((100 - 20) / 180)  # no charged PV nearby: was 0
+    assert very_hard == 1.0 and soft_isolated == 0.0
+    off = DetectorConfig(puppi_neutral_protect=(0.0, 0.0), puppi_neutral_min_pt=(0.0, 0.0))
+    legacy = _puppi_neutrals(pf, offsets, n_pu, off)[-4:]
+    assert legacy[1] == 0.0 and legacy[0] > 0.5  # the plain alpha rule alone
+    with pytest.raises(ConfigError, match="puppi_neutral"):
+        DetectorConfig(puppi_neutral_min_pt=(-1.0, 0.0))

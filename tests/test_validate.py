@@ -125,7 +125,7 @@ def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
         events=60,
         seeds=(0, 1),
         workers=2,
-        pileup_mu=0.0,
+        pileup_mu=(),
         stage1_epochs=1,
         stage3_epochs=1,
         generate_config=str(gen),
@@ -283,3 +283,65 @@ def test_validate_jet_chains_write_the_jet_table_and_the_disco_curve(tmp_path: P
     logs.clear()
     run_validate(ValidateConfig(**kw, only=("xbb", "disco")), log=logs.append)  # all cached
     assert sum("cached" in line for line in logs) == 8
+
+
+@pytest.mark.filterwarnings("ignore:Missing cross-reference index:RuntimeWarning")  # coffea schema
+def test_validate_pileup_chain_trains_without_and_with_pileup_and_scores_every_level(
+    tmp_path: Path,
+) -> None:
+    """Event and jet tagger, each trained at mu = 0 and on mixed mu, scored at mu = 0 and 8."""
+    event_gen = tmp_path / "generate_pileup.yaml"
+    event = {**GENERATE, "processes": [dict(GENERATE["processes"][0]), GENERATE["processes"][2]]}
+    event["processes"][0]["mass_points"] = [{"mHc": 130, "mA": 90}]
+    event_gen.write_text(yaml.safe_dump(event))
+    jet_gen = tmp_path / "generate_pileup_xbb.yaml"
+    jet = {
+        **XBB_GENERATE,
+        "processes": [dict(XBB_GENERATE["processes"][0]), XBB_GENERATE["processes"][1]],
+    }
+    jet["processes"][0]["mass_points"] = [{"mX": 100}]
+    jet_gen.write_text(yaml.safe_dump(jet))
+    with resources.as_file(resources.files("paratag") / "configs" / "train_validate_xbb.yaml") as p:
+        xbb = yaml.safe_load(p.read_text())
+    xbb["model"]["options"] = {
+        "relational_hidden": [8],
+        "edge_dim": 4,
+        "object_hidden": [8],
+        "object_dim": 4,
+    }
+    xbb["stage3"]["batch_size"] = 32
+    (tmp_path / "train_xbb.yaml").write_text(yaml.safe_dump(xbb))
+    cfg = ValidateConfig(
+        out=str(tmp_path / "out"),
+        events=60,
+        pileup_events=30,
+        pileup_train_events=80,
+        pileup_mu=(8.0,),
+        workers=2,
+        stage3_epochs=1,
+        pileup_config=str(event_gen),
+        pileup_xbb_config=str(jet_gen),
+        train_config=str(_train_yaml(tmp_path / "train.yaml")),
+        xbb_train_config=str(tmp_path / "train_xbb.yaml"),
+        only=("pileup",),
+        n_boot=0,
+    )
+    s = run_validate(cfg, command="pytest", log=lambda _: None)
+    study = s["pileup_study"]
+    assert set(study) == {"event", "jet"}
+    for family in ("event", "jet"):
+        assert set(study[family]) == {"nominal", "mixed"}
+        for aucs in study[family].values():
+            assert list(aucs) == ["mu0", "mu8"] and all(0.0 <= a <= 1.0 for a in aucs.values())
+    out = tmp_path / "out"
+    # the mixed training sample drew each event's mu from {0, 8}; the nominal one has none
+    mixed = yaml.safe_load(
+        (out / "pileup" / "pileup_event_train_mixed" / "generated" / "fileset.json").read_text()
+    )
+    assert all(d["metadata"]["pileup_mu_choices"] == [0.0, 8.0] for d in mixed.values())
+    run = load_train_config(out / "pileup" / "event_runs" / "mixed" / "config.yaml")
+    assert run.grid.train == ((130.0, 90.0),) and not run.stage1.enabled and not run.ratio.enabled
+    assert "pileup_drop_event" in s["verdict"] and "pileup_drop_jet" in s["verdict"]
+    md = (out / "validation.md").read_text()
+    assert "## Pileup robustness (the same hard scatters at every μ)" in md
+    assert "| jet tagger | mu0 | mu8 | drop |" in md

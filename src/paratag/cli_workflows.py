@@ -57,22 +57,22 @@ def validate(
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path(
         "validation_output"
     ),
-    events: Annotated[
-        int, typer.Option(help="events per signal point / background process")
-    ] = 10_000,
-    xbb_events: Annotated[
-        int | None, typer.Option(help="X->bb events per point (default --events)")
-    ] = None,
+    events: Annotated[int, typer.Option(help="events per signal point and background")] = 10_000,
+    xbb_events: Annotated[int | None, typer.Option(help="X->bb events (default --events)")] = None,
     pileup_events: Annotated[
-        int | None, typer.Option(help="pileup-sample events (default events/4)")
+        int | None, typer.Option(help="pileup test events (events/10)")
+    ] = None,
+    pileup_train_events: Annotated[
+        int | None, typer.Option(help="pileup training events (events/4)")
     ] = None,
     seeds: Annotated[
         list[int] | None, typer.Option("--seeds", help="training seed (repeat)")
     ] = None,
     workers: Annotated[int, typer.Option(help="parallel workers")] = 2,
     pileup_mu: Annotated[
-        float, typer.Option(help="mean pileup of the robustness sample (0 skips)")
-    ] = 40.0,
+        list[float] | None,
+        typer.Option("--pileup-mu", help="pileup level besides mu = 0 (repeat; default 20 40 60)"),
+    ] = None,
     stage1_epochs: Annotated[int | None, typer.Option(help="override stage-1 epochs")] = None,
     stage3_epochs: Annotated[int | None, typer.Option(help="override stage-3 epochs")] = None,
     force: Annotated[
@@ -116,7 +116,8 @@ def validate(
         pileup_events=pileup_events,
         seeds=tuple(seeds or (0, 1, 2)),
         workers=workers,
-        pileup_mu=pileup_mu,
+        pileup_mu=tuple(pileup_mu) if pileup_mu else ValidateConfig.pileup_mu,
+        pileup_train_events=pileup_train_events,
         stage1_epochs=stage1_epochs,
         stage3_epochs=stage3_epochs,
         only=tuple(only or ()),

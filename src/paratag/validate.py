@@ -3,11 +3,14 @@
 Independent chains, each step one library call cached like :mod:`paratag.demo`:
 
 1. charged Higgs — ``generate`` (grid with training, interpolation and
-   extrapolation points + backgrounds) → ``build`` → ``generate_pileup`` /
-   ``build_pileup`` (one training point + backgrounds at μ = 0 and μ = ``pileup_mu``,
-   same hard scatters) → ``train`` (the three-stage schedule, one run per seed, run
-   in parallel) → ``evaluate`` (parametric vs dedicated with dedicated models trained
-   on demand at untrained points, seed spread, pileup robustness);
+   extrapolation points + backgrounds) → ``build`` → ``train`` (the three-stage
+   schedule, one run per seed, run in parallel) → ``evaluate`` (parametric vs
+   dedicated with dedicated models trained on demand at untrained points, seed
+   spread, mass awareness; with the ``pileup`` chain also the parametric model on the
+   pileup samples);
+   chain ``pileup`` (:mod:`paratag.validate_pileup`) — an event tagger and a jet
+   tagger, each trained at μ = 0 and on mixed μ, scored on the same hard scatters at
+   μ = 0 and every ``pileup_mu`` level;
 2. X→bb̄ jets (:mod:`paratag.validate_xbb`), sharing ``xbb_generate`` → ``xbb_build``:
    chain ``xbb`` — ``xbb_train`` (the mX-conditioned Interaction Network and the
    unconditioned IN, ParticleNet-Lite and ResNet-15 on jet images) → ``xbb_evaluate``
@@ -51,15 +54,19 @@ class ValidateConfig:
         out: output directory.
         events: generated events per signal mass point and per background process.
         xbb_events: events per X mass point and of QCD (None: ``events``).
-        pileup_events: events per process of the pileup samples (None: ``events // 4``).
-        pileup_mu: mean pileup of the robustness sample (0 skips the pileup study).
+        pileup_events: events per process of each pileup evaluation sample (None:
+            ``events // 10``).
+        pileup_train_events: events per process of each pileup training sample (None:
+            ``events // 4``).
+        pileup_mu: the pileup levels besides μ = 0 (empty skips the pileup study).
         seeds: training seeds of the charged-Higgs run (the first one is evaluated in full).
         workers: parallel generation/build processes and parallel training runs.
         seed: generation seed.
         stage1_epochs: override of stage-1 epochs (None: the train config's).
         stage3_epochs: override of stage-3 epochs; the curriculum is scaled to it.
         generate_config: charged-Higgs generate preset name or YAML.
-        pileup_config: generate preset/YAML of the pileup samples.
+        pileup_config: generate preset/YAML of the event tagger's pileup samples.
+        pileup_xbb_config: generate preset/YAML of the jet tagger's pileup samples.
         xbb_generate_config: X→bb generate preset/YAML ("" skips the ``xbb`` and ``disco``
             chains).
         disco_generate_config: generate preset/YAML of the QCD-only sculpting sample.
@@ -72,15 +79,17 @@ class ValidateConfig:
             (one run each, plus one without DisCo); empty: the train config's ``disco_lambda``.
         n_boot: bootstrap replicas of the evaluation metrics.
         only: chains to run, among ``higgs`` (generate, build, train, evaluate), ``pileup``
-            (the charged-Higgs pileup samples, needs ``higgs``), ``xbb`` (the jet table) and
-            ``disco`` (X→bb mass decorrelation); empty: all.
+            (event and jet taggers trained without and with pileup, scored at every level;
+            :mod:`paratag.validate_pileup`), ``xbb`` (the jet table) and ``disco`` (X→bb
+            mass decorrelation); empty: all.
     """
 
     out: str = "validation_output"
     events: int = 10_000
     xbb_events: int | None = None
     pileup_events: int | None = None
-    pileup_mu: float = 40.0
+    pileup_train_events: int | None = None
+    pileup_mu: tuple[float, ...] = (20.0, 40.0, 60.0)
     seeds: tuple[int, ...] = (0, 1, 2)
     workers: int = 2
     seed: int = 1
@@ -88,6 +97,7 @@ class ValidateConfig:
     stage3_epochs: int | None = None
     generate_config: str = "validate"
     pileup_config: str = "validate_pileup"
+    pileup_xbb_config: str = "validate_pileup_xbb"
     xbb_generate_config: str = "validate_xbb"
     disco_generate_config: str = "validate_disco_qcd"
     disco_qcd_events: int = 25_000
@@ -116,8 +126,11 @@ class ValidateConfig:
                 f"validate: xbb_taggers {list(self.xbb_taggers)} must be among "
                 f"{sorted(JET_TAGGERS)} and xbb_disco_lambdas {list(self.xbb_disco_lambdas)} > 0"
             )
-        if self.workers < 1 or self.pileup_mu < 0:
-            raise ConfigError(f"validate: need workers >= 1 and pileup_mu >= 0, got {self}")
+        if self.workers < 1 or any(m <= 0 for m in self.pileup_mu):
+            raise ConfigError(
+                f"validate: need workers >= 1 and pileup levels > 0, got {self.workers} and "
+                f"{list(self.pileup_mu)}"
+            )
 
 
 def _train_dedicated_models(
@@ -193,6 +206,11 @@ def run_validate(
     if "higgs" in chains:
         _higgs_chain(cfg, out, step, gen, build, chains)
 
+    if "pileup" in chains and cfg.pileup_mu:
+        from paratag.validate_pileup import pileup_chain
+
+        pileup_chain(cfg, out, step, gen, build)
+
     if cfg.xbb_generate_config and chains & {"xbb", "disco"}:
         from paratag.validate_xbb import jet_chains
 
@@ -208,45 +226,6 @@ def run_validate(
 def _epochs(cfg: Any) -> dict[str, int]:
     """The stage-1 and stage-3 epochs of a train config (recorded with the train step)."""
     return {"stage1_epochs": cfg.stage1.epochs, "stage3_epochs": cfg.stage3.epochs}
-
-
-def _pileup_samples(
-    cfg: ValidateConfig,
-    out: Path,
-    step: Callable[..., dict[str, Any]],
-    gen: Callable[..., dict[str, Any]],
-    build: Callable[..., dict[str, Any]],
-) -> dict[str, str]:
-    """The pileup chain: the same hard scatters at mu = 0 and ``pileup_mu``; shard dirs per level."""
-    from paratag.generate import GenerateConfig, PileupConfig
-
-    pileup: dict[str, str] = {}
-    if cfg.pileup_mu <= 0:
-        return pileup
-    n_pu = cfg.pileup_events or max(1, cfg.events // 4)
-    pu_base = GenerateConfig.from_file(cfg.pileup_config)
-    levels = {
-        "mu0": PileupConfig(enabled=False, mu=0.0),
-        f"mu{cfg.pileup_mu:g}": PileupConfig(enabled=True, mu=cfg.pileup_mu),
-    }
-    for level, pu in levels.items():
-        pcfg = dataclasses.replace(pu_base, pileup=pu)
-        where = f"pileup/{level}"
-        pin = sample_inputs(cfg.pileup_config, pcfg, n_pu, cfg.seed + 1000, mu=pu.mu)
-        gp = step(
-            "pileup",
-            f"generate_pileup_{level}",
-            functools.partial(gen, pcfg, f"{where}/generated", n_pu, cfg.seed + 1000),
-            pin,
-        )
-        step(
-            "pileup",
-            f"build_pileup_{level}",
-            functools.partial(build, gp["fileset"], f"{where}/shards", "event", ("mHc", "mA")),
-            pin,
-        )
-        pileup[level] = str(out / "pileup" / level / "shards")
-    return pileup
 
 
 def _higgs_chain(
@@ -297,7 +276,11 @@ def _higgs_chain(
     }
     step("higgs", "train", do_train, tin)
 
-    pileup = _pileup_samples(cfg, out, step, gen, build) if "pileup" in chains else {}
+    pileup = {}
+    if "pileup" in chains and cfg.pileup_mu:  # the pileup chain's event samples (cached there)
+        from paratag.validate_pileup import FAMILIES, pileup_samples
+
+        pileup = pileup_samples(cfg, FAMILIES[0], out, step, gen, build)
 
     def do_inclusive() -> dict[str, Any]:
         from paratag.training import train_inclusive

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from paratag.validate_pileup import pileup_markdown, pileup_verdict, summarize_pileup
 from paratag.validation_jets import disco_verdict, jets_markdown, read_json, summarize_jets
 from paratag.validation_jets import fmt as _f
 
@@ -74,6 +75,7 @@ def summarize(
         lvl: v["metrics"]["values"].get("auc") for lvl, v in (res.get("pileup") or {}).items()
     }
     s.update(summarize_jets(out, done))
+    s["pileup_study"] = summarize_pileup(out, done)
     s["skipped"] = {  # sculpting is measured on X->bb jets, not on the charged-Higgs events
         k: v
         for k, v in res.get("skipped", {}).items()
@@ -178,6 +180,7 @@ def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
             }
     out.update(_awareness_verdict(s.get("mass_awareness") or {}))
     out.update(disco_verdict(s.get("disco") or {}))
+    out.update(pileup_verdict(s.get("pileup_study") or {}))
     sd = s["seeds"].get("max_point_std")
     if sd is not None:
         out["seed_std"] = {
@@ -249,8 +252,10 @@ def render_markdown(s: Mapping[str, Any]) -> str:
         "",
         f"- events per signal point / background process: {c['events']}; "
         f"X→bb: {c['xbb_events'] or c['events']} (QCD sculpting sample: "
-        f"{c.get('disco_qcd_events', 'n/a')}); pileup samples: "
-        f"{c['pileup_events'] or c['events'] // 4} at μ = 0 and μ = {c['pileup_mu']:g}",
+        f"{c.get('disco_qcd_events', 'n/a')}); pileup test samples: "
+        f"{c['pileup_events'] or c['events'] // 10} per process at μ = 0, "
+        + ", ".join(f"{m:g}" for m in c["pileup_mu"])
+        + f"; pileup training samples: {c.get('pileup_train_events') or c['events'] // 4}",
     ]
     if higgs:
         lines += [
@@ -266,6 +271,7 @@ def render_markdown(s: Mapping[str, Any]) -> str:
     if s["pileup"]:
         lines += ["", "## Pileup robustness", "", "| pileup | AUC |", "|---|---|"]
         lines += [f"| {k} | {_f(v)} |" for k, v in s["pileup"].items()]
+    lines += pileup_markdown(s.get("pileup_study") or {})
     lines += jets_markdown(s)
     lines += ["", "## Wall time per step", "", "| step | time [s] |", "|---|---|"]
     lines += [f"| {k} | {_f(v, '.0f')} |" for k, v in s["wall_time_s"].items()]

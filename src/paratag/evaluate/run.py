@@ -124,9 +124,8 @@ def evaluate_run(
             ``out_dir/dedicated``); None: those points get no dedicated AUC.
         inclusive_model: checkpoint of the inclusive (unconditioned) model
             (:func:`paratag.training.train_inclusive`) for the mass-awareness study.
-        compare: ``{name: checkpoint}`` of further taggers (any architecture) scored on
-            the same test events beside the run's parametric model, in the report's
-            model-comparison table.
+        compare: ``{name: checkpoint}`` of further taggers (any architecture), scored on the
+            same test events in the report's model-comparison table.
         importance: events (signal of the training points and backgrounds) for the
             permutation importance and saliency images of the parametric model (0: off).
         selection: ``auto``, ``test_fold`` (force the run's held-out fold) or ``all``.
@@ -163,14 +162,9 @@ def evaluate_run(
     hyps = _hypotheses(run, test, test_shards)
     res, info = _results(run, scorer, test, hyps, out, opts, dev)
     md = write_report(res, out)
-    info = {
-        "run_dir": str(run.path),
-        "model_stage": run.model.info.get("stage"),  # "ratio": the hypothesis-ratio model
-        "test_shards": str(test_shards),
-        "device": str(dev),
-        **info,
-    }
-    info["time_s"] = time.perf_counter() - t0
+    stage = run.model.info.get("stage")  # "ratio": the hypothesis-ratio model
+    info = {"run_dir": str(run.path), "model_stage": stage, "test_shards": str(test_shards), **info}
+    info |= {"device": str(dev), "time_s": time.perf_counter() - t0}
     (out / "evaluation.json").write_text(json.dumps(info, indent=1) + "\n")
     return md
 

@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from paratag.conditions import format_value
 from paratag.config import from_dict, load, read_mapping
 from paratag.errors import ConfigError
@@ -109,15 +111,34 @@ class PileupConfig:
         enabled: overlay pileup at all.
         mu: mean number of pileup interactions (Poisson); stored as ``Pileup_nTrueInt``.
         beamspot_z_mm: Gaussian width of primary-vertex z positions (mm).
+        mu_choices: a mixed-pileup sample: every event's mean μ is drawn uniformly
+            from these values (``mu`` is then ignored), e.g. ``[0, 20, 40, 60]`` to
+            train a tagger that must work at every pileup level.
     """
 
     enabled: bool = False
     mu: float = 30.0
     beamspot_z_mm: float = 35.0
+    mu_choices: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.mu < 0 or self.beamspot_z_mm <= 0:
-            raise ConfigError(f"PileupConfig: mu must be >= 0 and beamspot_z_mm > 0, got {self}")
+        if self.mu < 0 or self.beamspot_z_mm <= 0 or any(m < 0 for m in self.mu_choices):
+            raise ConfigError(
+                f"PileupConfig: mu and mu_choices must be >= 0 and beamspot_z_mm > 0, got {self}"
+            )
+
+    @property
+    def active(self) -> bool:
+        """Whether any event gets pileup."""
+        return self.enabled and max(self.mu_choices or (self.mu,)) > 0
+
+    def draw_mu(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """The mean μ of ``n`` events (no draw, so no change of stream, at a fixed μ)."""
+        if not self.enabled:
+            return np.zeros(n)
+        if self.mu_choices:
+            return rng.choice(np.asarray(self.mu_choices, float), size=n)
+        return np.full(n, self.mu)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +169,12 @@ class DetectorConfig:
         sv_min_sig: minimum 3D flight-distance significance.
         jet_pt_min: AK4 ``Jet`` threshold (GeV).
         fatjet_pt_min: AK8 ``FatJet`` threshold (GeV).
+        puppi_neutral_min_pt: (a, b): with pileup, a neutral whose weighted pT is below
+            a + b · n_PV GeV gets weight 0 (CMS PUPPI ``MinNeutralPt``/``Slope``).
+        puppi_neutral_protect: (start, full): neutral weights are raised to at least
+            (pT − start)/(full − start), so hard neutrals with no charged hard-vertex
+            track nearby keep their energy (CMS PUPPI ``PtMaxNeutralsStartSlope``,
+            ``PtMaxNeutrals``; full ≤ start turns it off).
     """
 
     charged_eta_max: float = 2.5
@@ -173,6 +200,8 @@ class DetectorConfig:
     sv_min_sig: float = 3.0
     jet_pt_min: float = 15.0
     fatjet_pt_min: float = 170.0
+    puppi_neutral_min_pt: tuple[float, float] = (0.2, 0.015)
+    puppi_neutral_protect: tuple[float, float] = (20.0, 200.0)
 
     def __post_init__(self) -> None:
         for name in ("tracking_eff", "muon_eff", "electron_eff", "tight_id_eff"):
@@ -183,6 +212,11 @@ class DetectorConfig:
             raise ConfigError(f"DetectorConfig.btag_eff must be in [0, 1], got {self.btag_eff}")
         if not 0.0 < self.btag_wp < 1.0:
             raise ConfigError(f"DetectorConfig.btag_wp must be in (0, 1), got {self.btag_wp}")
+        if min(self.puppi_neutral_min_pt) < 0 or min(self.puppi_neutral_protect) < 0:
+            raise ConfigError(
+                "DetectorConfig.puppi_neutral_min_pt and puppi_neutral_protect must be >= 0, "
+                f"got {self.puppi_neutral_min_pt} and {self.puppi_neutral_protect}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

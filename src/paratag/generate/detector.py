@@ -42,6 +42,7 @@ class Chunk:
     n_pu: np.ndarray
     weight: np.ndarray
     gen: list[dict[str, np.ndarray]]
+    mu: np.ndarray  # (n_events,) mean pileup of each event (Pileup_nTrueInt)
 
     @property
     def n_events(self) -> int:
@@ -49,8 +50,10 @@ class Chunk:
         return len(self.counts)
 
 
-def stack_events(events: list[TruthEvent], pv_true: np.ndarray, n_pu: np.ndarray) -> Chunk:
-    """Concatenate per-event truth into one :class:`Chunk`."""
+def stack_events(
+    events: list[TruthEvent], pv_true: np.ndarray, n_pu: np.ndarray, mu: np.ndarray | None = None
+) -> Chunk:
+    """Concatenate per-event truth into one :class:`Chunk` (``mu``: per-event mean pileup)."""
 
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(e, name) for e in events])
@@ -72,6 +75,7 @@ def stack_events(events: list[TruthEvent], pv_true: np.ndarray, n_pu: np.ndarray
         n_pu=n_pu,
         weight=np.array([e.weight for e in events]),
         gen=[e.gen for e in events],
+        mu=np.zeros(len(events)) if mu is None else np.asarray(mu, float),
     )
 
 
@@ -252,7 +256,7 @@ def simulate(chunk: Chunk, cfg: DetectorConfig, rng: np.random.Generator) -> Rec
     pf = _pf_candidates(chunk, sel, full)
     offsets = np.concatenate([[0], np.cumsum(pf_counts)])
     if chunk.n_pu.any():
-        pf["puppiWeight"] = _puppi_neutrals(pf, offsets, chunk.n_pu)
+        pf["puppiWeight"] = _puppi_neutrals(pf, offsets, chunk.n_pu, cfg)
 
     muon, muon_counts = _leptons(pf, offsets, 13, cfg, rng)
     electron, electron_counts = _leptons(pf, offsets, 11, cfg, rng)
@@ -265,12 +269,17 @@ def _delta_r2(eta1: np.ndarray, phi1: np.ndarray, eta2: np.ndarray, phi2: np.nda
     return (eta1[:, None] - eta2[None, :]) ** 2 + dphi**2
 
 
-def _puppi_neutrals(pf: dict[str, np.ndarray], offsets: np.ndarray, n_pu: np.ndarray) -> np.ndarray:
+def _puppi_neutrals(
+    pf: dict[str, np.ndarray], offsets: np.ndarray, n_pu: np.ndarray, cfg: DetectorConfig
+) -> np.ndarray:
     """PUPPI-like weights of neutral candidates (charged weights are kept).
 
     alpha_i = log max(1, sum_{j in charged PV, dR < 0.4} (pT_j / dR_ij)^2); the charged
     pileup candidates give the reference median and RMS; a neutral with
     alpha > median gets w = F_chi2(1)((alpha - median)^2 / RMS^2), otherwise 0.
+    Then, as in CMS's PUPPI: w · pT below ``puppi_neutral_min_pt`` → 0, and w raised to
+    the ``puppi_neutral_protect`` ramp in pT (hard neutrals far from any charged
+    hard-vertex track would otherwise get 0).
     """
     w = pf["puppiWeight"].copy()
     for i in np.flatnonzero(n_pu > 0):
@@ -295,7 +304,17 @@ def _puppi_neutrals(pf: dict[str, np.ndarray], offsets: np.ndarray, n_pu: np.nda
         rms = max(float(np.sqrt(np.mean((a_pu - med) ** 2))), 1e-3)
         chi2 = (a_neu - med) ** 2 / rms**2
         wn = np.where(a_neu > med, erf(np.sqrt(chi2 / 2.0)), 0.0)
-        wi[neu] = wn
+        wi[neu] = _neutral_cuts(wn, pt[neu], int(n_pu[i]) + 1, cfg)
+    return w
+
+
+def _neutral_cuts(w: np.ndarray, pt: np.ndarray, n_pv: int, cfg: DetectorConfig) -> np.ndarray:
+    """CMS PUPPI's neutral threshold (weighted pT vs a + b · n_PV) and high-pT protection."""
+    a, b = cfg.puppi_neutral_min_pt
+    w = np.where(w * pt < a + b * n_pv, 0.0, w)
+    start, full = cfg.puppi_neutral_protect
+    if full > start:
+        w = np.clip((pt - start) / (full - start), w, 1.0)
     return w
 
 

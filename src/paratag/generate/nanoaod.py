@@ -156,9 +156,7 @@ def assemble(
         "luminosityBlock": (1 + (events - 1) // 1000).astype(np.uint32),
         "event": events,
         "genWeight": chunk.weight.astype(np.float32),
-        "Pileup_nTrueInt": np.full(
-            n, config.pileup.mu if config.pileup.enabled else 0.0, np.float32
-        ),
+        "Pileup_nTrueInt": chunk.mu.astype(np.float32),
         "Pileup_nPU": chunk.n_pu.astype(np.int32),
     }
     out |= {k: np.asarray(v, dtype=EVENT_BRANCHES[k]) for k, v in reco.event.items()}

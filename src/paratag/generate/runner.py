@@ -35,18 +35,18 @@ FILESET_NAME = "fileset.json"
 def _overlay(
     events: list[TruthEvent],
     pileup: PythiaSource,
-    mu: float,
+    mu: np.ndarray,
     sigma_z: float,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shift each hard event to a random z and add Poisson(mu) minimum-bias events.
+    """Shift each hard event to a random z and add Poisson(mu[i]) minimum-bias events.
 
     Returns the true primary vertices (mm) and the pileup multiplicities.
     """
     draws = []
-    for _ in events:
+    for mu_i in mu:
         z0 = rng.normal(0.0, sigma_z)
-        n_pu = int(rng.poisson(mu))
+        n_pu = int(rng.poisson(mu_i))
         draws.append((z0, n_pu, [rng.normal(0.0, sigma_z) for _ in range(n_pu)]))
     finals = iter(pileup.next_finals(sum(d[1] for d in draws)))
     pvs = np.zeros((len(events), 3))
@@ -85,7 +85,7 @@ def run_job(
     source = PythiaSource(_settings(job, config))
     pu_cfg = config.pileup
     pileup = None
-    if pu_cfg.enabled and pu_cfg.mu > 0:
+    if pu_cfg.active:
         pileup = PythiaSource(
             [minbias_settings(config.ecm_gev, (job.seed + 7919) % 900_000_000)], gen_record=False
         )
@@ -101,9 +101,10 @@ def run_job(
         m = min(config.chunk_size, job.n_events - start)
         events = source.next_events(m)
         pvs, n_pus = np.zeros((m, 3)), np.zeros(m, np.int64)
+        mu = pu_cfg.draw_mu(m, pu_rng)
         if pileup is not None:
-            pvs, n_pus = _overlay(events, pileup, pu_cfg.mu, pu_cfg.beamspot_z_mm, pu_rng)
-        chunk = stack_events(events, pvs, n_pus)
+            pvs, n_pus = _overlay(events, pileup, mu, pu_cfg.beamspot_z_mm, pu_rng)
+        chunk = stack_events(events, pvs, n_pus, mu)
         sumw += float(chunk.weight.sum())
         sumw2 += float((chunk.weight**2).sum())
         writer.write(assemble(chunk, config, rng, job.first_event + start))
@@ -130,6 +131,11 @@ def run_job(
         "n_generated": job.n_events,
         "sumw": sumw,
         "pileup_mu": float(pu_cfg.mu) if pu_cfg.enabled else 0.0,
+        **(
+            {"pileup_mu_choices": list(pu_cfg.mu_choices)}
+            if pu_cfg.enabled and pu_cfg.mu_choices
+            else {}
+        ),
         "leptonic": proc.leptonic,
         "seed": job.seed,
         "seconds_init": round(t_init, 3),

@@ -14,11 +14,12 @@ is a ratio between *signals*::
 signal-versus-SM tagger, and ``ratio``, a two-class model trained on signal
 only (signal of θ at hypothesis θ against signal of the other training points
 that share θ's fixed parameters, at the same hypothesis; see
-:meth:`paratag.data.selection.SampleBuilder.hypothesis_ratio`). Its log-odds
-``log p_θ / p̄`` is added to the base model's signal logit, which multiplies
-the signal odds against every background class by that ratio::
+:func:`paratag.data.ratio.hypothesis_ratio_dataset`). Its log-odds
+``Δ = ratio₀ − ratio₁ = log R`` is turned into ``log p_θ / p̄`` (see
+``self_weight``) and added to the base model's signal logit, which multiplies the
+signal odds against every background class by that ratio::
 
-    logits = base(x, θ) + scale · (ratio₀(x, θ) − ratio₁(x, θ)) · e_signal
+    logits = base(x, θ) + scale · log(1 / (w + (1 − w) e^−Δ)) · e_signal
 
 One module, one forward: export, scoring and evaluation treat it like any
 other graph model.
@@ -97,6 +98,11 @@ class RatioOptions:
 @register("hypothesis_ratio")
 class HypothesisRatio(ConditionedModel):
     """``base`` signal-vs-SM logits with ``ratio``'s signal-vs-signal log-odds on the signal.
+
+    Attributes:
+        base: the signal-vs-SM model (stage 3); ``ratio``: the two-class signal model.
+        scale, self_weight, signal_index: as in :class:`RatioOptions`.
+        point_dims, feature_dims, sv_dims: the base model's input sizes.
 
     Shapes:
         points: ``(N, Cp, P)``; features: ``(N, Cf, P)``; mask: ``(N, 1, P)``;
