@@ -74,6 +74,13 @@ def test_ratio_sample_is_signal_at_its_hypothesis_against_its_partners(shards) -
         hypothesis_ratio_dataset(b, [TRAIN[0], TRAIN[4]], "train", ("mHc",))
 
 
+def test_ratio_config_rejects_what_it_cannot_train() -> None:
+    with pytest.raises(ConfigError, match="ratio.vary is empty"):
+        RatioConfig(vary=())
+    with pytest.raises(ConfigError, match="self_weight"):
+        RatioConfig(self_weight=1.0)
+
+
 def _combined(scale: float) -> torch.nn.Module:
     part = {"name": "parametric_particlenet", "options": {"conv_params": [[4, [8, 8]]]}}
     cfg = ModelConfig(

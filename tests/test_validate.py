@@ -51,6 +51,21 @@ def _train_yaml(path: Path) -> Path:
     return path
 
 
+def _train_xbb_yaml(path: Path, batch_size: int) -> Path:
+    """The packaged X->bb train config with a tiny Interaction Network."""
+    with resources.as_file(resources.files("paratag") / "configs" / "train_validate_xbb.yaml") as p:
+        cfg = yaml.safe_load(p.read_text())
+    cfg["model"]["options"] = {
+        "relational_hidden": [8],
+        "edge_dim": 4,
+        "object_hidden": [8],
+        "object_dim": 4,
+    }
+    cfg["stage1"]["batch_size"] = cfg["stage3"]["batch_size"] = batch_size
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def test_scaled_schedule_keeps_curriculum_shares() -> None:
     """Shorter stage 3: phases keep their order and sum to the new epoch count."""
     cfg = scaled_schedule(load_train_config("validate"), 3, 6)
@@ -102,6 +117,11 @@ def test_generate_steps_key_on_the_generate_config_itself() -> None:
     )
     edited = dataclasses.replace(gcfg, max_events_per_file=5000)  # the same name, edited YAML
     assert sample_inputs("validate_disco_qcd", edited, 1000, 7) != key
+
+
+def test_pileup_levels_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="pileup levels > 0"):
+        ValidateConfig(pileup_mu=(20.0, 0.0))
 
 
 def test_bad_config_is_a_clear_error() -> None:
@@ -209,16 +229,7 @@ def test_validate_jet_chains_write_the_jet_table_and_the_disco_curve(tmp_path: P
     gen.write_text(yaml.safe_dump(XBB_GENERATE))
     qcd = tmp_path / "generate_qcd.yaml"
     qcd.write_text(yaml.safe_dump({**XBB_GENERATE, "processes": XBB_GENERATE["processes"][1:]}))
-    with resources.as_file(resources.files("paratag") / "configs" / "train_validate_xbb.yaml") as p:
-        train_cfg = yaml.safe_load(p.read_text())
-    train_cfg["model"]["options"] = {
-        "relational_hidden": [8],
-        "edge_dim": 4,
-        "object_hidden": [8],
-        "object_dim": 4,
-    }
-    train_cfg["stage1"]["batch_size"] = train_cfg["stage3"]["batch_size"] = 64
-    (tmp_path / "train_xbb.yaml").write_text(yaml.safe_dump(train_cfg))
+    _train_xbb_yaml(tmp_path / "train_xbb.yaml", batch_size=64)
     out = tmp_path / "out"
     kw = {
         "out": str(out),
@@ -301,16 +312,7 @@ def test_validate_pileup_chain_trains_without_and_with_pileup_and_scores_every_l
     }
     jet["processes"][0]["mass_points"] = [{"mX": 100}]
     jet_gen.write_text(yaml.safe_dump(jet))
-    with resources.as_file(resources.files("paratag") / "configs" / "train_validate_xbb.yaml") as p:
-        xbb = yaml.safe_load(p.read_text())
-    xbb["model"]["options"] = {
-        "relational_hidden": [8],
-        "edge_dim": 4,
-        "object_hidden": [8],
-        "object_dim": 4,
-    }
-    xbb["stage3"]["batch_size"] = 32
-    (tmp_path / "train_xbb.yaml").write_text(yaml.safe_dump(xbb))
+    _train_xbb_yaml(tmp_path / "train_xbb.yaml", batch_size=32)
     cfg = ValidateConfig(
         out=str(tmp_path / "out"),
         events=60,

@@ -59,8 +59,6 @@ def resolve_config(
     ``pair_kinematics: auto`` in the model options is resolved from ``preset``
     (the shards' preset) into channel indices, so the saved config is complete.
     """
-    from paratag.conditions import CONDITION_DEFAULTS, ConditionSpace
-
     m = cfg.model
     names = m.condition_names or grid.names
     if tuple(names) != tuple(grid.names):
@@ -69,11 +67,7 @@ def resolve_config(
         )
     mean, std = m.condition_mean, m.condition_std
     if not mean:
-        if all(n in CONDITION_DEFAULTS for n in names):
-            space = ConditionSpace.resolve(names)
-            mean, std = space.mean, space.std
-        else:
-            mean, std = grid.normalisation()
+        mean, std = grid.model_normalisation()
     options = dict(m.options)
     if options.get("pair_kinematics") == "auto":
         if preset is None:

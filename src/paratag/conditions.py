@@ -333,6 +333,16 @@ class MassGrid:
         arr = np.asarray(self.train, dtype=np.float64)
         return tuple(arr.mean(axis=0).tolist()), tuple(np.maximum(arr.std(axis=0), 1.0).tolist())
 
+    def model_normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The condition normalisation of a model trained on this grid.
+
+        :data:`CONDITION_DEFAULTS` when every name has one, else :meth:`normalisation`.
+        """
+        if all(n in CONDITION_DEFAULTS for n in self.names):
+            space = ConditionSpace.resolve(self.names)
+            return space.mean, space.std
+        return self.normalisation()
+
 
 def match_points(
     condition: np.ndarray, points: Sequence[Sequence[float]], atol: float = 1e-3

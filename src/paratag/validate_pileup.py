@@ -176,17 +176,12 @@ def single_point_config(base: Any, point: tuple[float, ...], shards: Path, run_d
     The condition normalisation stays the base grid's, so the network sees the values
     it would in the full run.
     """
-    from paratag.conditions import CONDITION_DEFAULTS, ConditionSpace, MassGrid
+    from paratag.conditions import MassGrid
 
     grid = MassGrid.from_config(base.grid)
-    names = tuple(grid.names)
-    if all(n in CONDITION_DEFAULTS for n in names):
-        space = ConditionSpace.resolve(names)
-        mean, std = space.mean, space.std
-    else:
-        mean, std = grid.normalisation()
+    mean, std = grid.model_normalisation()
     model = dataclasses.replace(
-        base.model, condition_names=names, condition_mean=tuple(mean), condition_std=tuple(std)
+        base.model, condition_names=tuple(grid.names), condition_mean=mean, condition_std=std
     )
     one = dataclasses.replace(
         base.grid, train=(tuple(point),), validation=(), interpolation=(), extrapolation=()
