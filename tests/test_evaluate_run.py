@@ -109,6 +109,11 @@ def test_evaluate_run_report_has_real_numbers(trained: dict[str, Path]) -> None:
     info = json.loads((out / "evaluation.json").read_text())
     assert info["selection"] == "test fold (event % 5 == 0)"
     assert info["events"]["mHc100_mA30"] == 30 and info["events"]["background"] == 120
+    # the wall time of every study that ran, within the whole evaluation's
+    steps = info["timings_s"]
+    assert {"per-point AUCs", "hypothesis study", "seeds", "pileup", "metrics"} <= set(steps)
+    assert "interpretability" not in steps  # not asked for
+    assert all(t >= 0 for t in steps.values()) and sum(steps.values()) <= info["time_s"]
 
     rows = {tuple(r["point"]): r for r in res["comparison"]["rows"]}
     for p in TRAIN:  # parametric and dedicated (stage-1) AUC at every training point
@@ -335,3 +340,19 @@ def test_importance_without_background_is_not_run(trained: dict[str, Path]) -> N
     assert importance_of(run, test, 50, 0) is not None
     test.background = test.background[:0]
     assert importance_of(run, test, 50, 0) is None
+
+
+def test_seed_aucs_score_each_signal_at_its_own_hypothesis_only(trained: dict[str, Path]) -> None:
+    """The seed runs' per-point AUCs equal the full matrix's diagonal."""
+    from paratag.evaluate.inference import Scorer, diagonal_aucs, per_point
+    from paratag.evaluate.runs import EvalSample, load_run
+
+    run = load_run(trained["run2"], torch.device("cpu"))
+    test = EvalSample(Path(trained["shards"]), run, "auto", None)
+    hyps = [p for p in run.grid.points() if p in test.points]
+    scorer = Scorer(run.cfg.data.signal_label, None, 64, torch.device("cpu"), False)
+    full = per_point(scorer, run.model, test, hyps, "full")[0]
+    diag = diagonal_aucs(scorer, run.model, test, hyps, "diagonal")
+    assert len(hyps) >= 3 and list(diag) == hyps
+    assert all(0.5 < diag[p] <= 1.0 for p in hyps)
+    np.testing.assert_allclose([diag[p] for p in hyps], [full[p] for p in hyps], atol=1e-6)

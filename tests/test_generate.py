@@ -23,6 +23,7 @@ from paratag.generate import (  # noqa: E402
     generate,
     run_job,
 )
+from paratag.generate.config import DetectorConfig  # noqa: E402
 
 REQUIRED = [
     "run",
@@ -537,3 +538,27 @@ def test_puppi_keeps_hard_isolated_neutrals_and_drops_soft_ones():
     assert legacy[1] == 0.0 and legacy[0] > 0.5  # the plain alpha rule alone
     with pytest.raises(ConfigError, match="puppi_neutral"):
         DetectorConfig(puppi_neutral_min_pt=(-1.0, 0.0))
+
+
+def test_puppi_jets_keep_pileup_out_and_equal_chs_jets_without_pileup(tmp_path):
+    """Run-3 PUPPI jets: the same events give fewer, softer pileup jets than CHS at mu = 40."""
+
+    def jets(mu: float, constituents: str) -> ak.Array:
+        cfg = _config(
+            ProcessConfig("WZ", "wz", "diboson", leptonic=True),
+            pileup=PileupConfig(enabled=mu > 0, mu=mu),
+            detector=DetectorConfig(jet_constituents=constituents),
+        )
+        out = tmp_path / f"{constituents}{mu:g}"
+        meta = run_job(cfg.jobs(12, seed=4)[0], cfg, out)
+        return uproot.open(next(iter(meta["files"])))["Events"].arrays(["Jet_pt", "MET_pt"])
+
+    puppi0, chs0 = jets(0.0, "puppi"), jets(0.0, "chs")
+    assert ak.all(puppi0.Jet_pt == chs0.Jet_pt)  # every weight is 1 without pileup
+    puppi, chs = jets(40.0, "puppi"), jets(40.0, "chs")
+    assert ak.all(puppi.MET_pt == chs.MET_pt)  # the same events: only the clustering differs
+    n_puppi, n_chs = ak.sum(puppi.Jet_pt > 25), ak.sum(chs.Jet_pt > 25)
+    n0 = ak.sum(puppi0.Jet_pt > 25)
+    assert n_chs > 2 * n0 and n_puppi < 0.5 * n_chs  # CHS jets fill up with neutral pileup
+    with pytest.raises(ConfigError, match="jet_constituents"):
+        DetectorConfig(jet_constituents="ak4")

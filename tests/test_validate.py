@@ -15,6 +15,7 @@ from paratag.training import load_train_config
 from paratag.errors import ConfigError
 from paratag.jobs import config_crc32, scaled_schedule
 from paratag.validate import ValidateConfig, render_markdown, run_validate
+from paratag.validate_pileup import pileup_markdown, pileup_verdict
 
 GENERATE = {
     "chunk_size": 50,
@@ -333,8 +334,9 @@ def test_validate_pileup_chain_trains_without_and_with_pileup_and_scores_every_l
     assert set(study) == {"event", "jet"}
     for family in ("event", "jet"):
         assert set(study[family]) == {"nominal", "mixed"}
-        for aucs in study[family].values():
-            assert list(aucs) == ["mu0", "mu8"] and all(0.0 <= a <= 1.0 for a in aucs.values())
+        for per_level in study[family].values():
+            assert list(per_level) == ["mu0", "mu8"]
+            assert all(0.0 <= v["auc"] <= 1.0 and v["sigma"] is None for v in per_level.values())
     out = tmp_path / "out"
     # the mixed training sample drew each event's mu from {0, 8}; the nominal one has none
     mixed = yaml.safe_load(
@@ -347,3 +349,22 @@ def test_validate_pileup_chain_trains_without_and_with_pileup_and_scores_every_l
     md = (out / "validation.md").read_text()
     assert "## Pileup robustness (the same hard scatters at every μ)" in md
     assert "| jet tagger | mu0 | mu8 | drop |" in md
+
+
+def test_pileup_table_gives_each_level_with_its_sigma_and_the_mixed_drop_verdict() -> None:
+    study = {
+        "jet": {
+            "nominal": {
+                "mu0": {"auc": 0.95, "sigma": 0.003},
+                "mu60": {"auc": 0.90, "sigma": 0.004},
+            },
+            "mixed": {"mu0": {"auc": 0.94, "sigma": 0.003}, "mu60": {"auc": 0.935, "sigma": None}},
+        }
+    }
+    md = "\n".join(pileup_markdown(study))
+    assert "| nominal | 0.9500 ± 0.0030 | 0.9000 ± 0.0040 | +0.0500 |" in md
+    assert "| mixed | 0.9400 ± 0.0030 | 0.9350 | +0.0050 |" in md
+    verdict = pileup_verdict(study)["pileup_drop_jet"]
+    assert verdict["met"] and verdict["value"] == pytest.approx(0.005)
+    study["jet"]["mixed"]["mu60"]["auc"] = 0.92  # a drop of 0.02 misses the target
+    assert not pileup_verdict(study)["pileup_drop_jet"]["met"]

@@ -271,7 +271,10 @@ DROP_TARGET = 0.01
 
 
 def summarize_pileup(out: Path, done: dict[str, Any]) -> dict[str, Any]:
-    """``{family: {kind: {level: AUC}}}`` of the finished ``<family>_pileup_evaluate`` steps."""
+    """``{family: {kind: {level: {"auc", "sigma"}}}}`` of the finished evaluate steps.
+
+    ``sigma`` is the AUC's bootstrap spread on that level's sample (None without bootstrap).
+    """
     from paratag.validation_jets import read_json
 
     table: dict[str, Any] = {}
@@ -283,7 +286,11 @@ def summarize_pileup(out: Path, done: dict[str, Any]) -> dict[str, Any]:
         for kind, path in ev["results"].items():
             pu = read_json(Path(path)).get("pileup") or {}
             table[family.name][kind] = {
-                lvl: v["metrics"]["values"].get("auc") for lvl, v in pu.items()
+                lvl: {
+                    "auc": v["metrics"]["values"].get("auc"),
+                    "sigma": (v.get("bootstrap") or {}).get("std", {}).get("auc"),
+                }
+                for lvl, v in pu.items()
             }
     return table
 
@@ -292,7 +299,7 @@ def pileup_verdict(study: dict[str, Any]) -> dict[str, Any]:
     """Per family: the mixed-μ model's AUC drop from μ = 0 to the highest μ < :data:`DROP_TARGET`."""
     out = {}
     for family, kinds in study.items():
-        aucs = kinds.get("mixed") or {}
+        aucs = {lvl: v["auc"] for lvl, v in (kinds.get("mixed") or {}).items()}
         if "mu0" not in aucs or len(aucs) < 2:
             continue
         top = max((k for k in aucs if k != "mu0"), key=lambda k: float(k[2:]))
@@ -318,7 +325,8 @@ def pileup_markdown(study: dict[str, Any]) -> list[str]:
         "## Pileup robustness (the same hard scatters at every μ)",
         "",
         "`nominal`: trained at μ = 0; `mixed`: trained with each event's μ drawn from every "
-        "level. AUC on each level's sample; the drop is μ = 0 minus the highest μ.",
+        "level. AUC ± bootstrap σ on each level's sample; the drop is μ = 0 minus the "
+        "highest μ (the levels share their hard scatters, so its σ is at most √2 × theirs).",
     ]
     for family, kinds in study.items():
         levels = list(next(iter(kinds.values())))
@@ -327,9 +335,20 @@ def pileup_markdown(study: dict[str, Any]) -> list[str]:
             f"| {family} tagger | " + " | ".join(levels) + " | drop |",
             "|---|" + "---|" * (len(levels) + 1),
         ]
-        for kind, aucs in kinds.items():
+        for kind, per_level in kinds.items():
+            aucs = {lvl: v["auc"] for lvl, v in per_level.items()}
             first, last = aucs.get(levels[0]), aucs.get(levels[-1])
-            drop = first - last if len(levels) > 1 and None not in (first, last) else None
-            cells = [fmt(aucs.get(lvl), ".4f") for lvl in levels]
+            drop = None
+            if len(levels) > 1 and first is not None and last is not None:
+                drop = first - last
+            cells = [_auc_cell(per_level.get(lvl) or {}) for lvl in levels]
             lines.append(f"| {kind} | " + " | ".join(cells) + f" | {fmt(drop, '+.4f')} |")
     return lines
+
+
+def _auc_cell(entry: dict[str, Any]) -> str:
+    """``0.9512 ± 0.0031`` (the σ left out when there is none)."""
+    from paratag.validation_jets import fmt
+
+    auc, sigma = fmt(entry.get("auc"), ".4f"), entry.get("sigma")
+    return auc if sigma is None else f"{auc} ± {fmt(sigma, '.4f')}"

@@ -27,7 +27,7 @@ from paratag.evaluate.runs import EvalSample, LoadedModel, LoadedRun, load_model
 from paratag.parity import min_particles
 from paratag.presets import cloud_keys
 
-__all__ = ["Scorer", "compare_run", "dedicated_aucs", "importance_of", "per_point"]
+__all__ = ["Scorer", "compare_run", "diagonal_aucs", "importance_of", "per_point"]
 
 Point = tuple[float, ...]
 
@@ -132,18 +132,32 @@ def per_point(
     return aucs, matrix, disc
 
 
-def dedicated_aucs(
-    scorer: Scorer, test: EvalSample, models: Mapping[Point, Path], dev: torch.device
+def diagonal_aucs(
+    scorer: Scorer, model: LoadedModel, sample: EvalSample, hyps: list[Point], tag: str
 ) -> dict[Point, float]:
-    """AUC of each point's dedicated model: its signal against every background."""
+    """Parametric AUC per point, each signal scored only at its own hypothesis.
+
+    The AUCs of :func:`per_point` without its wrong-hypothesis matrix: the backgrounds
+    are scored at every hypothesis, each signal at one (for seed-stability runs).
+    """
+    rows, slices, bkg = signal_layout(sample, hyps)
+    sig_rows, bkg_rows = rows[: bkg.start], rows[bkg]
+    own = np.concatenate(
+        [
+            np.tile(np.asarray(p, np.float32), (sl.stop - sl.start, 1))
+            for p, sl in zip(hyps, slices, strict=True)
+        ]
+    )
+    labels, w = sample.label[rows], sample.weight[rows]
+    s_sig = scorer.probs(model, sample, sig_rows, [own], f"{tag}: signal")[:, 0]
+    d_sig = scorer.disc(s_sig, labels[: bkg.start])
+    p_bkg = scorer.probs(
+        model, sample, bkg_rows, [np.asarray(h) for h in hyps], f"{tag}: background"
+    )
     out: dict[Point, float] = {}
-    for p, path in models.items():
-        rows = np.concatenate([test.points[p], test.background])
-        probs = scorer.probs(
-            load_model_for_eval(path, dev), test, rows, [np.asarray(p)], f"dedicated {p}"
-        )
-        d, n = scorer.disc(probs[:, 0], test.label[rows]), len(test.points[p])
-        out[p] = scorer.auc(d[:n], d[n:], test.weight[rows[:n]], test.weight[rows[n:]])
+    for i, (p, sl) in enumerate(zip(hyps, slices, strict=True)):
+        d_bkg = scorer.disc(p_bkg[:, i], labels[bkg])
+        out[p] = scorer.auc(d_sig[sl], d_bkg, w[sl], w[bkg])
     return out
 
 

@@ -21,13 +21,15 @@ numbers to :func:`~paratag.evaluate.report.build_report`'s studies:
   shard directories, training curves from ``metrics.csv``.
 
 Sections that cannot run say why (``not run: ...``); ``evaluation.json`` next
-to the report records the inputs, the event selection and the counts.
+to the report records the inputs, the event selection, the counts and the wall time
+of each study (``timings_s``, each also logged).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -36,12 +38,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from paratag.conditions import point_name
 from paratag.errors import ConfigError, InputFileError
 from paratag.evaluate.hypotheses import hypothesis_study
 from paratag.evaluate.inference import (
     Scorer,
     compare_run,
-    dedicated_aucs,
+    diagonal_aucs,
     importance_of,
     per_point,
 )
@@ -61,6 +64,8 @@ from paratag.evaluate.studies import point_label, wrong_hypothesis_from_matrix
 from paratag.runtime import select_device
 
 __all__ = ["MASS_SPECTATORS", "evaluate_run", "parse_pileup"]
+
+log = logging.getLogger(__name__)
 
 Point = tuple[float, ...]
 #: ``trainer(point, folder) -> checkpoint or why not``: dedicated models on demand (workflow layer)
@@ -187,6 +192,21 @@ class _Options:
     sculpting_shards: Path | None
 
 
+class _Timer:
+    """Wall time of each evaluation step (``evaluation.json``'s ``timings_s``), logged."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, its wall time recorded under ``name``."""
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.times[name] = round(time.perf_counter() - t0, 2)
+        log.info("evaluate: %s in %.1f s", name, self.times[name])
+        return out
+
+
 def _results(
     run: LoadedRun,
     scorer: Scorer,
@@ -197,34 +217,35 @@ def _results(
     dev: torch.device,
 ) -> tuple[Any, dict[str, Any]]:
     """Every study of the evaluation -> (``EvaluationResults``, the ``evaluation.json`` facts)."""
-    grid, names, sig = run.grid, run.grid.names, run.cfg.data.signal_label
+    grid, names = run.grid, run.grid.names
     skipped: dict[str, str] = {}
-    par_aucs, matrix, par_disc = per_point(scorer, run.model, test, hyps, "parametric")
-    test_sample = overall_sample(run, scorer, test, "test")
-    ded_src, why = _dedicated_models(run, hyps, out / "dedicated", opts.dedicated_trainer)
-    ded_aucs = dedicated_aucs(scorer, test, ded_src, dev)
-    study = _study(
-        run,
-        scorer,
-        test,
-        hyps,
-        (par_disc, matrix),
-        ded_src,
-        opts.inclusive_model,
-        opts.n_boot,
-        opts.seed,
+    timed = _Timer()
+    par_aucs, matrix, par_disc = timed(
+        "per-point AUCs", per_point, scorer, run.model, test, hyps, "parametric"
     )
+    test_sample = timed("test sample", overall_sample, run, scorer, test, "test")
+    ded_src, why = timed(
+        "dedicated models", _dedicated_models, run, hyps, out / "dedicated", opts.dedicated_trainer
+    )
+    study = timed(
+        "hypothesis study", _study, run, scorer, test, hyps, (par_disc, matrix), ded_src, opts
+    )
+    ded_aucs = _dedicated_aucs(study, ded_src, names)
     splits = {p: _SPLIT[grid.role_of(p)] for p in hyps}
     wrong = wrong_hypothesis_from_matrix(hyps, hyps, matrix, names) if len(hyps) > 1 else None
-    train_sample = training_fold(run, scorer, test, skipped, wanted=test_sample is not None)
-    seed_aucs = _seed_aucs(run, scorer, test, hyps, par_aucs, opts.seeds_runs, dev)
-    pileup = _pileup(run, scorer, test, opts.selection, opts.pileup_shards)
+    train_sample = timed(
+        "training fold", training_fold, run, scorer, test, skipped, wanted=test_sample is not None
+    )
+    seed_aucs = timed("seeds", _seed_aucs, run, scorer, test, hyps, par_aucs, opts.seeds_runs, dev)
+    pileup = timed("pileup", _pileup, run, scorer, test, opts.selection, opts.pileup_shards)
     csv_path = run.path / "metrics.csv"
-    res = compute_results(
+    res = timed(
+        "metrics",
+        compute_results,
         test=test_sample,
         train=train_sample,
         class_names=run.model.info.get("class_names") or ("signal", "background"),
-        signal_index=sig,
+        signal_index=run.cfg.data.signal_label,
         background_weights=opts.background_weights,
         condition_names=names,
         parametric_aucs=par_aucs,
@@ -246,16 +267,49 @@ def _results(
     )
     skipped.update({f"dedicated {grid.name(p)}": v for p, v in why.items()})
     skipped.update(_reasons(res.skipped, run, test.selection, why))
-    models = compare_run(run, scorer, test, hyps, opts.compare, dev, opts.n_boot, opts.seed)
-    imp = importance_of(run, test, opts.importance, opts.seed) if opts.importance else None
-    if opts.importance and imp is None:
-        skipped["interpretability"] = "the test sample lacks training-point signal or background"
+    models, imp = _extras(run, scorer, test, hyps, opts, timed, skipped)
     res = dataclasses.replace(
         res, models=models, importance=imp, skipped={**res.skipped, **skipped}
     )
     info = _selection_info(run, test, hyps, splits, ded_src)
     info.update(seeds=sorted(seed_aucs), pileup={k: str(v) for k, v in opts.pileup_shards.items()})
-    return res, info
+    return res, {**info, "timings_s": timed.times}
+
+
+def _dedicated_aucs(
+    study: Mapping[str, Any], dedicated: Mapping[Point, Path], names: Sequence[str]
+) -> dict[Point, float]:
+    """Each dedicated model's AUC against every background, from the hypothesis study's scores."""
+    out = {}
+    for p in dedicated:
+        entry = study["per_point"].get(point_name(p, names), {})
+        if "dedicated" in entry:
+            out[p] = float(entry["dedicated"]["all"]["auc"])
+    return out
+
+
+def _extras(
+    run: LoadedRun,
+    scorer: Scorer,
+    test: EvalSample,
+    hyps: list[Point],
+    opts: _Options,
+    timed: _Timer,
+    skipped: dict[str, str],
+) -> tuple[Any, Any]:
+    """The optional model comparison and interpretability studies (None when not asked)."""
+    dev = scorer.device
+    models = timed(
+        "model comparison",
+        compare_run,
+        *(run, scorer, test, hyps, opts.compare, dev, opts.n_boot, opts.seed),
+    )
+    if not opts.importance:
+        return models, None
+    imp = timed("interpretability", importance_of, run, test, opts.importance, opts.seed)
+    if imp is None:
+        skipped["interpretability"] = "the test sample lacks training-point signal or background"
+    return models, imp
 
 
 def _hypotheses(run: LoadedRun, test: EvalSample, where: str | Path) -> list[Point]:
@@ -277,16 +331,15 @@ def _study(
     hyps: list[Point],
     parametric: tuple[np.ndarray, np.ndarray],
     dedicated: Mapping[Point, Path],
-    inclusive_model: str | Path | None,
-    n_boot: int,
-    seed: int,
+    opts: _Options,
 ) -> dict[str, Any]:
     """The hypothesis study; ``parametric`` is the model's discriminant and mean-score matrix."""
     dev = scorer.device
     inclusive = None
-    if inclusive_model is not None:
-        inc = load_model_for_eval(Path(inclusive_model), dev)
-        inclusive = (Path(inclusive_model), tuple(inc.info.get("inclusive_condition", hyps[0])))
+    if opts.inclusive_model is not None:
+        path = Path(opts.inclusive_model)
+        inc = load_model_for_eval(path, dev)
+        inclusive = (path, tuple(inc.info.get("inclusive_condition", hyps[0])))
     names = run.grid.names
     return hypothesis_study(
         hyps=hyps,
@@ -300,8 +353,8 @@ def _study(
         inclusive=inclusive,
         reference=_reference(test, names),
         load=lambda path: load_model_for_eval(Path(path), dev),
-        n_boot=n_boot,
-        seed=seed,
+        n_boot=opts.n_boot,
+        seed=opts.seed,
     )
 
 
@@ -350,7 +403,7 @@ def _seed_aucs(
                 "seed stability needs runs trained with different seeds"
             )
         tag = f"seed {other.cfg.seed}"
-        out[int(other.cfg.seed)] = per_point(scorer, other.model, test, hyps, tag)[0]
+        out[int(other.cfg.seed)] = diagonal_aucs(scorer, other.model, test, hyps, tag)
     return out
 
 

@@ -141,6 +141,10 @@ class PileupConfig:
         return np.full(n, self.mu)
 
 
+#: clustering inputs of the jets: PUPPI-weighted candidates, or charged-hadron subtraction
+JET_CONSTITUENTS = ("puppi", "chs")
+
+
 @dataclasses.dataclass(frozen=True)
 class DetectorConfig:
     """Parameters of the fast parametric detector simulation (see docs/generate.md).
@@ -175,6 +179,11 @@ class DetectorConfig:
             (pT − start)/(full − start), so hard neutrals with no charged hard-vertex
             track nearby keep their energy (CMS PUPPI ``PtMaxNeutralsStartSlope``,
             ``PtMaxNeutrals``; full ≤ start turns it off).
+        jet_constituents: ``puppi``: every PF candidate enters the AK4 and AK8 clustering
+            and the soft drop with its four-momentum scaled by its PUPPI weight, weight-0
+            candidates left out (Run-3 NanoAOD's ``Jet`` and ``FatJet`` are PUPPI jets);
+            ``chs``: only charged pileup removed, neutrals at full weight (Run-2 AK4 CHS,
+            with no offset correction). The two agree without pileup.
     """
 
     charged_eta_max: float = 2.5
@@ -202,8 +211,14 @@ class DetectorConfig:
     fatjet_pt_min: float = 170.0
     puppi_neutral_min_pt: tuple[float, float] = (0.2, 0.015)
     puppi_neutral_protect: tuple[float, float] = (20.0, 200.0)
+    jet_constituents: str = "puppi"
 
     def __post_init__(self) -> None:
+        if self.jet_constituents not in JET_CONSTITUENTS:
+            raise ConfigError(
+                f"DetectorConfig.jet_constituents must be one of {list(JET_CONSTITUENTS)}, "
+                f"got {self.jet_constituents!r}"
+            )
         for name in ("tracking_eff", "muon_eff", "electron_eff", "tight_id_eff"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:

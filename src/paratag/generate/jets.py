@@ -1,7 +1,9 @@
 """Jet clustering with FastJet: AK4 ``Jet`` and AK8 ``FatJet`` from PF candidates.
 
 Clustering runs on a whole chunk at once through FastJet's multi-event awkward
-interface. Charged pileup candidates (weight 0) are removed first (CHS).
+interface. The inputs are PF candidates weighted by their PUPPI weight (PUPPI jets,
+as Run-3 NanoAOD's) or, with ``DetectorConfig.jet_constituents: chs``, all but the
+charged pileup candidates at full weight (CHS).
 Weakly decaying b and c hadrons enter as ghosts (momenta scaled by 1e-18) and
 give ``hadronFlavour``; ``btagDeepFlavB`` is emulated from it (see
 :func:`emulate_btag`). Soft-drop mass (beta = 0, z_cut = 0.1, R0 = 0.8) comes
@@ -108,10 +110,18 @@ class _RawJets:
     n_real: np.ndarray  # PF candidates per jet
 
 
-def _clustering_inputs(reco: Reco, chunk: Chunk) -> _Inputs:
-    """CHS candidates (charged pileup removed) plus scaled b/c-hadron ghosts, sorted by event."""
+def _candidate_p4(pf: dict[str, np.ndarray], idx: np.ndarray, puppi: bool) -> np.ndarray:
+    """``(len(idx), 4)`` px, py, pz, E of PF candidates ``idx``, PUPPI-weighted if ``puppi``."""
+    p4 = np.stack([pf["px"][idx], pf["py"][idx], pf["pz"][idx], pf["e"][idx]], 1)
+    return p4 * pf["puppiWeight"][idx, None] if puppi else p4
+
+
+def _clustering_inputs(reco: Reco, chunk: Chunk, puppi: bool) -> _Inputs:
+    """PF candidates (PUPPI-weighted, or CHS) plus scaled b/c-hadron ghosts, sorted by event."""
     pf = reco.pf
-    use = (pf["puppiWeight"] > 0) | ~pf["track"]
+    use = pf["puppiWeight"] > 0
+    if not puppi:  # CHS: every neutral at full weight
+        use |= ~pf["track"]
     c_idx = np.flatnonzero(use)
     c_ev = event_index(reco.pf_counts)[c_idx]
 
@@ -121,7 +131,7 @@ def _clustering_inputs(reco: Reco, chunk: Chunk) -> _Inputs:
 
     p4 = np.concatenate(
         [
-            np.stack([pf["px"], pf["py"], pf["pz"], pf["e"]], 1)[c_idx],
+            _candidate_p4(pf, c_idx, puppi),
             chunk.had_p4[g_idx] * GHOST_SCALE,
         ]
     )
@@ -240,7 +250,8 @@ def cluster_jets(
     """
     fastjet: Any = require("fastjet", "gen")
     n_events = chunk.n_events
-    inp = _clustering_inputs(reco, chunk)
+    puppi = cfg.jet_constituents == "puppi"
+    inp = _clustering_inputs(reco, chunk, puppi)
     raw = _antikt(fastjet, inp, radius, pt_min, n_events)
 
     keep = (raw.pt > pt_min) & (raw.n_real > 0)
@@ -250,18 +261,21 @@ def cluster_jets(
     jets = _jet_columns(raw, jorder, cfg, rng)
     links, link_counts, l_pf = _link_table(raw, inp, jorder, counts, reco)
     if softdrop:
-        jets["msoftdrop"] = _softdrop_mass(fastjet, reco.pf, l_pf, jets["nConstituents"])
+        jets["msoftdrop"] = _softdrop_mass(
+            fastjet, _candidate_p4(reco.pf, l_pf, puppi), jets["nConstituents"]
+        )
     return jets, counts, links, link_counts
 
 
-def _softdrop_mass(
-    fastjet, pf: dict[str, np.ndarray], l_pf: np.ndarray, n_const: np.ndarray
-) -> np.ndarray:
-    """Soft-drop mass (beta = 0, z_cut = 0.1, R0 = 0.8) of each jet from its constituents."""
+def _softdrop_mass(fastjet: Any, p4: np.ndarray, n_const: np.ndarray) -> np.ndarray:
+    """Soft-drop mass (beta = 0, z_cut = 0.1, R0 = 0.8) of each jet from its constituents.
+
+    ``p4``: ``(n, 4)`` constituent four-momenta grouped by jet, ``n_const`` per jet.
+    """
     if len(n_const) == 0:
         return np.zeros(0)
     offsets = np.concatenate([[0], np.cumsum(n_const)])
-    per_jet = _jagged_p4(pf["px"][l_pf], pf["py"][l_pf], pf["pz"][l_pf], pf["e"][l_pf], offsets)
+    per_jet = _jagged_p4(p4[:, 0], p4[:, 1], p4[:, 2], p4[:, 3], offsets)
     seq = fastjet.ClusterSequence(per_jet, fastjet.JetDefinition(fastjet.cambridge_algorithm, 10.0))
     groomed = seq.exclusive_jets_softdrop_grooming(njets=1, beta=0.0, symmetry_cut=0.1, R0=0.8)
     return np.nan_to_num(ak.to_numpy(groomed.msoftdrop).astype(float))
