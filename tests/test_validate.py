@@ -368,3 +368,7 @@ def test_pileup_table_gives_each_level_with_its_sigma_and_the_mixed_drop_verdict
     assert verdict["met"] and verdict["value"] == pytest.approx(0.005)
     study["jet"]["mixed"]["mu60"]["auc"] = 0.92  # a drop of 0.02 misses the target
     assert not pileup_verdict(study)["pileup_drop_jet"]["met"]
+    study["jet"]["mixed"]["mu60"]["auc"] = None  # not measured: missed, with no value
+    unmeasured = pileup_verdict(study)["pileup_drop_jet"]
+    assert unmeasured["value"] is None and not unmeasured["met"]
+    assert "| mixed | 0.9400 ± 0.0030 | n/a | n/a |" in "\n".join(pileup_markdown(study))

@@ -303,13 +303,14 @@ def pileup_verdict(study: dict[str, Any]) -> dict[str, Any]:
         if "mu0" not in aucs or len(aucs) < 2:
             continue
         top = max((k for k in aucs if k != "mu0"), key=lambda k: float(k[2:]))
-        drop = aucs["mu0"] - aucs[top]
+        first, last = aucs["mu0"], aucs[top]
+        drop = None if first is None or last is None else first - last  # None: not measured
         out[f"pileup_drop_{family}"] = {
             "value": drop,
             "target": DROP_TARGET,
             "required": f"< {DROP_TARGET} (mixed-μ training, μ = 0 → {top[2:]})",
-            "met": drop < DROP_TARGET,
-            "margin": DROP_TARGET - drop,
+            "met": drop is not None and drop < DROP_TARGET,
+            "margin": None if drop is None else DROP_TARGET - drop,
         }
     return out
 
