@@ -366,6 +366,14 @@ def test_pileup_table_gives_each_level_with_its_sigma_and_the_mixed_drop_verdict
     assert "| mixed | 0.9400 ± 0.0030 | 0.9350 | +0.0050 |" in md
     verdict = pileup_verdict(study)["pileup_drop_jet"]
     assert verdict["met"] and verdict["value"] == pytest.approx(0.005)
+    # levels given out of order: the table's drop and the verdict both take the highest mu
+    late = {"mu0": {"auc": 0.95, "sigma": None}, "mu60": {"auc": 0.93, "sigma": None}}
+    late["mu20"] = {"auc": 0.94, "sigma": None}
+    md_late = "\n".join(pileup_markdown({"event": {"mixed": late}}))
+    assert "| mixed | 0.9500 | 0.9300 | 0.9400 | +0.0200 |" in md_late
+    assert pileup_verdict({"event": {"mixed": late}})["pileup_drop_event"]["value"] == (
+        pytest.approx(0.02)
+    )
     study["jet"]["mixed"]["mu60"]["auc"] = 0.92  # a drop of 0.02 misses the target
     assert not pileup_verdict(study)["pileup_drop_jet"]["met"]
     study["jet"]["mixed"]["mu60"]["auc"] = None  # not measured: missed, with no value

@@ -295,16 +295,26 @@ def summarize_pileup(out: Path, done: dict[str, Any]) -> dict[str, Any]:
     return table
 
 
+def _drop(per_level: dict[str, Any]) -> tuple[str, float | None] | None:
+    """``(highest level, AUC at μ = 0 minus AUC there)`` of one model; None without both.
+
+    The drop is None when either AUC was not measured.
+    """
+    if "mu0" not in per_level or len(per_level) < 2:
+        return None
+    top = max((k for k in per_level if k != "mu0"), key=lambda k: float(k[2:]))
+    first, last = per_level["mu0"]["auc"], per_level[top]["auc"]
+    return top, (None if first is None or last is None else first - last)
+
+
 def pileup_verdict(study: dict[str, Any]) -> dict[str, Any]:
     """Per family: the mixed-μ model's AUC drop from μ = 0 to the highest μ < :data:`DROP_TARGET`."""
     out = {}
     for family, kinds in study.items():
-        aucs = {lvl: v["auc"] for lvl, v in (kinds.get("mixed") or {}).items()}
-        if "mu0" not in aucs or len(aucs) < 2:
+        found = _drop(kinds.get("mixed") or {})
+        if found is None:
             continue
-        top = max((k for k in aucs if k != "mu0"), key=lambda k: float(k[2:]))
-        first, last = aucs["mu0"], aucs[top]
-        drop = None if first is None or last is None else first - last  # None: not measured
+        top, drop = found
         out[f"pileup_drop_{family}"] = {
             "value": drop,
             "target": DROP_TARGET,
@@ -337,11 +347,7 @@ def pileup_markdown(study: dict[str, Any]) -> list[str]:
             "|---|" + "---|" * (len(levels) + 1),
         ]
         for kind, per_level in kinds.items():
-            aucs = {lvl: v["auc"] for lvl, v in per_level.items()}
-            first, last = aucs.get(levels[0]), aucs.get(levels[-1])
-            drop = None
-            if len(levels) > 1 and first is not None and last is not None:
-                drop = first - last
+            drop = (_drop(per_level) or ("", None))[1]
             cells = [_auc_cell(per_level.get(lvl) or {}) for lvl in levels]
             lines.append(f"| {kind} | " + " | ".join(cells) + f" | {fmt(drop, '+.4f')} |")
     return lines
