@@ -411,6 +411,64 @@ def test_pileup_overlay(tmp_path):
     assert 0.05 < neutral_w.mean() < 0.95  # PU neutrals are suppressed
 
 
+def test_pileup_pool_reuses_rotated_events_and_changes_nothing_when_large_enough(tmp_path):
+    """A pool holding every draw gives the fresh-event file; a small one reuses, counted."""
+    arrays = {}
+    for pool_size in (0, 1000, 20):
+        cfg = _config(
+            ProcessConfig("WZ", "wz", "diboson", leptonic=True),
+            pileup=PileupConfig(enabled=True, mu=6.0, pool_size=pool_size),
+        )
+        out = tmp_path / str(pool_size)
+        entry = run_job(cfg.jobs(15, seed=1)[0], cfg, out)
+        events = uproot.open(next(iter(entry["files"])))["Events"]
+        arrays[pool_size] = (entry["metadata"], events.arrays(["Pileup_nPU", "PFCands_pt"]))
+    n_pu = int(ak.sum(arrays[0][1].Pileup_nPU))
+    assert n_pu > 40
+    for size, (fresh, reused) in ((0, (n_pu, 0)), (1000, (n_pu, 0)), (20, (20, n_pu - 20))):
+        assert (arrays[size][0]["pileup_fresh"], arrays[size][0]["pileup_reused"]) == (
+            fresh,
+            reused,
+        )
+    assert ak.all(arrays[1000][1].PFCands_pt == arrays[0][1].PFCands_pt)
+    # reuse keeps the multiplicities (same draws) but not the candidates
+    assert ak.all(arrays[20][1].Pileup_nPU == arrays[0][1].Pileup_nPU)
+    assert not ak.all(ak.num(arrays[20][1].PFCands_pt) == ak.num(arrays[0][1].PFCands_pt))
+    with pytest.raises(ConfigError, match="pool_size"):
+        PileupConfig(enabled=True, pool_size=-1)
+
+
+def test_pool_reuse_is_a_rotation_and_a_mirror_of_a_held_event():
+    """Reused events keep pT, |pz|, E and the vertex radius; the pool never exceeds its size."""
+    from paratag.generate.pileup import MinBiasPool
+
+    class Source:
+        def __init__(self):
+            self.rng = np.random.default_rng(0)
+
+        def next_finals(self, n):
+            out = []
+            for _ in range(n):
+                p4 = self.rng.normal(size=(7, 4))
+                p4[:, 3] = np.abs(p4[:, 3]) + 5.0
+                out.append((np.arange(7), np.ones(7), p4, self.rng.normal(size=(7, 3))))
+            return out
+
+    pool = MinBiasPool(Source(), 3, np.random.default_rng(1))
+    first = pool.take(2) + pool.take(4)
+    assert (pool.n_fresh, pool.n_reused, len(pool.events)) == (3, 3, 3)
+    held = {tuple(np.round(e[2][:, 3], 9)): e for e in pool.events}
+    for _, _, p4, vtx in first[3:]:
+        orig = held[tuple(np.round(p4[:, 3], 9))]  # E is unchanged, so it finds the original
+        np.testing.assert_allclose(np.hypot(p4[:, 0], p4[:, 1]), np.hypot(*orig[2][:, :2].T))
+        np.testing.assert_allclose(np.abs(p4[:, 2]), np.abs(orig[2][:, 2]))
+        np.testing.assert_allclose(np.hypot(vtx[:, 0], vtx[:, 1]), np.hypot(*orig[3][:, :2].T))
+        assert not np.allclose(p4[:, 0], orig[2][:, 0])  # rotated
+    no_pool = MinBiasPool(Source(), 0, np.random.default_rng(1))
+    no_pool.take(5)
+    assert (no_pool.n_fresh, no_pool.n_reused, no_pool.events) == (5, 0, [])
+
+
 def test_mixed_pileup_draws_each_events_mu_from_the_choices(tmp_path):
     cfg = _config(
         ProcessConfig("WZ", "wz", "diboson", leptonic=True),

@@ -114,17 +114,27 @@ class PileupConfig:
         mu_choices: a mixed-pileup sample: every event's mean μ is drawn uniformly
             from these values (``mu`` is then ignored), e.g. ``[0, 20, 40, 60]`` to
             train a tagger that must work at every pileup level.
+        pool_size: minimum-bias events each job generates and then reuses, each reuse
+            rotated in azimuth, mirrored in z at random and placed at a vertex of its
+            own (a pre-mixing library, :mod:`paratag.generate.pileup`); 0 generates a
+            fresh event for every pileup vertex (≈ 2 ms each). A job needing fewer
+            events than the pool is unchanged by it.
     """
 
     enabled: bool = False
     mu: float = 30.0
     beamspot_z_mm: float = 35.0
     mu_choices: tuple[float, ...] = ()
+    pool_size: int = 5000
 
     def __post_init__(self) -> None:
         if self.mu < 0 or self.beamspot_z_mm <= 0 or any(m < 0 for m in self.mu_choices):
             raise ConfigError(
                 f"PileupConfig: mu and mu_choices must be >= 0 and beamspot_z_mm > 0, got {self}"
+            )
+        if self.pool_size < 0:
+            raise ConfigError(
+                f"PileupConfig.pool_size must be >= 0 (0: no reuse), got {self.pool_size}"
             )
 
     @property

@@ -24,51 +24,13 @@ from paratag.generate.config import GROUP_LABELS, GenerateConfig, Job
 from paratag.generate.detector import stack_events
 from paratag.generate.jets import fastjet_banner
 from paratag.generate.nanoaod import NanoWriter, assemble
+from paratag.generate.pileup import MinBiasPool, overlay
 from paratag.generate.processes import minbias_settings, pythia_settings, signal_xsec_pb
-from paratag.generate.pythia_io import PythiaSource, TruthEvent
+from paratag.generate.pythia_io import PythiaSource
 
 __all__ = ["generate", "run_job"]
 
 FILESET_NAME = "fileset.json"
-
-
-def _overlay(
-    events: list[TruthEvent],
-    pileup: PythiaSource,
-    mu: np.ndarray,
-    sigma_z: float,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shift each hard event to a random z and add Poisson(mu[i]) minimum-bias events.
-
-    Returns the true primary vertices (mm) and the pileup multiplicities.
-    """
-    draws = []
-    for mu_i in mu:
-        z0 = rng.normal(0.0, sigma_z)
-        n_pu = int(rng.poisson(mu_i))
-        draws.append((z0, n_pu, [rng.normal(0.0, sigma_z) for _ in range(n_pu)]))
-    finals = iter(pileup.next_finals(sum(d[1] for d in draws)))
-    pvs = np.zeros((len(events), 3))
-    n_pus = np.zeros(len(events), np.int64)
-    for i, (event, (z0, n_pu, zs)) in enumerate(zip(events, draws, strict=True)):
-        shift = np.array([0.0, 0.0, z0])
-        event.vtx = event.vtx + shift
-        event.had_vtx = event.had_vtx + shift
-        parts = [(event.pid, event.charge, event.p4, event.vtx, event.pu)]
-        for k, z in enumerate(zs, start=1):
-            pid, charge, p4, vtx = next(finals)
-            vtx = vtx + np.array([0.0, 0.0, z])
-            parts.append((pid, charge, p4, vtx, np.full(len(pid), k, np.int32)))
-        if n_pu:
-            n_extra = sum(len(p[0]) for p in parts[1:])
-            event.pid, event.charge, event.p4, event.vtx, event.pu = (
-                np.concatenate([p[j] for p in parts]) for j in range(5)
-            )
-            event.hf = np.concatenate([event.hf, np.full(n_extra, -1, np.int32)])
-            event.lepflav = np.concatenate([event.lepflav, np.zeros(n_extra, np.uint8)])
-        pvs[i], n_pus[i] = shift, n_pu
-    return pvs, n_pus
 
 
 def _settings(job: Job, config: GenerateConfig) -> list[list[str]]:
@@ -84,11 +46,12 @@ def run_job(
     t_init = time.perf_counter()
     source = PythiaSource(_settings(job, config))
     pu_cfg = config.pileup
-    pileup = None
+    pool = None
     if pu_cfg.active:
-        pileup = PythiaSource(
+        minbias = PythiaSource(
             [minbias_settings(config.ecm_gev, (job.seed + 7919) % 900_000_000)], gen_record=False
         )
+        pool = MinBiasPool(minbias, pu_cfg.pool_size, np.random.default_rng(job.seed + 2))
     rng = np.random.default_rng(job.seed)
     pu_rng = np.random.default_rng(job.seed + 1)
     path = Path(out_dir) / f"{job.file_stem}.root"
@@ -102,8 +65,8 @@ def run_job(
         events = source.next_events(m)
         pvs, n_pus = np.zeros((m, 3)), np.zeros(m, np.int64)
         mu = pu_cfg.draw_mu(m, pu_rng)
-        if pileup is not None:
-            pvs, n_pus = _overlay(events, pileup, mu, pu_cfg.beamspot_z_mm, pu_rng)
+        if pool is not None:
+            pvs, n_pus = overlay(events, pool, mu, pu_cfg.beamspot_z_mm, pu_rng)
         chunk = stack_events(events, pvs, n_pus, mu)
         sumw += float(chunk.weight.sum())
         sumw2 += float((chunk.weight**2).sum())
@@ -136,6 +99,8 @@ def run_job(
             if pu_cfg.enabled and pu_cfg.mu_choices
             else {}
         ),
+        "pileup_fresh": pool.n_fresh if pool is not None else 0,
+        "pileup_reused": pool.n_reused if pool is not None else 0,
         "leptonic": proc.leptonic,
         "seed": job.seed,
         "seconds_init": round(t_init, 3),
@@ -151,7 +116,15 @@ def _run_job_star(args: tuple) -> tuple[str, dict[str, Any]]:
 
 
 #: per-file metadata summed over the parts of a split dataset
-_SUMMED = ("n_generated", "sumw", "seconds_init", "seconds_loop", "cpu_seconds_loop")
+_SUMMED = (
+    "n_generated",
+    "sumw",
+    "pileup_fresh",
+    "pileup_reused",
+    "seconds_init",
+    "seconds_loop",
+    "cpu_seconds_loop",
+)
 
 
 def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
