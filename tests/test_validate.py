@@ -183,6 +183,11 @@ def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
     assert json.loads((out / "steps" / "train.json").read_text())["dedicated"]["dedicated"] == 1
     ded = out / "evaluation" / "dedicated" / "mHc130_mA88" / "stage1" / "mHc130_mA88" / "model.pt"
     assert ded.stat().st_mtime < (out / "steps" / "train.json").stat().st_mtime
+    # so was the inclusive model, in a run folder of its own; the inclusive step reused it
+    inc = out / "inclusive" / "inclusive" / "model.pt"
+    assert json.loads((out / "steps" / "train.json").read_text())["inclusive"]["model"] == str(inc)
+    assert inc.stat().st_mtime < (out / "steps" / "train.json").stat().st_mtime
+    assert json.loads((out / "steps" / "inclusive.json").read_text())["model"] == str(inc)
 
     logs.clear()
     run_validate(cfg, log=logs.append)
