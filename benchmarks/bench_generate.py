@@ -8,6 +8,8 @@ printed separately, and rates are per CPU-second of the process
 contention, so ``--repeat`` runs both sides alternately and keeps each side's best). Run:
 
     python benchmarks/bench_generate.py --events 400 --processes HplusToWA TTbar WZ DY
+    python benchmarks/bench_generate.py --events 300 --processes TTbar --pileup-mu 60 \
+        --pileup-pool 0      # every pileup vertex a fresh minimum-bias event (default: 5000)
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=500)
     ap.add_argument("--processes", nargs="*", default=["HplusToWA", "TTbar", "WZ"])
     ap.add_argument("--pileup-mu", type=float, default=0.0, help="> 0 enables pileup overlay")
+    ap.add_argument(
+        "--pileup-pool",
+        type=int,
+        default=None,
+        help="minimum-bias events reused per job (PileupConfig.pool_size; 0: all fresh)",
+    )
     ap.add_argument("--repeat", type=int, default=2, help="alternating runs per side (best kept)")
     args = ap.parse_args()
 
@@ -45,6 +53,9 @@ def main() -> None:
         config = dataclasses.replace(
             config, pileup=dataclasses.replace(config.pileup, enabled=True, mu=args.pileup_mu)
         )
+    if args.pileup_pool is not None:
+        pileup = dataclasses.replace(config.pileup, pool_size=args.pileup_pool)
+        config = dataclasses.replace(config, pileup=pileup)
     jobs = {}
     for job in config.jobs(args.events, seed=1):
         if job.process.name in args.processes and job.process.name not in jobs:
