@@ -20,6 +20,7 @@ Scores are "signal first" (logit 0 = signal, labels 1 = signal); AUCs use
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -218,6 +219,7 @@ def generate_samples(kind: str, n: int, workdir: Path) -> dict[str, str]:
     import dataclasses
 
     from paratag.baselines.tabular import HIGGS_PROCESSES
+    from paratag.config import to_dict
     from paratag.generate.config import GenerateConfig, ProcessConfig
     from paratag.generate.runner import generate
 
@@ -244,7 +246,11 @@ def generate_samples(kind: str, n: int, workdir: Path) -> dict[str, str]:
         xbb = dataclasses.replace(base.processes[0], mass_points=({"mX": 125.0},))
         cfg = dataclasses.replace(base, processes=(xbb, base.processes[1]))
     out = workdir / kind
-    generate(cfg, out, n, workers=2, progress=False)
+    run = out / "generate_run.json"
+    wanted = json.loads(json.dumps({"n_events": n, "seed": 1, "config": to_dict(cfg)}))
+    done = json.loads(run.read_text()) if run.exists() else {}
+    if {k: done.get(k) for k in wanted} != wanted:  # else: the same files, reused
+        generate(cfg, out, n, workers=2, progress=False)
     return {p.stem: str(p) for p in out.glob("*.root")}
 
 
@@ -397,7 +403,10 @@ def main() -> None:
         "--n-jets", type=int, default=0, help="generate this many X->bb and QCD events (0: off)"
     )
     p.add_argument(
-        "--workdir", type=Path, default=Path("bench_baselines_work"), help="generated files"
+        "--workdir",
+        type=Path,
+        default=Path("bench_baselines_work"),
+        help="generated files (reused when the same sizes are asked again)",
     )
     p.add_argument(
         "--higgs-source",
