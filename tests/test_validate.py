@@ -175,6 +175,12 @@ def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
     assert set(s["wall_time_s"]) == {"generate", "build", "train", "inclusive", "evaluate"}
     md = (tmp_path / "out" / "validation.md").read_text()
     assert md == render_markdown(s)
+    # the sizes line names the samples of the chains that ran
+    only_higgs = render_markdown({**s, "config": {**s["config"], "only": ["higgs"]}})
+    sizes = only_higgs.split("## Sizes")[1].split("\n## ")[0]
+    assert "events per signal point / background process: 60" in sizes
+    assert "pileup" not in sizes and "X→bb" not in sizes
+    assert "pileup test samples" in md.split("## Sizes")[1].split("\n## ")[0]
     assert "| train |" in md and "mHc=130" in md and "## Mass awareness" in md
 
     # the dedicated model at the untrained point was trained beside the seeds, and the

@@ -38,12 +38,11 @@ from paratag.conditions import MassGrid
 from paratag.errors import ConfigError
 from paratag.jobs import config_crc32, sample_inputs, scaled_schedule, train_parallel
 from paratag.pipeline import Steps
-from paratag.validation_summary import TARGETS, render_markdown, summarize
+from paratag.validation_summary import CHAINS, TARGETS, render_markdown, summarize
 
 __all__ = ["CHAINS", "TARGETS", "ValidateConfig", "render_markdown", "run_validate", "summarize"]
 
 #: the chains ``--only`` can name (all of them run by default)
-CHAINS = ("higgs", "pileup", "xbb", "disco")
 
 
 @dataclasses.dataclass(frozen=True)

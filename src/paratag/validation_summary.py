@@ -19,7 +19,10 @@ from paratag.validate_pileup import pileup_markdown, pileup_verdict, summarize_p
 from paratag.validation_jets import disco_verdict, jets_markdown, read_json, summarize_jets
 from paratag.validation_jets import fmt as _f
 
-__all__ = ["TARGETS", "read_json", "render_markdown", "summarize"]
+__all__ = ["CHAINS", "TARGETS", "read_json", "render_markdown", "summarize"]
+
+#: the chains of ``paratag validate`` (``--only``)
+CHAINS = ("higgs", "pileup", "xbb", "disco")
 
 #: Issue-9 targets: parametric/dedicated AUC ratio per split and the seed spread of the AUC.
 TARGETS = {
@@ -236,6 +239,26 @@ def _awareness_markdown(ma: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _sizes(c: Mapping[str, Any]) -> list[str]:
+    """The sample sizes of the chains that ran (all of them when ``only`` is empty)."""
+    chains = set(c.get("only") or CHAINS)
+    out = []
+    if "higgs" in chains:
+        out.append(f"events per signal point / background process: {c['events']}")
+    if chains & {"xbb", "disco"}:
+        out.append(
+            f"X→bb: {c['xbb_events'] or c['events']} (QCD sculpting sample: "
+            f"{c.get('disco_qcd_events', 'n/a')})"
+        )
+    if "pileup" in chains:
+        out.append(
+            f"pileup test samples: {c['pileup_events'] or c['events'] // 10} per process at "
+            "μ = 0, " + ", ".join(f"{m:g}" for m in c["pileup_mu"]) + "; pileup training "
+            f"samples: {c.get('pileup_train_events') or c['events'] // 4}"
+        )
+    return out
+
+
 def render_markdown(s: Mapping[str, Any]) -> str:
     """The validation tables (markdown) of a :func:`summarize` dict.
 
@@ -250,12 +273,7 @@ def render_markdown(s: Mapping[str, Any]) -> str:
         "",
         "## Sizes",
         "",
-        f"- events per signal point / background process: {c['events']}; "
-        f"X→bb: {c['xbb_events'] or c['events']} (QCD sculpting sample: "
-        f"{c.get('disco_qcd_events', 'n/a')}); pileup test samples: "
-        f"{c['pileup_events'] or c['events'] // 10} per process at μ = 0, "
-        + ", ".join(f"{m:g}" for m in c["pileup_mu"])
-        + f"; pileup training samples: {c.get('pileup_train_events') or c['events'] // 4}",
+        "- " + "; ".join(_sizes(c)),
     ]
     if higgs:
         lines += [
