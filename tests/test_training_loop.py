@@ -150,3 +150,41 @@ def test_early_stopping_and_no_validation(tmp_path):
     )
     ev = evaluate(model, make_batches(2, 1), forward_fn=lambda m, b: m(b["x"]), score_fn=None)
     assert math.isnan(ev.auc) and ev.loss > 0
+
+
+@pytest.mark.skipif(
+    not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no oneDNN bfloat16"
+)
+def test_cpu_amp_trains_in_bfloat16_with_float32_weights(tmp_path):
+    seen: dict[str, set[torch.dtype]] = {"train": set(), "eval": set()}
+
+    def forward(m, b):
+        out = m(b["x"])
+        seen["train" if m.training else "eval"].add(out.dtype)
+        return out
+
+    def train(cpu_amp: bool):
+        seen["train"].clear(), seen["eval"].clear()
+        model = mlp()
+        res = fit(
+            model,
+            Loader(make_batches(0)),
+            make_batches(1, 2),
+            FitConfig(epochs=5, lr=0.01, cpu_amp=cpu_amp),
+            forward_fn=forward,
+            loss_fn=lambda out, b: F.cross_entropy(out, b["label"]),
+            score_fn=lambda out: out.softmax(1)[:, 1],
+            signal_label=1,
+            device="cpu",
+        )
+        return model, res, {k: set(v) for k, v in seen.items()}
+
+    model, res, dtypes = train(True)
+    assert dtypes == {"train": {torch.bfloat16}, "eval": {torch.bfloat16}}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights
+    ref_model, ref, ref_dtypes = train(False)
+    assert ref_dtypes == {"train": {torch.float32}, "eval": {torch.float32}}
+    # same optimisation to bfloat16's precision: learns as well, weights differ
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    assert abs(res.history[-1]["val_auc"] - ref.history[-1]["val_auc"]) < 0.02
+    assert not torch.equal(model[0].weight, ref_model[0].weight)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from paratag.models.io import graph_forward
 
-__all__ = ["EvalResult", "default_loss", "evaluate", "set_epoch", "to_device"]
+__all__ = ["EvalResult", "autocast", "default_loss", "evaluate", "set_epoch", "to_device"]
 
 Batch = Mapping[str, Any]
 ForwardFn = Callable[[nn.Module, Batch], Any]
@@ -58,6 +58,13 @@ def set_epoch(loader: Any, epoch: int) -> None:
             return
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; disabled when ``dtype`` is None."""
+    return torch.autocast(
+        device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+    )
+
+
 def _auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -76,10 +83,13 @@ def evaluate(
     score_fn: ScoreFn | None = None,
     signal_label: int = 0,
     device: torch.device | None = None,
-    amp: bool = False,
+    autocast_dtype: torch.dtype | None = None,
     epoch: int = 0,
 ) -> EvalResult:
-    """Weighted mean loss and (per-group) AUC of ``model`` over ``loader``."""
+    """Weighted mean loss and (per-group) AUC of ``model`` over ``loader``.
+
+    ``autocast_dtype``: run the forward pass under autocast to that dtype (None: off).
+    """
     device = device or next(model.parameters()).device
     model.eval()
     set_epoch(loader, epoch)
@@ -87,9 +97,7 @@ def evaluate(
     scores, labels, weights, groups = [], [], [], []
     for raw in loader:
         batch = to_device(raw, device)
-        with torch.autocast(
-            device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"
-        ):
+        with autocast(device, autocast_dtype):
             out = forward_fn(model, batch)
             loss = loss_fn(out, batch)
         n = len(batch["label"])

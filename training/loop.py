@@ -37,7 +37,8 @@ Contracts:
 state) after every epoch; ``resume=True`` continues from ``last.pt`` and gives
 the same final weights as an uninterrupted run. ``checkpoint_info`` is stored
 in both (see :mod:`paratag.training.checkpoint`). On CUDA, AMP (fp16 autocast
-with a gradient scaler) is on by default; ``compile=True`` uses
+with a gradient scaler) is on by default; on CPU, ``cpu_amp=True`` autocasts to
+bfloat16 (no scaler: bfloat16 has float32's range); ``compile=True`` uses
 ``torch.compile``. Under ``torchrun`` the model is wrapped in DDP.
 """
 
@@ -46,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,7 @@ from paratag.training.evaluation import (
     EvalResult,
     ForwardFn,
     ScoreFn,
+    autocast,
     default_loss,
     evaluate,
     set_epoch,
@@ -168,6 +171,23 @@ class _Hooks:
     show_progress: bool
 
 
+def _autocast_dtype(config: FitConfig, dev: torch.device) -> torch.dtype | None:
+    """float16 for ``amp`` on CUDA, bfloat16 for ``cpu_amp`` on CPU, else None (float32)."""
+    if dev.type == "cuda":
+        return torch.float16 if config.amp else None
+    if not config.cpu_amp or dev.type != "cpu":
+        return None
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        warnings.warn(
+            "cpu_amp: this CPU has no bfloat16 support in oneDNN (AVX512 needed); "
+            "training in float32 instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return torch.bfloat16
+
+
 class _Fit:
     """One :func:`fit` call: the model, optimiser, schedule, AMP scaler and checkpoints."""
 
@@ -176,6 +196,7 @@ class _Fit:
     ) -> None:
         self.model, self.config, self.dev = model.to(dev), config, dev
         self.amp = config.amp and dev.type == "cuda"
+        self.autocast_dtype = _autocast_dtype(config, dev)
         self.opt = make_optimizer(model, config)
         self.sched = make_scheduler(self.opt, config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -222,7 +243,7 @@ class _Fit:
         bar = progress(loader, desc=desc, enabled=h.show_progress and self.main)
         for raw in bar:
             batch = to_device(raw, dev)
-            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=self.amp):
+            with autocast(dev, self.autocast_dtype):
                 loss = h.loss_fn(h.forward_fn(self.train_model, batch), batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -259,7 +280,7 @@ class _Fit:
             score_fn=h.score_fn,
             signal_label=h.signal_label,
             device=self.dev,
-            amp=self.amp,
+            autocast_dtype=self.autocast_dtype,
             epoch=epoch,
         )
         row.update(val_loss=ev.loss, val_auc=ev.auc)

@@ -49,7 +49,11 @@ class FitConfig:
         patience: early-stopping patience in epochs (None: off).
         monitor: ``val_loss`` (lower is better) or ``val_auc`` (higher is better).
         min_delta: minimum improvement that resets the patience.
-        amp: mixed precision on CUDA (ignored on CPU).
+        amp: mixed precision on CUDA: float16 autocast with a gradient scaler (ignored on
+            CPU).
+        cpu_amp: bfloat16 autocast on CPU (ignored on CUDA). About 2x faster per step on
+            CPUs with native bfloat16 (AVX512-BF16, AMX); slower where it is emulated, so
+            it is off by default and switched off, with a warning, where oneDNN lacks it.
         compile: ``torch.compile`` the model.
     """
 
@@ -68,6 +72,7 @@ class FitConfig:
     monitor: Literal["val_loss", "val_auc"] = "val_loss"
     min_delta: float = 0.0
     amp: bool = True
+    cpu_amp: bool = False
     compile: bool = False
 
     def __post_init__(self) -> None:
