@@ -16,6 +16,7 @@ from paratag.errors import ConfigError
 from paratag.jobs import config_crc32, scaled_schedule
 from paratag.validate import ValidateConfig, render_markdown, run_validate
 from paratag.validate_pileup import pileup_markdown, pileup_verdict
+from paratag.validation_jets import jets_verdict
 
 GENERATE = {
     "chunk_size": 50,
@@ -273,6 +274,10 @@ def test_validate_jet_chains_write_the_jet_table_and_the_disco_curve(tmp_path: P
     assert set(s["xbb_importance"]["clouds"]) == {"pf", "sv"}  # the IN reads both clouds
     md = (out / "validation.md").read_text()
     assert "## X→bb jet taggers" in md and "| resnet15_image | all |" in md
+    assert "## Mass awareness of the conditioned IN" in md and "| 50, 100 |" in md
+    assert {"xbb_best_graph_auc", "xbb_resnet15_image", "xbb_peaks"} <= set(s["verdict"])
+    assert "xbb_in_vs_particlenet" not in s["verdict"]  # no IN among these taggers
+    assert "sculpting" not in md.split("## Sizes")[1].split("##")[0]  # disco did not run
     conditioned = load_train_config(out / "xbb" / "run_conditioned" / "config.yaml")
     assert conditioned.data.wrong_mass_weight == 0.3  # the mass-aware conditioned IN
     assert conditioned.loss.disco_lambda == 0.0
@@ -391,3 +396,28 @@ def test_pileup_table_gives_each_level_with_its_sigma_and_the_mixed_drop_verdict
     unmeasured = pileup_verdict(study)["pileup_drop_jet"]
     assert unmeasured["value"] is None and not unmeasured["met"]
     assert "| mixed | 0.9400 ± 0.0030 | n/a | n/a |" in "\n".join(pileup_markdown(study))
+
+
+def test_jet_table_verdict_checks_each_target_against_the_pooled_aucs() -> None:
+    def row(auc: float) -> dict[str, dict[str, float]]:
+        return {"all": {"auc": auc}}
+
+    aucs = {
+        "parametric": 0.99,
+        "interaction_net": 0.98,
+        "particlenet": 0.995,
+        "resnet15_image": 0.93,
+    }
+    table = {"models": list(aucs), "nominal": {m: row(a) for m, a in aucs.items()}}
+    peaks = {"parametric": {"points": [[50.0], [100.0]], "index": [], "peak_fraction": 0.5}}
+    v = jets_verdict({"xbb_table": table, "xbb_awareness": peaks})
+    assert v["xbb_best_graph_auc"]["value"] == 0.995 and v["xbb_best_graph_auc"]["met"]
+    assert v["xbb_in_vs_particlenet"]["value"] == pytest.approx(-0.015)
+    assert not v["xbb_in_vs_particlenet"]["met"]  # more than 0.01 below ParticleNet
+    bar = 0.5 + 0.9 * (0.995 - 0.5)  # the image model is held to the best graph model
+    assert v["xbb_resnet15_image"]["target"] == pytest.approx(bar)
+    assert v["xbb_resnet15_image"]["margin"] == pytest.approx(0.93 - bar)
+    assert not v["xbb_resnet15_image"]["met"] and not v["xbb_peaks"]["met"]
+    table["nominal"]["interaction_net"] = row(0.9875)
+    assert jets_verdict({"xbb_table": table})["xbb_in_vs_particlenet"]["met"]
+    assert jets_verdict({"xbb_table": None}) == {}

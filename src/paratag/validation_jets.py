@@ -12,10 +12,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DISCO_TARGET", "disco_verdict", "fmt", "jets_markdown", "read_json", "summarize_jets"]
+__all__ = [
+    "DISCO_TARGET",
+    "JET_TARGETS",
+    "disco_verdict",
+    "fmt",
+    "jets_markdown",
+    "jets_verdict",
+    "read_json",
+    "summarize_jets",
+]
 
 #: Issue 14: 1/JSD at εS = 50% reached at 1/εB >= 20 with >= 2,000 QCD jets passing the cut
 DISCO_TARGET = {"inv_jsd": 10.0, "min_rejection": 20.0, "min_pass": 2000}
+
+#: Issue 14's jet table (pooled AUCs): the best graph model >= 0.95; the IN within 0.01 of
+#: ParticleNet; ResNet-15 >= 0.5 + 0.9 x (best graph AUC - 0.5); the conditioned IN peaks
+#: at every point's own mass
+JET_TARGETS = {"best_graph_auc": 0.95, "in_vs_particlenet": 0.01, "image_fraction": 0.9}
+
+#: taggers of the jet table that read images, not graphs
+IMAGE_TAGGERS = ("resnet15_image",)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -37,8 +54,13 @@ def summarize_jets(out: Path, done: Mapping[str, Any]) -> dict[str, Any]:
         point = (r.get("decorrelation") or {}).get("model")
         auc = ((r.get("metrics") or {}).get("nominal") or {}).get("auc")
         disco[k] = None if point is None else {**point, "auc": auc, "results": path}
+    aware = ((table.get("hypotheses") or {}).get("awareness")) or {}
     return {
         "xbb_table": table.get("model_comparison"),
+        "xbb_awareness": {
+            k: {"points": a["points"], "index": a["index"], "peak_fraction": a["peak_fraction"]}
+            for k, a in aware.items()
+        },
         "xbb_importance": _importance_summary(table.get("importance")),
         "xbb_train": done.get("xbb_train", {}),
         "disco": disco,
@@ -70,6 +92,47 @@ def disco_verdict(disco: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _target(value: float, target: float, required: str, margin: float) -> dict[str, Any]:
+    return {
+        "value": value,
+        "target": target,
+        "required": required,
+        "met": margin >= 0,
+        "margin": margin,
+    }
+
+
+def jets_verdict(s: Mapping[str, Any]) -> dict[str, Any]:
+    """:data:`JET_TARGETS` on the pooled AUCs of the jet table and the conditioned IN's peaks."""
+    t = s.get("xbb_table")
+    if not t:
+        return {}
+    auc = {m: t["nominal"][m]["all"]["auc"] for m in t["models"]}
+    graph = {m: v for m, v in auc.items() if m not in IMAGE_TAGGERS}
+    best = max(graph.values())
+    out = {
+        "xbb_best_graph_auc": _target(
+            best, JET_TARGETS["best_graph_auc"], "≥ 0.95", best - JET_TARGETS["best_graph_auc"]
+        )
+    }
+    pn = next((m for m in ("particlenet", "particlenet_lite") if m in auc), None)
+    if "interaction_net" in auc and pn is not None:
+        d, tol = auc["interaction_net"] - auc[pn], JET_TARGETS["in_vs_particlenet"]
+        out["xbb_in_vs_particlenet"] = _target(d, -tol, f"IN − {pn} ≥ −{tol}", d + tol)
+    f = JET_TARGETS["image_fraction"]
+    for m in IMAGE_TAGGERS:
+        if m in auc:
+            bar = 0.5 + f * (best - 0.5)
+            out[f"xbb_{m}"] = _target(
+                auc[m], bar, f"≥ 0.5 + {f} × (best graph − 0.5) = {bar:.4f}", auc[m] - bar
+            )
+    par = (s.get("xbb_awareness") or {}).get("parametric")
+    if par:
+        pf = par["peak_fraction"]
+        out["xbb_peaks"] = _target(pf, 1.0, "= 1", pf - 1.0)
+    return out
+
+
 def _importance_summary(imp: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The clouds' and the five most important features' AUC drops (the images stay in the report)."""
     if not imp:
@@ -91,7 +154,39 @@ def _disco_figure(out: Path, points: Mapping[str, Any]) -> str | None:
 
 def jets_markdown(s: Mapping[str, Any]) -> list[str]:
     """The jet-tagger table, the DisCo table and the importance line of ``validation.md``."""
-    return [*_table_markdown(s), *_disco_markdown(s), *_importance_markdown(s)]
+    return [
+        *_table_markdown(s),
+        *_awareness_markdown(s),
+        *_disco_markdown(s),
+        *_importance_markdown(s),
+    ]
+
+
+def _awareness_markdown(s: Mapping[str, Any]) -> list[str]:
+    """Mass-awareness index per pair of mX points: the conditioned IN and the m_SD window."""
+    aw = s.get("xbb_awareness") or {}
+    par, ref = aw.get("parametric"), aw.get("reference")
+    if not par:
+        return []
+    name = [f"{p[0]:g}" for p in par["points"]]
+    lines = [
+        "",
+        "## Mass awareness of the conditioned IN",
+        "",
+        f"Every point's mean score peaks at its own mX: {par['peak_fraction']:.0%} of points. "
+        "MA(i, j) = AUC_i(signal i vs signal j) + AUC_j(j vs i) − 1, each scored at the first "
+        "point's mass; the last column ranks by the soft-drop window −|m_SD − mX| instead.",
+        "",
+        "| pair of mX [GeV] | MA conditioned IN | MA m_SD window |",
+        "|---|---|---|",
+    ]
+    for i in range(len(name)):
+        for j in range(i + 1, len(name)):
+            r = ref["index"][i][j] if ref else None
+            lines.append(
+                f"| {name[i]}, {name[j]} | {fmt(par['index'][i][j], '.3f')} | {fmt(r, '.3f')} |"
+            )
+    return lines
 
 
 def _table_markdown(s: Mapping[str, Any]) -> list[str]:

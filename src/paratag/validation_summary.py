@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from paratag.validate_pileup import pileup_markdown, pileup_verdict, summarize_pileup
-from paratag.validation_jets import disco_verdict, jets_markdown, read_json, summarize_jets
+from paratag.validation_jets import (
+    disco_verdict,
+    jets_markdown,
+    jets_verdict,
+    read_json,
+    summarize_jets,
+)
 from paratag.validation_jets import fmt as _f
 
 __all__ = ["CHAINS", "TARGETS", "read_json", "render_markdown", "summarize"]
@@ -182,6 +188,7 @@ def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
                 "margin": v - TARGETS[split],
             }
     out.update(_awareness_verdict(s.get("mass_awareness") or {}))
+    out.update(jets_verdict(s))
     out.update(disco_verdict(s.get("disco") or {}))
     out.update(pileup_verdict(s.get("pileup_study") or {}))
     sd = s["seeds"].get("max_point_std")
@@ -246,9 +253,10 @@ def _sizes(c: Mapping[str, Any]) -> list[str]:
     if "higgs" in chains:
         out.append(f"events per signal point / background process: {c['events']}")
     if chains & {"xbb", "disco"}:
+        sculpt = f" (QCD sculpting sample: {c.get('disco_qcd_events', 'n/a')})"
         out.append(
-            f"X→bb: {c['xbb_events'] or c['events']} (QCD sculpting sample: "
-            f"{c.get('disco_qcd_events', 'n/a')})"
+            f"X→bb: {c['xbb_events'] or c['events']} events per mass point"
+            + (sculpt if "disco" in chains else "")
         )
     if "pileup" in chains:
         out.append(
