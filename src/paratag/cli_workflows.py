@@ -105,6 +105,9 @@ def validate(
     disco_qcd_events: Annotated[
         int, typer.Option(help="QCD events of the sculpting sample")
     ] = 25_000,
+    disco_batches: Annotated[
+        str, typer.Option(help="DisCo runs' batches: padded (whole mass range) or ragged")
+    ] = "padded",
 ) -> None:
     """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""
     from paratag.validate import ValidateConfig, run_validate
@@ -128,6 +131,7 @@ def validate(
             tuple(xbb_disco_lambda) if xbb_disco_lambda else ValidateConfig.xbb_disco_lambdas
         ),
         disco_qcd_events=disco_qcd_events,
+        disco_batches=disco_batches,  # type: ignore[arg-type]  # checked by ValidateConfig
         xbb_taggers=tuple(xbb_tagger) if xbb_tagger else ValidateConfig.xbb_taggers,
     )
     run_validate(cfg, force=force, command="paratag " + " ".join(sys.argv[1:]), log=typer.echo)

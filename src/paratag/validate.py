@@ -32,7 +32,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from paratag.conditions import MassGrid
 from paratag.errors import ConfigError
@@ -52,7 +52,9 @@ class ValidateConfig:
     Attributes:
         out: output directory.
         events: generated events per signal mass point and per background process.
-        xbb_events: events per X mass point and of QCD (None: ``events``).
+        xbb_events: events per X mass point and of QCD (None: ``events``), times each
+            process's ``events_scale`` in the generate config (``validate_xbb``: 1.42 and
+            2.84, so that 10 000 gives >= 10 000 truth-matched jets per mass point).
         pileup_events: events per process of each pileup evaluation sample (None:
             ``events // 10``).
         pileup_train_events: events per process of each pileup training sample (None:
@@ -76,6 +78,9 @@ class ValidateConfig:
             (:data:`paratag.validate_xbb.JET_TAGGERS`).
         xbb_disco_lambdas: DisCo strengths of the ``disco`` chain's conditioned IN runs
             (one run each, plus one without DisCo); empty: the train config's ``disco_lambda``.
+        disco_batches: ``padded`` (shuffled batches at the full padded length: every batch
+            spans the whole mass range, which DisCo's batch statistic needs) or ``ragged``
+            (the train config's length-bucketed, trimmed batches: about 3x faster).
         n_boot: bootstrap replicas of the evaluation metrics.
         only: chains to run, among ``higgs`` (generate, build, train, evaluate), ``pileup``
             (event and jet taggers trained without and with pileup, scored at every level;
@@ -104,6 +109,7 @@ class ValidateConfig:
     xbb_train_config: str = "validate_xbb"
     xbb_taggers: tuple[str, ...] = ("interaction_net", "particlenet_lite", "resnet15_image")
     xbb_disco_lambdas: tuple[float, ...] = (3.0, 10.0, 30.0)
+    disco_batches: Literal["padded", "ragged"] = "padded"
     n_boot: int = 50
     only: tuple[str, ...] = ()
 
@@ -124,6 +130,10 @@ class ValidateConfig:
             raise ConfigError(
                 f"validate: xbb_taggers {list(self.xbb_taggers)} must be among "
                 f"{sorted(JET_TAGGERS)} and xbb_disco_lambdas {list(self.xbb_disco_lambdas)} > 0"
+            )
+        if self.disco_batches not in ("padded", "ragged"):
+            raise ConfigError(
+                f"validate: disco_batches must be padded or ragged, got {self.disco_batches!r}"
             )
         if self.workers < 1 or any(m <= 0 for m in self.pileup_mu):
             raise ConfigError(

@@ -98,19 +98,19 @@ def _tagger_config(base: Any, name: str, run_dir: Path) -> Any:
     )
 
 
-def _conditioned_config(base: Any, run_dir: Path, lam: float | None) -> Any:
+def _conditioned_config(base: Any, run_dir: Path, lam: float | None, ragged: bool = False) -> Any:
     """The conditioned IN: ``lam`` None is the jet table's (wrong-mass negatives, no DisCo).
 
     A number is a run of the DisCo curve, trained without wrong-mass negatives (a
     mass-decorrelated tagger must not prefer QCD jets near the hypothesis, which is
-    what those negatives teach) and on padded, shuffled batches: DisCo's distance
-    correlation is a batch statistic, and length-bucketed batches hold jets of similar
-    multiplicity, hence of a narrow mass range, so it would decorrelate only within them.
+    what those negatives teach) and, unless ``ragged``, on padded, shuffled batches:
+    DisCo's distance correlation is a batch statistic, and length-bucketed batches hold
+    jets of similar multiplicity, hence of a narrower mass range.
     """
     if lam is None:
         data, loss = base.data, dataclasses.replace(base.loss, disco_lambda=0.0)
     else:
-        data = dataclasses.replace(base.data, wrong_mass_weight=0.0, ragged=False)
+        data = dataclasses.replace(base.data, wrong_mass_weight=0.0, ragged=ragged)
         loss = dataclasses.replace(base.loss, disco_lambda=lam)
     return dataclasses.replace(base, run_dir=str(run_dir), progress=False, data=data, loss=loss)
 
@@ -227,7 +227,8 @@ def _disco_chain(
     runs = {disco_key(lam): lam for lam in (0.0, *lambdas)}
     run_dirs = {k: where / f"run_{k}" for k in runs}
 
-    confs = [_conditioned_config(base, run_dirs[k], lam) for k, lam in runs.items()]
+    ragged = cfg.disco_batches == "ragged"
+    confs = [_conditioned_config(base, run_dirs[k], lam, ragged) for k, lam in runs.items()]
 
     def do_train() -> dict[str, Any]:
         return {"runs": dict(zip(runs, train_parallel(confs, cfg.workers), strict=True))}

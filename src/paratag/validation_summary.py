@@ -255,8 +255,8 @@ def _sizes(c: Mapping[str, Any]) -> list[str]:
     if chains & {"xbb", "disco"}:
         sculpt = f" (QCD sculpting sample: {c.get('disco_qcd_events', 'n/a')})"
         out.append(
-            f"X→bb: {c['xbb_events'] or c['events']} events per mass point"
-            + (sculpt if "disco" in chains else "")
+            f"X→bb: {c['xbb_events'] or c['events']} events (times each process's "
+            "events_scale in the generate config)" + (sculpt if "disco" in chains else "")
         )
     if "pileup" in chains:
         out.append(
