@@ -384,11 +384,22 @@ def plot_pileup(
 def plot_saliency(
     images: Mapping[str, np.ndarray], half_width: float, out_dir: str | Path, name: str = "saliency"
 ) -> Path:
-    """Mean saliency images of signal and background jets, side by side."""
-    fig, axes = _figure(1, len(images), figsize=(5 * len(images), 4.2))
+    """Mean saliency images of signal and background jets, side by side.
+
+    Log colour scale over three decades below each image's maximum: the jet core
+    dominates linearly and would hide the prongs.
+    """
+    from matplotlib.colors import LogNorm
+
+    fig, axes = _figure(1, len(images), figsize=(7.5 * len(images), 6))
+    fig.set_layout_engine("constrained")
+    fig.suptitle("mean |gradient × input| per jet", fontsize="medium")
     for ax, (label, img) in zip(axes.ravel(), images.items(), strict=True):
         ext = (-half_width, half_width, -half_width, half_width)
-        im = ax.imshow(img.T, origin="lower", extent=ext, cmap="viridis", aspect="equal")
+        top = float(np.max(img)) if np.size(img) else 0.0
+        norm = LogNorm(vmin=top * 1e-3, vmax=top) if top > 0 else None
+        shown = np.ma.masked_less_equal(np.asarray(img).T, 0.0)
+        im = ax.imshow(shown, origin="lower", extent=ext, cmap="viridis", norm=norm)
         ax.set_xlabel(r"$\Delta\eta$")
         ax.set_ylabel(r"$\Delta\phi$")
         ax.set_title(label)
