@@ -108,6 +108,27 @@ def test_the_jet_tables_resnet_draws_absolute_pt_images_and_config_checks_stay_t
     assert res.returncode == 0, res.stderr
 
 
+def test_disco_runs_train_padded_unless_asked_and_the_jet_table_under_cpu_amp(
+    tmp_path: Path,
+) -> None:
+    from paratag.generate import GenerateConfig
+    from paratag.validate_xbb import _conditioned_config
+
+    base = load_train_config("validate_xbb")
+    assert base.stage1.cpu_amp and base.stage3.cpu_amp  # bfloat16 autocast on CPU
+    table = _conditioned_config(base, tmp_path, None)
+    padded = _conditioned_config(base, tmp_path, 10.0)
+    ragged = _conditioned_config(base, tmp_path, 10.0, ragged=True)
+    assert table.data.ragged and table.data.wrong_mass_weight == 0.3
+    assert not padded.data.ragged and ragged.data.ragged
+    assert padded.data.wrong_mass_weight == ragged.data.wrong_mass_weight == 0.0
+    assert padded.loss.disco_lambda == ragged.loss.disco_lambda == 10.0
+    with pytest.raises(ConfigError, match="disco_batches"):
+        ValidateConfig(out="x", disco_batches="bucketed")  # type: ignore[arg-type]
+    gen = GenerateConfig.from_file("validate_xbb")  # 10 000 -> >= 10 000 matched jets at 150
+    assert {j.dataset: j.n_events for j in gen.jobs(10_000, 1)}["XToBB_mX150"] == 14_200
+
+
 def test_generate_steps_key_on_the_generate_config_itself() -> None:
     from paratag.generate import GenerateConfig
     from paratag.jobs import sample_inputs
