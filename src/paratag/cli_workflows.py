@@ -105,9 +105,7 @@ def validate(
     disco_qcd_events: Annotated[
         int, typer.Option(help="QCD events of the sculpting sample")
     ] = 25_000,
-    disco_batches: Annotated[
-        str, typer.Option(help="DisCo runs' batches: padded (whole mass range) or ragged")
-    ] = "padded",
+    disco_batches: Annotated[str, typer.Option(help="DisCo batches: padded or ragged")] = "padded",
 ) -> None:
     """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""
     from paratag.validate import ValidateConfig, run_validate
@@ -119,7 +117,7 @@ def validate(
         pileup_events=pileup_events,
         seeds=tuple(seeds or (0, 1, 2)),
         workers=workers,
-        pileup_mu=tuple(pileup_mu) if pileup_mu else ValidateConfig.pileup_mu,
+        pileup_mu=tuple(pileup_mu or ValidateConfig.pileup_mu),
         pileup_train_events=pileup_train_events,
         stage1_epochs=stage1_epochs,
         stage3_epochs=stage3_epochs,
@@ -127,12 +125,10 @@ def validate(
         generate_config=generate_config,
         train_config=train_config,
         xbb_train_config=xbb_train_config,
-        xbb_disco_lambdas=(
-            tuple(xbb_disco_lambda) if xbb_disco_lambda else ValidateConfig.xbb_disco_lambdas
-        ),
+        xbb_disco_lambdas=tuple(xbb_disco_lambda or ValidateConfig.xbb_disco_lambdas),
         disco_qcd_events=disco_qcd_events,
         disco_batches=disco_batches,  # type: ignore[arg-type]  # checked by ValidateConfig
-        xbb_taggers=tuple(xbb_tagger) if xbb_tagger else ValidateConfig.xbb_taggers,
+        xbb_taggers=tuple(xbb_tagger or ValidateConfig.xbb_taggers),
     )
     run_validate(cfg, force=force, command="paratag " + " ".join(sys.argv[1:]), log=typer.echo)
     typer.echo((out / "validation.md").read_text())
