@@ -195,8 +195,8 @@ class _Fit:
         self, model: nn.Module, config: FitConfig, dev: torch.device, hooks: _Hooks
     ) -> None:
         self.model, self.config, self.dev = model.to(dev), config, dev
-        self.amp = config.amp and dev.type == "cuda"
         self.autocast_dtype = _autocast_dtype(config, dev)
+        self.amp = self.autocast_dtype == torch.float16  # the gradient scaler is float16's
         self.opt = make_optimizer(model, config)
         self.sched = make_scheduler(self.opt, config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)

@@ -42,8 +42,6 @@ from paratag.validation_summary import CHAINS, TARGETS, render_markdown, summari
 
 __all__ = ["CHAINS", "TARGETS", "ValidateConfig", "render_markdown", "run_validate", "summarize"]
 
-#: the chains ``--only`` can name (all of them run by default)
-
 
 @dataclasses.dataclass(frozen=True)
 class ValidateConfig:
