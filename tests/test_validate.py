@@ -277,6 +277,7 @@ def test_validate_jet_chains_write_the_jet_table_and_the_disco_curve(tmp_path: P
         "disco_qcd_events": 60,
         "xbb_taggers": ("particlenet_lite", "resnet15_image"),
         "xbb_disco_lambdas": (5.0,),
+        "disco_epochs": 3,  # at most stage 3's one epoch
         "n_boot": 0,
     }
     logs: list[str] = []
@@ -313,6 +314,9 @@ def test_validate_jet_chains_write_the_jet_table_and_the_disco_curve(tmp_path: P
         k: load_train_config(out / "xbb" / "disco" / f"run_{k}" / "config.yaml") for k in s["disco"]
     }
     assert runs["disco_5"].loss.disco_lambda == 5.0
+    assert all(r.stage3.epochs == 1 for r in runs.values()) and s["disco_train"]["epochs"] == 1
+    evaluated = json.loads((out / "steps" / "disco_evaluate.json").read_text())
+    assert set(evaluated["run_times_s"]) == {"no_disco", "disco_5"}  # parallel jobs
     assert all(r.data.wrong_mass_weight == 0.0 for r in runs.values())  # decorrelated
     assert conditioned.data.ragged and not any(r.data.ragged for r in runs.values())
     # the QCD shapes come from every jet of the separate sample, not the test fold's few

@@ -100,11 +100,10 @@ def validate(
     ] = "validate_xbb",
     xbb_disco_lambda: Annotated[
         list[float] | None,
-        typer.Option(help="DisCo strength of a disco-chain run (repeat; default 3, 10, 30)"),
+        typer.Option(help="DisCo strength of a disco-chain run (repeat; default 10, 30, 100)"),
     ] = None,
-    disco_qcd_events: Annotated[
-        int, typer.Option(help="QCD events of the sculpting sample")
-    ] = 25_000,
+    disco_qcd_events: Annotated[int, typer.Option(help="QCD sculpting-sample events")] = 80_000,
+    disco_epochs: Annotated[int, typer.Option(help="epochs of each disco-chain run")] = 4,
     disco_batches: Annotated[str, typer.Option(help="DisCo batches: padded or ragged")] = "padded",
 ) -> None:
     """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""
@@ -127,6 +126,7 @@ def validate(
         xbb_train_config=xbb_train_config,
         xbb_disco_lambdas=tuple(xbb_disco_lambda or ValidateConfig.xbb_disco_lambdas),
         disco_qcd_events=disco_qcd_events,
+        disco_epochs=disco_epochs,
         disco_batches=disco_batches,  # type: ignore[arg-type]  # checked by ValidateConfig
         xbb_taggers=tuple(xbb_tagger or ValidateConfig.xbb_taggers),
     )

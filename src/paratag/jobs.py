@@ -1,8 +1,8 @@
-"""Training runs as picklable jobs for the workflows: shortened schedules, runs in parallel.
+"""Training and evaluation runs as picklable jobs for the workflows, run in parallel.
 
 Workflow layer (used by :mod:`paratag.validate` and :mod:`paratag.validate_xbb`):
-each job is one :func:`paratag.training.train` or
-:func:`paratag.training.train_inclusive` call in its own process.
+each job is one :func:`paratag.training.train`, :func:`paratag.training.train_inclusive`
+or :func:`paratag.evaluate.run.evaluate_run` call in its own process.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 __all__ = [
     "config_crc32",
+    "evaluate_job",
+    "run_parallel",
     "sample_inputs",
     "scaled_schedule",
     "train_inclusive_job",
@@ -106,8 +109,34 @@ def train_inclusive_job(cfg: Any) -> dict[str, Any]:
     return {"run_dir": cfg.run_dir, "model": str(path), "time_s": time.perf_counter() - t0}
 
 
+def evaluate_job(run_dir: str, shards: str, out: str, **kwargs: Any) -> dict[str, Any]:
+    """Evaluate one run on one thread (in a worker process); its results.json and wall time.
+
+    ``kwargs`` go to :func:`paratag.evaluate.run.evaluate_run`.
+    """
+    import torch
+
+    from paratag.evaluate.run import evaluate_run
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    md = evaluate_run(run_dir, shards, out, **kwargs)
+    return {"results": str(Path(md).parent / "results.json"), "time_s": time.perf_counter() - t0}
+
+
 def _call(task: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return task()
+
+
+def run_parallel(
+    tasks: Sequence[Callable[[], dict[str, Any]]], workers: int
+) -> list[dict[str, Any]]:
+    """Call picklable ``tasks``, ``workers`` at a time in separate processes, in order."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [t() for t in tasks]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+        return list(pool.map(_call, tasks))
 
 
 def train_parallel(
@@ -118,9 +147,4 @@ def train_parallel(
     ``side`` tasks (picklable callables) queue behind the runs, on the core a
     run count that does not divide evenly leaves idle.
     """
-    tasks = [functools.partial(train_one, c) for c in cfgs] + list(side)
-    if workers <= 1 or len(tasks) == 1:
-        return [t() for t in tasks]
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        return list(pool.map(_call, tasks))
+    return run_parallel([functools.partial(train_one, c) for c in cfgs] + list(side), workers)

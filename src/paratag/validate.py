@@ -69,13 +69,16 @@ class ValidateConfig:
         xbb_generate_config: X→bb generate preset/YAML ("" skips the ``xbb`` and ``disco``
             chains).
         disco_generate_config: generate preset/YAML of the QCD-only sculpting sample.
-        disco_qcd_events: events of the sculpting sample (about 1.95 jets each).
+        disco_qcd_events: events of the sculpting sample (about 1.95 jets each): 80 000
+            let ≥ 2 000 QCD jets pass a cut up to 1/εB ≈ 75.
         train_config: charged-Higgs train config name or YAML.
         xbb_train_config: X→bb train config name or YAML.
         xbb_taggers: unconditioned taggers of the jet table
             (:data:`paratag.validate_xbb.JET_TAGGERS`).
         xbb_disco_lambdas: DisCo strengths of the ``disco`` chain's conditioned IN runs
             (one run each, plus one without DisCo); empty: the train config's ``disco_lambda``.
+        disco_epochs: epochs of each ``disco`` run, at most the train config's stage 3 (None:
+            those): four over the full X→bb sample fit four runs in the chain's hour.
         disco_batches: ``padded`` (shuffled batches at the full padded length: every batch
             spans the whole mass range, which DisCo's batch statistic needs) or ``ragged``
             (the train config's length-bucketed, trimmed batches: about 3x faster).
@@ -102,11 +105,12 @@ class ValidateConfig:
     pileup_xbb_config: str = "validate_pileup_xbb"
     xbb_generate_config: str = "validate_xbb"
     disco_generate_config: str = "validate_disco_qcd"
-    disco_qcd_events: int = 25_000
+    disco_qcd_events: int = 80_000
     train_config: str = "validate"
     xbb_train_config: str = "validate_xbb"
     xbb_taggers: tuple[str, ...] = ("interaction_net", "particlenet_lite", "resnet15_image")
-    xbb_disco_lambdas: tuple[float, ...] = (3.0, 10.0, 30.0)
+    xbb_disco_lambdas: tuple[float, ...] = (10.0, 30.0, 100.0)
+    disco_epochs: int | None = 4
     disco_batches: Literal["padded", "ragged"] = "padded"
     n_boot: int = 50
     only: tuple[str, ...] = ()
@@ -117,9 +121,9 @@ class ValidateConfig:
             raise ConfigError(
                 f"validate: unknown chain(s) {unknown} in --only; choose among {', '.join(CHAINS)}"
             )
-        sizes = (self.events, self.xbb_events or 1, self.disco_qcd_events)
+        sizes = (self.events, self.xbb_events or 1, self.disco_qcd_events, self.disco_epochs or 1)
         if min(sizes) <= 0:
-            raise ConfigError(f"validate: events must be > 0, got {sizes}")
+            raise ConfigError(f"validate: events and epochs must be > 0, got {sizes}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"validate: seeds must be distinct and non-empty, got {self.seeds}")
         from paratag.validate_xbb import JET_TAGGERS

@@ -21,9 +21,10 @@ Chain ``disco`` (mass decorrelation):
   jets pass even a 1/εB = 20 cut (the test fold alone leaves a few dozen);
 - ``disco_train``: the conditioned IN without DisCo and with DisCo at each λ, all
   without wrong-mass negatives (those teach the tagger to prefer jets near the
-  hypothesis, the opposite of decorrelation);
-- ``disco_evaluate``: per run, AUC on the test jets and 1/εB, JSD and the jets
-  passing at each signal efficiency on the sculpting sample — the 1/JSD vs 1/εB curve.
+  hypothesis, the opposite of decorrelation), for ``disco_epochs`` epochs each;
+- ``disco_evaluate``: per run (in parallel), AUC on the test jets and 1/εB, JSD and the
+  jets passing at each signal efficiency on the sculpting sample — the 1/JSD vs 1/εB
+  curve.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from typing import Any
 
 from paratag.jobs import (
     config_crc32,
+    evaluate_job,
+    run_parallel,
     sample_inputs,
     scaled_schedule,
     train_inclusive_job,
@@ -227,23 +230,35 @@ def _disco_chain(
     runs = {disco_key(lam): lam for lam in (0.0, *lambdas)}
     run_dirs = {k: where / f"run_{k}" for k in runs}
 
+    epochs = min(cfg.disco_epochs or base.stage3.epochs, base.stage3.epochs)
+    short = scaled_schedule(base, None, epochs)
     ragged = cfg.disco_batches == "ragged"
-    confs = [_conditioned_config(base, run_dirs[k], lam, ragged) for k, lam in runs.items()]
+    confs = [_conditioned_config(short, run_dirs[k], lam, ragged) for k, lam in runs.items()]
 
     def do_train() -> dict[str, Any]:
-        return {"runs": dict(zip(runs, train_parallel(confs, cfg.workers), strict=True))}
+        done = train_parallel(confs, cfg.workers)
+        return {"runs": dict(zip(runs, done, strict=True)), "epochs": epochs}
 
-    tin = _train_inputs(cfg, base, confs, disco_lambdas=list(lambdas))
+    tin = _train_inputs(cfg, short, confs, disco_lambdas=list(lambdas))
     step("disco", "disco_train", do_train, tin)
 
     def do_evaluate() -> dict[str, Any]:
-        from paratag.evaluate.run import evaluate_run
-
-        res = {}
-        for k, r in run_dirs.items():
-            out_k = where / f"evaluation_{k}"
-            md = evaluate_run(r, shards, out_k, n_boot=0, sculpting_shards=sculpt, progress=False)
-            res[k] = str(Path(md).parent / "results.json")
-        return {"results": res}
+        jobs = [
+            functools.partial(
+                evaluate_job,
+                str(r),
+                str(shards),
+                str(where / f"evaluation_{k}"),
+                n_boot=0,
+                sculpting_shards=str(sculpt),
+                progress=False,
+            )
+            for k, r in run_dirs.items()
+        ]
+        done = run_parallel(jobs, cfg.workers)
+        return {
+            "results": {k: d["results"] for k, d in zip(run_dirs, done, strict=True)},
+            "run_times_s": {k: d["time_s"] for k, d in zip(run_dirs, done, strict=True)},
+        }
 
     step(("disco", "disco_qcd"), "disco_evaluate", do_evaluate, {"sculpting_events": n_q})

@@ -238,10 +238,13 @@ def _disco_markdown(s: Mapping[str, Any]) -> list[str]:
             f"| {k.replace('_', ' ')} | {fmt(v['auc'])} | {fmt(v['inv_bkg_eff'], '.1f')} | "
             f"{v['n_pass']} | {fmt(v['jsd'])} | {fmt(v['inv_jsd'], '.1f')} |"
         )
-    times = {k: v.get("time_s") for k, v in (s.get("disco_train") or {}).get("runs", {}).items()}
+    train = s.get("disco_train") or {}
+    times = {k: v.get("time_s") for k, v in train.get("runs", {}).items()}
+    epochs = f" ({train['epochs']} epochs each)" if train.get("epochs") else ""
     lines += [
         "",
-        "Training wall time: " + ", ".join(f"{k} {fmt(v, '.0f')} s" for k, v in times.items()),
+        f"Training wall time{epochs}: "
+        + ", ".join(f"{k} {fmt(v, '.0f')} s" for k, v in times.items()),
     ]
     if s.get("disco_figure"):
         lines += ["", f"![1/JSD vs 1/εB at εS = 50%]({s['disco_figure']})"]
