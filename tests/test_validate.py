@@ -192,6 +192,10 @@ def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
     }
     ma = s["verdict"]["ma_vs_reference"]
     assert ma["value"] == pytest.approx(ma["parametric"] / ma["reference"])
+    for name, v in s["verdict"].items():  # one entry shape, so the Targets table reads them all
+        assert v["met"] == (v["margin"] >= 0), name
+        assert f"| {name} | {v['value']:.4f} | {v['required']} |" in render_markdown(s), name
+    assert s["verdict"]["seed_std"]["value"] == s["seeds"]["max_point_std"]
     assert {"parametric", "dedicated", "reference"} <= set(s["mass_awareness"]["awareness"])
     assert s["seeds"]["seeds"] == [0, 1]
     assert set(s["wall_time_s"]) == {"generate", "build", "train", "inclusive", "evaluate"}
@@ -446,3 +450,14 @@ def test_jet_table_verdict_checks_each_target_against_the_pooled_aucs() -> None:
     table["nominal"]["interaction_net"] = row(0.9875)
     assert jets_verdict({"xbb_table": table})["xbb_in_vs_particlenet"]["met"]
     assert jets_verdict({"xbb_table": None}) == {}
+
+
+def test_target_entry_is_met_at_a_margin_of_zero_and_never_unmeasured() -> None:
+    """A target met exactly counts as met; one not measured (None) is a miss, not a crash."""
+    from paratag.validation_targets import target_entry
+
+    met = target_entry(0.99, 0.99, "≥ 0.99", 0.0, min_ratio=0.99)
+    assert met["met"] and met["min_ratio"] == 0.99 and met["required"] == "≥ 0.99"
+    assert not target_entry(0.98, 0.99, "≥ 0.99", -0.01)["met"]
+    unmeasured = target_entry(None, 10.0, "1/JSD ≥ 10", None)
+    assert unmeasured["met"] is False and unmeasured["value"] is None

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from paratag.jobs import config_crc32, sample_inputs, train_parallel
+from paratag.validation_targets import target_entry
 
 __all__ = [
     "DROP_TARGET",
@@ -315,13 +316,12 @@ def pileup_verdict(study: dict[str, Any]) -> dict[str, Any]:
         if found is None:
             continue
         top, drop = found
-        out[f"pileup_drop_{family}"] = {
-            "value": drop,
-            "target": DROP_TARGET,
-            "required": f"< {DROP_TARGET} (mixed-μ training, μ = 0 → {top[2:]})",
-            "met": drop is not None and drop < DROP_TARGET,
-            "margin": None if drop is None else DROP_TARGET - drop,
-        }
+        out[f"pileup_drop_{family}"] = target_entry(
+            drop,
+            DROP_TARGET,
+            f"< {DROP_TARGET} (mixed-μ training, μ = 0 → {top[2:]})",
+            None if drop is None else DROP_TARGET - drop,
+        )
     return out
 
 

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from paratag.validation_targets import fmt, target_entry
+
 __all__ = [
     "DISCO_TARGET",
     "JET_TARGETS",
     "disco_verdict",
-    "fmt",
     "jets_markdown",
     "jets_verdict",
     "read_json",
@@ -38,11 +39,6 @@ IMAGE_TAGGERS = ("resnet15_image",)
 def read_json(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``; ``{}`` when the file does not exist (a step not run)."""
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def fmt(v: Any, spec: str = ".4f") -> str:
-    """``v`` formatted with ``spec``; ``n/a`` for None or a string (a value not measured)."""
-    return "n/a" if v is None or isinstance(v, str) else format(v, spec)
 
 
 def summarize_jets(out: Path, done: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,26 +76,12 @@ def disco_verdict(disco: Mapping[str, Any]) -> dict[str, Any]:
         if v and v["inv_bkg_eff"] >= t["min_rejection"] and v["n_pass"] >= t["min_pass"]
     ]
     best = max(ok, default=None)
-    return {
-        "disco": {
-            "value": best,
-            "target": t["inv_jsd"],
-            "required": f"1/JSD ≥ {t['inv_jsd']:g} at 1/εB ≥ {t['min_rejection']:g}, "
-            f"≥ {t['min_pass']} QCD jets passing",
-            "met": best is not None and best >= t["inv_jsd"],
-            "margin": None if best is None else best - t["inv_jsd"],
-        }
-    }
-
-
-def _target(value: float, target: float, required: str, margin: float) -> dict[str, Any]:
-    return {
-        "value": value,
-        "target": target,
-        "required": required,
-        "met": margin >= 0,
-        "margin": margin,
-    }
+    required = (
+        f"1/JSD ≥ {t['inv_jsd']:g} at 1/εB ≥ {t['min_rejection']:g}, "
+        f"≥ {t['min_pass']} QCD jets passing"
+    )
+    margin = None if best is None else best - t["inv_jsd"]
+    return {"disco": target_entry(best, t["inv_jsd"], required, margin)}
 
 
 def jets_verdict(s: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,22 +92,22 @@ def jets_verdict(s: Mapping[str, Any]) -> dict[str, Any]:
     auc = {m: t["nominal"][m]["all"]["auc"] for m in t["models"]}
     graph = {m: v for m, v in auc.items() if m not in IMAGE_TAGGERS}
     best, floor = max(graph.values()), JET_TARGETS["best_graph_auc"]
-    out = {"xbb_best_graph_auc": _target(best, floor, f"≥ {floor}", best - floor)}
+    out = {"xbb_best_graph_auc": target_entry(best, floor, f"≥ {floor}", best - floor)}
     pn = next((m for m in ("particlenet", "particlenet_lite") if m in auc), None)
     if "interaction_net" in auc and pn is not None:
         d, tol = auc["interaction_net"] - auc[pn], JET_TARGETS["in_vs_particlenet"]
-        out["xbb_in_vs_particlenet"] = _target(d, -tol, f"IN − {pn} ≥ −{tol}", d + tol)
+        out["xbb_in_vs_particlenet"] = target_entry(d, -tol, f"IN − {pn} ≥ −{tol}", d + tol)
     f = JET_TARGETS["image_fraction"]
     for m in IMAGE_TAGGERS:
         if m in auc:
             bar = 0.5 + f * (best - 0.5)
-            out[f"xbb_{m}"] = _target(
+            out[f"xbb_{m}"] = target_entry(
                 auc[m], bar, f"≥ 0.5 + {f} × (best graph − 0.5) = {bar:.4f}", auc[m] - bar
             )
     par = (s.get("xbb_awareness") or {}).get("parametric")
     if par:
         pf = par["peak_fraction"]
-        out["xbb_peaks"] = _target(pf, 1.0, "= 1", pf - 1.0)
+        out["xbb_peaks"] = target_entry(pf, 1.0, "= 1", pf - 1.0)
     return out
 
 

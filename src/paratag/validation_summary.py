@@ -23,7 +23,8 @@ from paratag.validation_jets import (
     read_json,
     summarize_jets,
 )
-from paratag.validation_jets import fmt as _f
+from paratag.validation_targets import fmt as _f
+from paratag.validation_targets import target_entry
 
 __all__ = ["CHAINS", "TARGETS", "read_json", "render_markdown", "summarize"]
 
@@ -134,24 +135,12 @@ def _awareness_verdict(ma: Mapping[str, Any]) -> dict[str, Any]:
         p5, r5 = par["mean_at"].get(at), ref["mean_at"].get(at)
         if p5 is not None and r5:
             t = TARGETS["ma_vs_reference"]
-            out["ma_vs_reference"] = {
-                "parametric": p5,
-                "reference": r5,
-                "value": p5 / r5,
-                "target": t,
-                "required": f"≥ {t}",
-                "met": p5 / r5 >= t,
-                "margin": p5 / r5 - t,
-            }
+            out["ma_vs_reference"] = target_entry(
+                p5 / r5, t, f"≥ {t}", p5 / r5 - t, parametric=p5, reference=r5
+            )
     if par:
         f = par["peak_fraction"]
-        out["peaks"] = {
-            "value": f,
-            "target": 1.0,
-            "required": "= 1",
-            "met": f >= 1.0,
-            "margin": f - 1.0,
-        }
+        out["peaks"] = target_entry(f, 1.0, "= 1", f - 1.0)
     misses = []
     for point, entry in (ma.get("per_point") or {}).items():
         p = entry.get("parametric", {})
@@ -163,14 +152,9 @@ def _awareness_verdict(ma: Mapping[str, Any]) -> dict[str, Any]:
                 if o is not None and p[proc] < o - slack:
                     misses.append(f"{point} vs {proc}: {p[proc]:.4f} < {other} {o:.4f}")
     if ma.get("per_point"):
-        out["per_background"] = {
-            "misses": misses,
-            "value": float(len(misses)),
-            "target": 0.0,
-            "required": "0 misses (≥ reference, ≥ dedicated − 0.005)",
-            "met": not misses,
-            "margin": -float(len(misses)),
-        }
+        required = "0 misses (≥ reference, ≥ dedicated − 0.005)"
+        n = float(len(misses))
+        out["per_background"] = target_entry(n, 0.0, required, -n, misses=misses)
     return out
 
 
@@ -180,25 +164,15 @@ def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
     for split in ("train", "interp", "extrap"):
         info = s["splits"].get(split)
         if info:
-            v = info["min_ratio"]
-            out[f"ratio_{split}"] = {
-                "min_ratio": v,
-                "target": TARGETS[split],
-                "met": v >= TARGETS[split],
-                "margin": v - TARGETS[split],
-            }
+            v, t = info["min_ratio"], TARGETS[split]
+            out[f"ratio_{split}"] = target_entry(v, t, f"≥ {t}", v - t, min_ratio=v)
     out.update(_awareness_verdict(s.get("mass_awareness") or {}))
     out.update(jets_verdict(s))
     out.update(disco_verdict(s.get("disco") or {}))
     out.update(pileup_verdict(s.get("pileup_study") or {}))
-    sd = s["seeds"].get("max_point_std")
+    sd, t = s["seeds"].get("max_point_std"), TARGETS["seed_std"]
     if sd is not None:
-        out["seed_std"] = {
-            "max_point_std": sd,
-            "target": TARGETS["seed_std"],
-            "met": sd < TARGETS["seed_std"],
-            "margin": TARGETS["seed_std"] - sd,
-        }
+        out["seed_std"] = target_entry(sd, t, f"< {t}", t - sd, max_point_std=sd)
     return out
 
 
@@ -351,12 +325,8 @@ def _targets_markdown(s: Mapping[str, Any]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for k, v in s["verdict"].items():
-        val = v.get("min_ratio", v.get("max_point_std", v.get("value")))
-        req = v.get("required") or (
-            f"≥ {v['target']}" if k.startswith("ratio") else f"< {v['target']}"
-        )
         lines.append(
-            f"| {k} | {_f(val)} | {req} | {'yes' if v['met'] else 'NO'} | "
+            f"| {k} | {_f(v['value'])} | {v['required']} | {'yes' if v['met'] else 'NO'} | "
             f"{_f(v['margin'], '+.4f')} |"
         )
     return lines

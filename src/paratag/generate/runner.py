@@ -163,7 +163,7 @@ def generate(
         config: processes, detector and pileup settings.
         out_dir: folder for one ROOT file per job, ``fileset.json`` and the resolved config.
         n_events: events per job (times each process's ``events_scale``).
-        workers: parallel processes (jobs are distributed, each job is sequential).
+        workers: parallel processes (jobs are distributed largest first, each job is sequential).
         seed: master seed; the same seed gives identical arrays.
         progress: show a progress bar over all events.
 
@@ -200,7 +200,9 @@ def generate(
             ) as pool,
         ):
             queue = manager.Queue()
-            pending = {pool.submit(_run_job_star, (j, config, out, queue)) for j in jobs}
+            # largest jobs first: a large job left for last runs alone on an idle pool
+            order = sorted(jobs, key=lambda j: -j.n_events)
+            pending = {pool.submit(_run_job_star, (j, config, out, queue)) for j in order}
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 while not queue.empty():
