@@ -121,6 +121,25 @@ def test_balancing_equalises_classes_and_points(shards):
         balance_weights(np.array([1.0, -1.0, 1.0]), np.array([0, 0, 1]))
 
 
+def test_fit_fraction_keeps_a_fixed_share_of_the_fitting_folds_and_the_whole_test_fold(shards):
+    """``fit_fraction`` subsamples training and validation by event number; test is whole."""
+    full, half = builder(shards), builder(shards, fit_fraction=0.5)
+    for fold in ("train", "validation", "test"):
+        a = np.concatenate([full.point_rows(p, fold) for p in GRID.train])
+        b = np.concatenate([half.point_rows(p, fold) for p in GRID.train])
+        assert set(b) <= set(a)
+        if fold == "test":
+            assert np.array_equal(a, b)
+        else:
+            assert 0.3 < len(b) / len(a) < 0.7, fold
+    kept = half.point_rows(GRID.train[0], "train")  # the same events in every run
+    assert np.array_equal(
+        kept, builder(shards, fit_fraction=0.5).point_rows(GRID.train[0], "train")
+    )
+    with pytest.raises(ConfigError, match="fit_fraction"):
+        DataConfig(fit_fraction=0.0)
+
+
 def test_wrong_mass_copies_are_background_at_another_hypothesis(shards):
     plain = builder(shards).joint(GRID.train, "train")
     ds = builder(shards, wrong_mass_weight=0.25).joint(GRID.train, "train")

@@ -282,6 +282,7 @@ def test_validate_jet_chains_write_the_jet_table_and_the_disco_curve(tmp_path: P
         "xbb_taggers": ("particlenet_lite", "resnet15_image"),
         "xbb_disco_lambdas": (5.0,),
         "disco_epochs": 3,  # at most stage 3's one epoch
+        "disco_fraction": 0.5,
         "n_boot": 0,
     }
     logs: list[str] = []
@@ -319,6 +320,8 @@ def test_validate_jet_chains_write_the_jet_table_and_the_disco_curve(tmp_path: P
     }
     assert runs["disco_5"].loss.disco_lambda == 5.0
     assert all(r.stage3.epochs == 1 for r in runs.values()) and s["disco_train"]["epochs"] == 1
+    assert all(r.data.fit_fraction == 0.5 for r in runs.values())
+    assert conditioned.data.fit_fraction == 1.0  # the jet table trains on every event
     evaluated = json.loads((out / "steps" / "disco_evaluate.json").read_text())
     assert set(evaluated["run_times_s"]) == {"no_disco", "disco_5"}  # parallel jobs
     assert all(r.data.wrong_mass_weight == 0.0 for r in runs.values())  # decorrelated

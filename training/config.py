@@ -89,7 +89,7 @@ def resolve_config(
 
 #: data settings added after fingerprints were first recorded: left out of the fingerprint
 #: while at these defaults, so models trained before they existed are still reused
-FINGERPRINT_DEFAULTS: dict[str, Any] = {"ragged": False, "ragged_bucket": 16}
+FINGERPRINT_DEFAULTS: dict[str, Any] = {"ragged": False, "ragged_bucket": 16, "fit_fraction": 1.0}
 _UNSET = object()
 
 #: data settings that only stage 3 reads (a stage-1 model does not depend on them)

@@ -102,8 +102,8 @@ def validate(
         list[float] | None,
         typer.Option(help="DisCo strength of a disco-chain run (repeat; default 10, 30, 100)"),
     ] = None,
-    disco_qcd_events: Annotated[int, typer.Option(help="QCD sculpting-sample events")] = 80_000,
-    disco_epochs: Annotated[int, typer.Option(help="epochs of each disco-chain run")] = 4,
+    disco_qcd_events: Annotated[int, typer.Option(help="QCD sculpting-sample events")] = 40_000,
+    disco_epochs: Annotated[int, typer.Option(help="epochs of each disco-chain run")] = 3,
     disco_batches: Annotated[str, typer.Option(help="DisCo batches: padded or ragged")] = "padded",
 ) -> None:
     """Larger validation run: AUC ratios, mass awareness, seed spread, sculpting, pileup, wall times."""

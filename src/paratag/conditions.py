@@ -48,6 +48,7 @@ __all__ = [
     "GridConfig",
     "MassGrid",
     "draw_background_conditions",
+    "fit_subset",
     "fold_roles",
     "format_value",
     "match_points",
@@ -59,6 +60,8 @@ __all__ = [
 Role = Literal["train", "validation", "interpolation", "extrapolation"]
 ROLES: tuple[Role, ...] = ("train", "validation", "interpolation", "extrapolation")
 Point = tuple[float, ...]
+#: second key of :func:`fit_subset`'s hash, so its draw is not another function's
+_FIT_SUBSET_KEY = 0x5EEDF17
 
 _CH_TRAIN = ((100, 85), (115, 90), (130, 85), (130, 90), (130, 95), (145, 90), (160, 95))
 _CH_VAL = ((115, 85), (145, 95), (160, 90))
@@ -357,6 +360,15 @@ def match_points(
         hit = np.all(np.abs(cond - np.asarray(p, dtype=np.float64)) <= atol, axis=1)
         out[hit & (out < 0)] = i
     return out
+
+
+def fit_subset(event: np.ndarray, fraction: float) -> np.ndarray:
+    """Whether each event is among the share ``fraction`` kept by ``data.fit_fraction``.
+
+    A hash of the event number, like :func:`fold_roles`: the same events in every run,
+    the same share of every fold.
+    """
+    return uniform_hash(np.asarray(event).astype(np.int64), _FIT_SUBSET_KEY) < fraction
 
 
 def fold_roles(event: np.ndarray, n_folds: int = 5, fold: int = 0) -> np.ndarray:

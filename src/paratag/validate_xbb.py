@@ -21,7 +21,8 @@ Chain ``disco`` (mass decorrelation):
   jets pass even a 1/εB = 20 cut (the test fold alone leaves a few dozen);
 - ``disco_train``: the conditioned IN without DisCo and with DisCo at each λ, all
   without wrong-mass negatives (those teach the tagger to prefer jets near the
-  hypothesis, the opposite of decorrelation), for ``disco_epochs`` epochs each;
+  hypothesis, the opposite of decorrelation), for ``disco_epochs`` epochs each on
+  ``disco_fraction`` of the training events;
 - ``disco_evaluate``: per run (in parallel), AUC on the test jets and 1/εB, JSD and the
   jets passing at each signal efficiency on the sculpting sample — the 1/JSD vs 1/εB
   curve.
@@ -101,19 +102,24 @@ def _tagger_config(base: Any, name: str, run_dir: Path) -> Any:
     )
 
 
-def _conditioned_config(base: Any, run_dir: Path, lam: float | None, ragged: bool = False) -> Any:
+def _conditioned_config(
+    base: Any, run_dir: Path, lam: float | None, ragged: bool = False, fraction: float = 1.0
+) -> Any:
     """The conditioned IN: ``lam`` None is the jet table's (wrong-mass negatives, no DisCo).
 
     A number is a run of the DisCo curve, trained without wrong-mass negatives (a
     mass-decorrelated tagger must not prefer QCD jets near the hypothesis, which is
     what those negatives teach) and, unless ``ragged``, on padded, shuffled batches:
     DisCo's distance correlation is a batch statistic, and length-bucketed batches hold
-    jets of similar multiplicity, hence of a narrower mass range.
+    jets of similar multiplicity, hence of a narrower mass range; on ``fraction`` of the
+    training and validation events.
     """
     if lam is None:
         data, loss = base.data, dataclasses.replace(base.loss, disco_lambda=0.0)
     else:
-        data = dataclasses.replace(base.data, wrong_mass_weight=0.0, ragged=ragged)
+        data = dataclasses.replace(
+            base.data, wrong_mass_weight=0.0, ragged=ragged, fit_fraction=fraction
+        )
         loss = dataclasses.replace(base.loss, disco_lambda=lam)
     return dataclasses.replace(base, run_dir=str(run_dir), progress=False, data=data, loss=loss)
 
@@ -233,7 +239,10 @@ def _disco_chain(
     epochs = min(cfg.disco_epochs or base.stage3.epochs, base.stage3.epochs)
     short = scaled_schedule(base, None, epochs)
     ragged = cfg.disco_batches == "ragged"
-    confs = [_conditioned_config(short, run_dirs[k], lam, ragged) for k, lam in runs.items()]
+    confs = [
+        _conditioned_config(short, run_dirs[k], lam, ragged, cfg.disco_fraction)
+        for k, lam in runs.items()
+    ]
 
     def do_train() -> dict[str, Any]:
         done = train_parallel(confs, cfg.workers)

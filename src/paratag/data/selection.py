@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from paratag.conditions import ConditionSpace, MassGrid, fold_roles, match_points
+from paratag.conditions import ConditionSpace, MassGrid, fit_subset, fold_roles, match_points
 from paratag.data.dataset import GraphDataset, ShardStore
 from paratag.errors import ConfigError, InvalidValueError, UnknownMassPointError
 
@@ -83,6 +83,7 @@ class DataConfig:
             batches, shuffled between and within buckets) cut to their own longest graph:
             exact, nothing is truncated; pays only for real constituents.
         ragged_bucket: batches per length bucket.
+        fit_fraction: share of training and validation events kept (fixed; test whole).
     """
 
     shards: str = ""
@@ -104,10 +105,13 @@ class DataConfig:
     wrong_mass_label: int | None = None
     ragged: bool = False
     ragged_bucket: int = 16
+    fit_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.ragged_bucket < 1:
             raise ConfigError(f"data.ragged_bucket must be >= 1, got {self.ragged_bucket}")
+        if not 0.0 < self.fit_fraction <= 1.0:
+            raise ConfigError(f"data.fit_fraction must be in (0, 1], got {self.fit_fraction}")
         if not 0.0 <= self.wrong_mass_weight <= 10.0:
             raise ConfigError(
                 f"data.wrong_mass_weight must be in [0, 10], got {self.wrong_mass_weight}"
@@ -206,6 +210,8 @@ class SampleBuilder:
             for d in np.unique(t["dataset"]):
                 rows = np.flatnonzero(t["dataset"] == d)
                 self.selected[rows[config.max_events :]] = False
+        if config.fit_fraction < 1.0:  # the test fold stays whole
+            self.selected &= fit_subset(t["spec_event"], config.fit_fraction) | (self.fold == 2)
         unmatched = self.is_signal & (self.point < 0)
         if unmatched.any():
             seen = {tuple(round(float(v), 3) for v in c) for c in t["condition"][unmatched]}
