@@ -193,7 +193,7 @@ def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
     ma = s["verdict"]["ma_vs_reference"]
     assert ma["value"] == pytest.approx(ma["parametric"] / ma["reference"])
     for name, v in s["verdict"].items():  # one entry shape, so the Targets table reads them all
-        assert v["met"] == (v["margin"] >= 0), name
+        assert v["met"] == (v["margin"] > 0 if name == "seed_std" else v["margin"] >= 0), name
         assert f"| {name} | {v['value']:.4f} | {v['required']} |" in render_markdown(s), name
     assert s["verdict"]["seed_std"]["value"] == s["seeds"]["max_point_std"]
     assert {"parametric", "dedicated", "reference"} <= set(s["mass_awareness"]["awareness"])
@@ -462,5 +462,6 @@ def test_target_entry_is_met_at_a_margin_of_zero_and_never_unmeasured() -> None:
     met = target_entry(0.99, 0.99, "≥ 0.99", 0.0, min_ratio=0.99)
     assert met["met"] and met["min_ratio"] == 0.99 and met["required"] == "≥ 0.99"
     assert not target_entry(0.98, 0.99, "≥ 0.99", -0.01)["met"]
+    assert not target_entry(0.01, 0.01, "< 0.01", 0.0, strict=True)["met"]  # "<" at equality
     unmeasured = target_entry(None, 10.0, "1/JSD ≥ 10", None)
     assert unmeasured["met"] is False and unmeasured["value"] is None

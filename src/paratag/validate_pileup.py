@@ -321,6 +321,7 @@ def pileup_verdict(study: dict[str, Any]) -> dict[str, Any]:
             DROP_TARGET,
             f"< {DROP_TARGET} (mixed-μ training, μ = 0 → {top[2:]})",
             None if drop is None else DROP_TARGET - drop,
+            strict=True,
         )
     return out
 

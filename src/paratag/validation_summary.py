@@ -172,7 +172,7 @@ def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
     out.update(pileup_verdict(s.get("pileup_study") or {}))
     sd, t = s["seeds"].get("max_point_std"), TARGETS["seed_std"]
     if sd is not None:
-        out["seed_std"] = target_entry(sd, t, f"< {t}", t - sd, max_point_std=sd)
+        out["seed_std"] = target_entry(sd, t, f"< {t}", t - sd, strict=True, max_point_std=sd)
     return out
 
 

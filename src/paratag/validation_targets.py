@@ -17,18 +17,25 @@ def fmt(v: Any, spec: str = ".4f") -> str:
 
 
 def target_entry(
-    value: float | None, target: float, required: str, margin: float | None, **extra: Any
+    value: float | None,
+    target: float,
+    required: str,
+    margin: float | None,
+    *,
+    strict: bool = False,
+    **extra: Any,
 ) -> dict[str, Any]:
     """One target: the measured ``value``, what is ``required``, met or not and by how much.
 
-    ``margin`` is positive when the target is met (None: not measured, hence not met);
-    ``extra`` adds the numbers the value derives from.
+    ``margin`` is ≥ 0 when the target is met, > 0 with ``strict`` (a "<" requirement);
+    None: not measured, hence not met. ``extra`` adds the numbers the value derives from.
     """
+    met = margin is not None and (margin > 0 if strict else margin >= 0)
     return {
         **extra,
         "value": value,
         "target": target,
         "required": required,
-        "met": margin is not None and margin >= 0,
+        "met": met,
         "margin": margin,
     }
