@@ -272,6 +272,34 @@ def test_cli_evaluate_takes_the_sculpting_shapes_from_a_separate_sample(
         evaluate_run(trained["run"], trained["shards"], out, n_boot=0, sculpting_shards=signal_only)
 
 
+def test_skipped_studies_are_left_out_and_said(trained: dict[str, Path]) -> None:
+    """``--skip``: those studies are not scored, their sections say so, the rest is unchanged."""
+    full, part, hyp = (trained["tmp"] / f"eval_{k}" for k in ("full0", "skip", "skip_hyp"))
+    evaluate_run(trained["run"], trained["shards"], full, n_boot=0, progress=False)
+    args = ["evaluate", str(trained["run"]), "--test", str(trained["shards"]), "--out", str(part)]
+    skip = ["--skip", "points", "--skip", "overtraining"]
+    result = CliRunner().invoke(app, [*args, "--n-boot", "0", "--no-progress", *skip])
+    assert result.exit_code == 0, result.output
+    r_full, r_part = (json.loads((d / "results.json").read_text()) for d in (full, part))
+    assert r_part["metrics"]["nominal"]["auc"] == r_full["metrics"]["nominal"]["auc"]
+    assert r_part["decorrelation"] == r_full["decorrelation"]
+    steps = json.loads((part / "evaluation.json").read_text())["timings_s"]
+    assert not {"per-point AUCs", "dedicated models", "hypothesis study"} & set(steps)
+    assert r_full["ks"] and r_full["auc_grid"] and r_full["hypotheses"]
+    assert not any(r_part.get(k) for k in ("ks", "auc_grid", "wrong_hypothesis", "hypotheses"))
+    for key in ("auc_grid", "wrong_hypothesis", "mass_awareness", "parametric_vs_dedicated"):
+        assert r_part["skipped"][key] == "left out on request (skip='points')"
+    assert r_part["skipped"]["ks"] == "left out on request (skip='overtraining')"
+    assert "**not run:** left out on request (skip='points')" in (part / "report.md").read_text()
+    # 'hypotheses' alone keeps the per-point AUCs and the wrong-hypothesis matrix
+    evaluate_run(trained["run"], trained["shards"], hyp, n_boot=0, skip=["hypotheses"])
+    r_hyp = json.loads((hyp / "results.json").read_text())
+    assert r_hyp["auc_grid"] == r_full["auc_grid"] and r_hyp["wrong_hypothesis"]
+    assert not r_hyp.get("hypotheses") and r_hyp["ks"] == r_full["ks"]
+    with pytest.raises(ConfigError, match=r"skip=\['ks'\]: unknown studies"):
+        evaluate_run(trained["run"], trained["shards"], part, skip=("ks",))
+
+
 def test_bad_run_dir_is_a_clear_error(trained: dict[str, Path], tmp_path: Path) -> None:
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "config.yaml").write_text((trained["run"] / "config.yaml").read_text())

@@ -324,6 +324,11 @@ def test_validate_jet_chains_write_the_jet_table_and_the_disco_curve(tmp_path: P
     assert conditioned.data.fit_fraction == 1.0  # the jet table trains on every event
     evaluated = json.loads((out / "steps" / "disco_evaluate.json").read_text())
     assert set(evaluated["run_times_s"]) == {"no_disco", "disco_5"}  # parallel jobs
+    for k in s["disco"]:  # the curve needs the overall metrics and the sculpting jets only
+        info = json.loads(
+            (out / "xbb" / "disco" / f"evaluation_{k}" / "evaluation.json").read_text()
+        )
+        assert "per-point AUCs" not in info["timings_s"] and "test sample" in info["timings_s"]
     assert all(r.data.wrong_mass_weight == 0.0 for r in runs.values())  # decorrelated
     assert conditioned.data.ragged and not any(r.data.ragged for r in runs.values())
     # the QCD shapes come from every jet of the separate sample, not the test fold's few

@@ -22,6 +22,7 @@ from paratag.cli_options import (
     RunDirOption,
     ShardsOption,
     SkipBadFilesOption,
+    SkipStudiesOption,
     WorkersOption,
     setup_console,
 )
@@ -323,6 +324,7 @@ def evaluate(
             "mass shapes (default: the test background)"
         ),
     ] = None,
+    skip: SkipStudiesOption = None,
     n_boot: Annotated[int, typer.Option(help="bootstrap replicas (0 disables)")] = 100,
     batch_size: Annotated[int, typer.Option(help="inference batch size")] = 2048,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
@@ -357,6 +359,7 @@ def evaluate(
         compare=parse_named_paths(compare or (), "--compare", "pnlite=runs/pn/inclusive/model.pt"),
         importance=importance,
         sculpting_shards=sculpting,
+        skip=skip or (),
         batch_size=batch_size,
         device=device,
         progress=progress,

@@ -15,6 +15,7 @@ __all__ = [
     "RunDirOption",
     "ShardsOption",
     "SkipBadFilesOption",
+    "SkipStudiesOption",
     "WorkersOption",
     "setup_console",
 ]
@@ -23,6 +24,11 @@ __all__ = [
 ExecutorOption = Annotated[str, typer.Option(help="iterative, futures or dask")]
 WorkersOption = Annotated[int, typer.Option(help="parallel workers (futures/dask processes)")]
 ChunksizeOption = Annotated[int, typer.Option(help="events per chunk")]
+#: ``paratag evaluate --skip``: studies of :data:`paratag.evaluate.run.SKIPPABLE` to leave out
+SkipStudiesOption = Annotated[
+    list[str] | None,
+    typer.Option(help="study to leave out: points, hypotheses or overtraining (repeat)"),
+]
 SkipBadFilesOption = Annotated[
     bool, typer.Option(help="skip unreadable or non-NanoAOD files (logged and recorded)")
 ]

@@ -31,65 +31,68 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from paratag.conditions import point_name
 from paratag.errors import ConfigError, InputFileError
-from paratag.evaluate.hypotheses import hypothesis_study
-from paratag.evaluate.inference import (
-    Scorer,
-    compare_run,
-    diagonal_aucs,
-    importance_of,
-    per_point,
+from paratag.evaluate.inference import Scorer, compare_run, importance_of, per_point
+from paratag.evaluate.points import (
+    DedicatedTrainer,
+    dedicated_aucs,
+    dedicated_models,
+    hypothesis_study_of,
+    seed_aucs,
 )
-from paratag.evaluate.reference import reference_from_preset
 from paratag.evaluate.report import write_report
 from paratag.evaluate.results import ScoredSample, compute_results
 from paratag.evaluate.runs import (
     MASS_SPECTATORS,
     EvalSample,
     LoadedRun,
-    load_model_for_eval,
     load_run,
     parse_pileup,
 )
 from paratag.evaluate.scored import overall_sample, sculpting_sample, training_fold
-from paratag.evaluate.studies import point_label, wrong_hypothesis_from_matrix
+from paratag.evaluate.studies import wrong_hypothesis_from_matrix
 from paratag.runtime import select_device
 
-__all__ = ["MASS_SPECTATORS", "evaluate_run", "parse_pileup"]
+__all__ = ["MASS_SPECTATORS", "SKIPPABLE", "evaluate_run", "parse_pileup"]
 
 log = logging.getLogger(__name__)
 
 Point = tuple[float, ...]
-#: ``trainer(point, folder) -> checkpoint or why not``: dedicated models on demand (workflow layer)
-DedicatedTrainer = Callable[[Point, Path], "Path | str"]
 Selection = Literal["auto", "test_fold", "all"]
+#: studies ``evaluate_run(skip=...)`` can leave out: what each scores, the sections it empties
+SKIPPABLE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "points": (
+        "every signal point at every hypothesis: per-point AUCs, wrong-hypothesis matrix, "
+        "seeds; implies 'hypotheses'",
+        (
+            "auc_grid",
+            "wrong_hypothesis",
+            "seed_stability",
+            "parametric_vs_dedicated",
+            "interp_extrap",
+            "mass_awareness",
+            "background_aucs",
+        ),
+    ),
+    "hypotheses": (
+        "the mass-awareness study and the dedicated models' AUCs",
+        ("parametric_vs_dedicated", "interp_extrap", "mass_awareness", "background_aucs"),
+    ),
+    "overtraining": ("the training fold, scored for the KS test", ("ks",)),
+}
 _SPLIT = {
     "train": "train",
     "validation": "interp",
     "interpolation": "interp",
     "extrapolation": "extrap",
 }
-
-
-def _reference(sample: EvalSample, names: Sequence[str]) -> Any:
-    """The shards' preset reference scorer (None when the preset declares none)."""
-    from paratag.presets import builtin_presets, load_preset
-
-    preset = sample.store.manifest.get("preset")
-    if not preset:
-        return None
-    if not preset.get("reference") and preset.get("name") in builtin_presets():
-        # shards built before presets declared references: take the packaged preset's
-        preset = {**preset, "reference": dict(load_preset(preset["name"]).reference)}
-    return reference_from_preset(load_preset(preset), names)
 
 
 def evaluate_run(
@@ -110,6 +113,7 @@ def evaluate_run(
     sculpting_shards: str | Path | None = None,
     background_weights: Mapping[int, float] | Sequence[float] | None = None,
     thresholds: Mapping[str, float] | None = None,
+    skip: Collection[str] = (),
     batch_size: int = 2048,
     device: str = "auto",
     progress: bool = True,
@@ -127,8 +131,7 @@ def evaluate_run(
         dedicated_trainer: ``(point, folder) -> checkpoint or why not`` for the points with no
             dedicated model, e.g. :func:`paratag.training.dedicated_trainer` (models go to
             ``out_dir/dedicated``); None: those points get no dedicated AUC.
-        inclusive_model: checkpoint of the inclusive (unconditioned) model
-            (:func:`paratag.training.train_inclusive`) for the mass-awareness study.
+        inclusive_model: the unconditioned model (:func:`paratag.training.train_inclusive`).
         compare: ``{name: checkpoint}`` of further taggers (any architecture), scored on the
             same test events in the report's model-comparison table.
         importance: events (signal of the training points and backgrounds) for the
@@ -140,6 +143,7 @@ def evaluate_run(
             shapes; the cuts still come from the test signal. None: the test background.
         background_weights: per-background weights of the multi-class discriminant.
         thresholds: ratio targets per split overriding the defaults.
+        skip: studies to leave out (keys of :data:`SKIPPABLE`); their sections say so.
         batch_size: inference batch size.
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: tqdm bars (only on a TTY, never with CI=true).
@@ -158,6 +162,7 @@ def evaluate_run(
         thresholds,
         selection,
         None if sculpting_shards is None else Path(sculpting_shards),
+        frozenset(skip),
     )
     dev = select_device(device)
     run = load_run(run_dir, dev)
@@ -167,8 +172,6 @@ def evaluate_run(
     hyps = _hypotheses(run, test, test_shards)
     res, info = _results(run, scorer, test, hyps, out, opts, dev)
     md = write_report(res, out)
-    stage = run.model.info.get("stage")  # "ratio": the hypothesis-ratio model
-    info = {"run_dir": str(run.path), "model_stage": stage, "test_shards": str(test_shards), **info}
     info |= {"device": str(dev), "time_s": time.perf_counter() - t0}
     (out / "evaluation.json").write_text(json.dumps(info, indent=1) + "\n")
     return md
@@ -190,6 +193,12 @@ class _Options:
     thresholds: Mapping[str, float] | None
     selection: Selection
     sculpting_shards: Path | None
+    skip: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(self.skip - set(SKIPPABLE))
+        if unknown:
+            raise ConfigError(f"skip={unknown}: unknown studies; choose from {sorted(SKIPPABLE)}")
 
 
 class _Timer:
@@ -220,23 +229,21 @@ def _results(
     grid, names = run.grid, run.grid.names
     skipped: dict[str, str] = {}
     timed = _Timer()
-    par_aucs, matrix, par_disc = timed(
-        "per-point AUCs", per_point, scorer, run.model, test, hyps, "parametric"
+    par_aucs, matrix, study, ded_src, why = _point_studies(
+        run, scorer, test, hyps, out, opts, timed
     )
     test_sample = timed("test sample", overall_sample, run, scorer, test, "test")
-    ded_src, why = timed(
-        "dedicated models", _dedicated_models, run, hyps, out / "dedicated", opts.dedicated_trainer
-    )
-    study = timed(
-        "hypothesis study", _study, run, scorer, test, hyps, (par_disc, matrix), ded_src, opts
-    )
-    ded_aucs = _dedicated_aucs(study, ded_src, names)
+    ded_aucs = dedicated_aucs(study, ded_src, names)
     splits = {p: _SPLIT[grid.role_of(p)] for p in hyps}
-    wrong = wrong_hypothesis_from_matrix(hyps, hyps, matrix, names) if len(hyps) > 1 else None
-    train_sample = timed(
-        "training fold", training_fold, run, scorer, test, skipped, wanted=test_sample is not None
+    wrong = (
+        wrong_hypothesis_from_matrix(hyps, hyps, matrix, names)
+        if len(hyps) > 1 and matrix is not None
+        else None
     )
-    seed_aucs = timed("seeds", _seed_aucs, run, scorer, test, hyps, par_aucs, opts.seeds_runs, dev)
+    wanted = test_sample is not None and "overtraining" not in opts.skip
+    train_sample = timed("training fold", training_fold, run, scorer, test, skipped, wanted=wanted)
+    seeds = opts.seeds_runs if par_aucs else ()
+    by_seed = timed("seeds", seed_aucs, run, scorer, test, hyps, par_aucs, seeds, dev)
     pileup = timed("pileup", _pileup, run, scorer, test, opts.selection, opts.pileup_shards)
     csv_path = run.path / "metrics.csv"
     res = timed(
@@ -253,7 +260,7 @@ def _results(
         splits=splits,
         thresholds=opts.thresholds,
         wrong_hypothesis=wrong,
-        seed_aucs=seed_aucs or None,
+        seed_aucs=by_seed or None,
         pileup=pileup or None,
         metrics_csv=csv_path if csv_path.is_file() else None,
         n_boot=opts.n_boot,
@@ -267,25 +274,44 @@ def _results(
     )
     skipped.update({f"dedicated {grid.name(p)}": v for p, v in why.items()})
     skipped.update(_reasons(res.skipped, run, test.selection, why))
+    for name in sorted(opts.skip):
+        skipped.update(dict.fromkeys(SKIPPABLE[name][1], f"left out on request (skip={name!r})"))
     models, imp = _extras(run, scorer, test, hyps, opts, timed, skipped)
     res = dataclasses.replace(
         res, models=models, importance=imp, skipped={**res.skipped, **skipped}
     )
     info = _selection_info(run, test, hyps, splits, ded_src)
-    info.update(seeds=sorted(seed_aucs), pileup={k: str(v) for k, v in opts.pileup_shards.items()})
+    info.update(seeds=sorted(by_seed), pileup={k: str(v) for k, v in opts.pileup_shards.items()})
     return res, {**info, "timings_s": timed.times}
 
 
-def _dedicated_aucs(
-    study: Mapping[str, Any], dedicated: Mapping[Point, Path], names: Sequence[str]
-) -> dict[Point, float]:
-    """Each dedicated model's AUC against every background, from the hypothesis study's scores."""
-    out = {}
-    for p in dedicated:
-        entry = study["per_point"].get(point_name(p, names), {})
-        if "dedicated" in entry:
-            out[p] = float(entry["dedicated"]["all"]["auc"])
-    return out
+def _point_studies(
+    run: LoadedRun,
+    scorer: Scorer,
+    test: EvalSample,
+    hyps: list[Point],
+    out: Path,
+    opts: _Options,
+    timed: _Timer,
+) -> tuple[dict[Point, float], np.ndarray | None, dict[str, Any], dict[Point, Path], dict]:
+    """Per-point AUCs, mean-score matrix, hypothesis study, dedicated models (unless skipped)."""
+    if "points" in opts.skip:
+        return {}, None, {}, {}, {}
+    par_aucs, matrix, par_disc = timed(
+        "per-point AUCs", per_point, scorer, run.model, test, hyps, "parametric"
+    )
+    if "hypotheses" in opts.skip:
+        return par_aucs, matrix, {}, {}, {}
+    ded_src, why = timed(
+        "dedicated models", dedicated_models, run, hyps, out / "dedicated", opts.dedicated_trainer
+    )
+    study = timed(
+        "hypothesis study",
+        hypothesis_study_of,
+        *(run, scorer, test, hyps, (par_disc, matrix), ded_src),
+        *(opts.inclusive_model, opts.n_boot, opts.seed),
+    )
+    return par_aucs, matrix, study, ded_src, why
 
 
 def _extras(
@@ -324,40 +350,6 @@ def _hypotheses(run: LoadedRun, test: EvalSample, where: str | Path) -> list[Poi
     return [p for p in grid.points() if p in test.points]
 
 
-def _study(
-    run: LoadedRun,
-    scorer: Scorer,
-    test: EvalSample,
-    hyps: list[Point],
-    parametric: tuple[np.ndarray, np.ndarray],
-    dedicated: Mapping[Point, Path],
-    opts: _Options,
-) -> dict[str, Any]:
-    """The hypothesis study; ``parametric`` is the model's discriminant and mean-score matrix."""
-    dev = scorer.device
-    inclusive = None
-    if opts.inclusive_model is not None:
-        path = Path(opts.inclusive_model)
-        inc = load_model_for_eval(path, dev)
-        inclusive = (path, tuple(inc.info.get("inclusive_condition", hyps[0])))
-    names = run.grid.names
-    return hypothesis_study(
-        hyps=hyps,
-        names=names,
-        test=test,
-        scorer=scorer,
-        parametric=run.model,
-        parametric_disc=parametric[0],
-        parametric_mean=parametric[1],
-        dedicated=dedicated,
-        inclusive=inclusive,
-        reference=_reference(test, names),
-        load=lambda path: load_model_for_eval(Path(path), dev),
-        n_boot=opts.n_boot,
-        seed=opts.seed,
-    )
-
-
 def _selection_info(
     run: LoadedRun,
     test: EvalSample,
@@ -368,6 +360,9 @@ def _selection_info(
     """What was evaluated: the event selection, counts, hypotheses, splits, dedicated models."""
     grid = run.grid
     return {
+        "run_dir": str(run.path),
+        "model_stage": run.model.info.get("stage"),  # "ratio": the hypothesis-ratio model
+        "test_shards": str(test.store.path),
         "selection": test.selection,
         "events": test.counts(grid),
         "hypotheses": [grid.name(p) for p in hyps],
@@ -375,36 +370,6 @@ def _selection_info(
         "dedicated_models": {grid.name(p): str(f) for p, f in dedicated.items()},
         "mass_spectator": test.mass_name,
     }
-
-
-def _seed_aucs(
-    run: LoadedRun,
-    scorer: Scorer,
-    test: EvalSample,
-    hyps: list[Point],
-    par_aucs: dict[Point, float],
-    seeds_runs: Sequence[str | Path],
-    dev: torch.device,
-) -> dict[int, dict[Point, float]]:
-    """Per-point parametric AUCs of this run and of runs trained with other seeds."""
-    if not seeds_runs:
-        return {}
-    names = run.grid.names
-    out = {int(run.cfg.seed): par_aucs}
-    for other_dir in seeds_runs:
-        other = load_run(other_dir, dev)
-        if other.grid.names != names:
-            raise ConfigError(
-                f"{other_dir}: conditions {list(other.grid.names)} differ from {list(names)}"
-            )
-        if int(other.cfg.seed) in out:
-            raise ConfigError(
-                f"{other_dir}: seed {other.cfg.seed} is already used by another run; "
-                "seed stability needs runs trained with different seeds"
-            )
-        tag = f"seed {other.cfg.seed}"
-        out[int(other.cfg.seed)] = diagonal_aucs(scorer, other.model, test, hyps, tag)
-    return out
 
 
 def _pileup(
@@ -427,31 +392,6 @@ def _pileup(
             )
         out[level] = s
     return out
-
-
-def _dedicated_models(
-    run: LoadedRun, hyps: list[Point], out: Path, trainer: DedicatedTrainer | None
-) -> tuple[dict[Point, Path], dict[Point, str]]:
-    """Checkpoint of a dedicated model per point, or why there is none."""
-    src: dict[Point, Path] = {}
-    why: dict[Point, str] = {}
-    for p in hyps:
-        label = point_label(p, run.grid.names)
-        if p in run.dedicated:
-            src[p] = run.dedicated[p]
-        elif run.grid.role_of(p) == "train":
-            why[p] = f"no dedicated model for {label} (no stage-1 model in {run.path / 'stage1'})"
-        elif trainer is None:
-            why[p] = (
-                f"no dedicated model for {label} (pass --train-dedicated to train one on demand)"
-            )
-        else:
-            got = trainer(p, out / run.grid.name(p))
-            if isinstance(got, Path):
-                src[p] = got
-            else:
-                why[p] = f"no dedicated model for {label} ({got})"
-    return src, why
 
 
 def _reasons(
