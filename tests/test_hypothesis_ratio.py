@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from paratag.training.ratio import combined_config
 from paratag.training.run import load_train_config, train
 
 from paratag.conditions import GridConfig, MassGrid
@@ -81,7 +82,7 @@ def test_ratio_config_rejects_what_it_cannot_train() -> None:
         RatioConfig(self_weight=1.0)
 
 
-def _combined(scale: float) -> torch.nn.Module:
+def _combined(scale: float, **options: object) -> torch.nn.Module:
     part = {"name": "parametric_particlenet", "options": {"conv_params": [[4, [8, 8]]]}}
     cfg = ModelConfig(
         name="hypothesis_ratio",
@@ -89,7 +90,7 @@ def _combined(scale: float) -> torch.nn.Module:
         condition_names=NAMES,
         condition_mean=(130, 90),
         condition_std=(20, 5),
-        options={"base": part, "scale": scale},
+        options={"base": part, "scale": scale, **options},
     )
     torch.manual_seed(0)
     return build_model(cfg, point_dims=2, feature_dims=11).eval()
@@ -125,6 +126,39 @@ def test_combined_model_multiplies_the_signal_odds_by_the_ratio() -> None:
             point_dims=2,
             feature_dims=11,
         )
+
+
+def test_base_fixed_holds_the_stage3_factor_at_the_mean_of_those_parameters() -> None:
+    """``base_fixed: [mHc]``: only the ratio moves the score with mHc; mA still reaches both."""
+    model = _combined(1.0)
+    fixed = _combined(1.0, base_fixed=["mHc"])
+    fixed.load_state_dict(model.state_dict())
+    points, features, mask, cond = example_inputs(model, n=6, p=10).values()
+    at_mean, other_mhc, other_ma = cond.clone(), cond.clone(), cond.clone()
+    at_mean[:, 0] = 0.0  # normalised: the training mean of mHc
+    other_mhc[:, 0] += 1.5
+    other_ma[:, 1] += 1.5
+    with torch.no_grad():
+        expected = model.base(points, features, mask, at_mean)
+        expected[:, 0] += model.log_ratio(points, features, mask, cond)
+        torch.testing.assert_close(fixed(points, features, mask, cond), expected)
+        base = [fixed.base(points, features, mask, c * fixed.base_mask) for c in (cond, other_mhc)]
+        torch.testing.assert_close(base[0], base[1])
+        assert not torch.allclose(
+            model(points, features, mask, other_mhc), model(*(points, features, mask, cond))
+        )
+        moved = fixed(points, features, mask, other_mhc) - fixed(points, features, mask, cond)
+        assert moved[:, 0].abs().max() > 0 and moved[:, 1:].abs().max() == 0  # the ratio alone
+        assert (fixed(points, features, mask, other_ma) - fixed(points, features, mask, cond))[
+            :, 1:
+        ].abs().max() > 0
+    with pytest.raises(ConfigError, match=r"base_fixed \['mass'\] are not condition parameters"):
+        _combined(1.0, base_fixed=["mass"])
+    plain = ModelConfig(name="parametric_particlenet", condition_names=NAMES)
+    assert combined_config(plain, RatioConfig(base_condition="mean")).options["base_fixed"] == [
+        "mHc"
+    ]
+    assert "base_fixed" not in combined_config(plain, RatioConfig()).options
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,8 @@ def combined_config(base: ModelConfig, cfg: RatioConfig) -> ModelConfig:
     """The :class:`ModelConfig` of the delivered ``hypothesis_ratio`` model."""
     part = {"name": base.name, "options": dict(base.options)}
     options = {"base": part, "ratio": part, "scale": cfg.scale, "self_weight": cfg.self_weight}
+    if cfg.base_condition == "mean":
+        options["base_fixed"] = list(cfg.vary)
     return dataclasses.replace(base, name="hypothesis_ratio", options=options)
 
 

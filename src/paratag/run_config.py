@@ -167,6 +167,9 @@ class RatioConfig(FitConfig):
         self_weight: share of the hypothesis' own signal in the reference mixture
             (:class:`paratag.models.ratio.RatioOptions`; 0: the partners alone).
         init: ``stage3``: start from the stage-3 trunk (new output layer); ``random``.
+        base_condition: what the stage-3 model sees of the ``vary`` parameters in the
+            delivered model: ``hypothesis``, or their training ``mean`` (the stage-3
+            factor then does not move with them; only the ratio does).
     """
 
     epochs: int = 5
@@ -177,6 +180,7 @@ class RatioConfig(FitConfig):
     scale: float = 1.0
     self_weight: float = 0.0
     init: Literal["stage3", "random"] = "stage3"
+    base_condition: Literal["hypothesis", "mean"] = "hypothesis"
 
     def __post_init__(self) -> None:
         super().__post_init__()

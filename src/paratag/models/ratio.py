@@ -21,6 +21,11 @@ signal odds against every background class by that ratio::
 
     logits = base(x, θ) + scale · log(1 / (w + (1 − w) e^−Δ)) · e_signal
 
+The base model stands for ``p̄ / p_SM``, which does not depend on the parameters
+the ratio varies; ``base_fixed`` names those the base model then sees at their
+training mean (normalised 0) whatever the hypothesis, so that only the ratio
+moves the score along them.
+
 One module, one forward: export, scoring and evaluation treat it like any
 other graph model.
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -57,6 +63,8 @@ class RatioOptions:
             delivered factor is ``p_θ / (w p_θ + (1 − w) p_partners) =
             1 / (w + (1 − w) / R)``, at most ``1 / w`` (0: ``R`` itself).
         signal_index: the base model's signal class.
+        base_fixed: condition parameters the base model sees at their training mean
+            (normalised 0) at every hypothesis; () : the base sees the hypothesis.
     """
 
     base: dict[str, Any]
@@ -64,6 +72,7 @@ class RatioOptions:
     scale: float = 1.0
     self_weight: float = 0.0
     signal_index: int = 0
+    base_fixed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for key, part in (("base", self.base), ("ratio", self.ratio)):
@@ -101,7 +110,9 @@ class HypothesisRatio(ConditionedModel):
 
     Attributes:
         base: the signal-vs-SM model (stage 3); ``ratio``: the two-class signal model.
-        scale, self_weight, signal_index: as in :class:`RatioOptions`.
+        scale, self_weight, signal_index, base_fixed: as in :class:`RatioOptions`.
+        base_mask: ``(K,)`` 0 at the ``base_fixed`` parameters, 1 elsewhere: the base
+            model's (normalised) condition is ``condition * base_mask``.
         point_dims, feature_dims, sv_dims: the base model's input sizes.
 
     Shapes:
@@ -110,6 +121,7 @@ class HypothesisRatio(ConditionedModel):
     """
 
     signal_onehot: Tensor
+    base_mask: Tensor
 
     def __init__(
         self,
@@ -119,6 +131,7 @@ class HypothesisRatio(ConditionedModel):
         scale: float = 1.0,
         self_weight: float = 0.0,
         signal_index: int = 0,
+        base_fixed: Sequence[str] = (),
         **condition: Any,
     ) -> None:
         super().__init__(**condition)
@@ -135,6 +148,14 @@ class HypothesisRatio(ConditionedModel):
         onehot = torch.zeros(self.n_classes)
         onehot[self.signal_index] = 1.0
         self.register_buffer("signal_onehot", onehot, persistent=False)
+        unknown = sorted(set(base_fixed) - set(self.condition_names))
+        if unknown:
+            raise ConfigError(
+                f"base_fixed {unknown} are not condition parameters {list(self.condition_names)}"
+            )
+        self.base_fixed = tuple(base_fixed)
+        keep = [0.0 if n in self.base_fixed else 1.0 for n in self.condition_names]
+        self.register_buffer("base_mask", torch.tensor(keep), persistent=False)
 
     @property
     def uses_condition(self) -> bool:
@@ -155,6 +176,7 @@ class HypothesisRatio(ConditionedModel):
             scale=opts.scale,
             self_weight=opts.self_weight,
             signal_index=opts.signal_index,
+            base_fixed=opts.base_fixed,
             **ConditionedModel.condition_kwargs(cfg),
         )
 
@@ -180,6 +202,6 @@ class HypothesisRatio(ConditionedModel):
         """Logits ``(N, n_classes)``: the base model's, signal shifted by the log-ratio."""
         if condition is None:
             raise ConfigError("hypothesis_ratio needs the condition (the hypothesis to score at)")
-        logits = self.base(points, features, mask, condition, **kw)
+        logits = self.base(points, features, mask, condition * self.base_mask, **kw)
         delta = self.log_ratio(points, features, mask, condition, **kw)
         return logits + self.scale * delta[:, None] * self.signal_onehot  # type: ignore[no-any-return]
