@@ -128,7 +128,7 @@ def test_combined_model_multiplies_the_signal_odds_by_the_ratio() -> None:
         )
 
 
-def test_base_fixed_holds_the_stage3_factor_at_the_mean_of_those_parameters() -> None:
+def test_base_fixed_holds_the_stage3_factor_at_the_mean_of_those_parameters(tmp_path) -> None:
     """``base_fixed: [mHc]``: only the ratio moves the score with mHc; mA still reaches both."""
     model = _combined(1.0)
     fixed = _combined(1.0, base_fixed=["mHc"])
@@ -154,6 +154,10 @@ def test_base_fixed_holds_the_stage3_factor_at_the_mean_of_those_parameters() ->
         ].abs().max() > 0
     with pytest.raises(ConfigError, match=r"base_fixed \['mass'\] are not condition parameters"):
         _combined(1.0, base_fixed=["mass"])
+    from paratag.export import export_model
+
+    res = export_model(fixed, "event", tmp_path, class_names=["sig", "a", "b"], check=True)
+    assert res.parity is not None and res.parity.ok  # one ONNX graph, the same numbers
     plain = ModelConfig(name="parametric_particlenet", condition_names=NAMES)
     assert combined_config(plain, RatioConfig(base_condition="mean")).options["base_fixed"] == [
         "mHc"
