@@ -1,6 +1,6 @@
 """Decompose a hypothesis-ratio run's scores: stage 3 (base), ratio, and variants.
 
-python diag.py RUN_DIR TEST_SHARDS OUT.json
+python docs/runs/ratio_decomposition_2026-12-07.py RUN_DIR TEST_SHARDS OUT.json [THREADS]
 Scores every test signal point and the test backgrounds at every signal point's
 hypothesis with one pass, returning the base logits at the hypothesis, the base
 logits at the hypothesis with mHc set to the training mean (normalised 0), and
@@ -38,7 +38,7 @@ class Parts(torch.nn.Module):
         return torch.cat([b, bref, d, torch.zeros_like(d)], 1)
 
 
-DOC = "/work/main/docs/runs/validate_higgs_10ratio_2026-12-07.md"
+DOC = Path(__file__).with_name("validate_higgs_10ratio_2026-12-07.md")
 
 
 def _dedicated_cells():
