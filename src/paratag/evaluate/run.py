@@ -66,26 +66,21 @@ log = logging.getLogger(__name__)
 
 Point = tuple[float, ...]
 Selection = Literal["auto", "test_fold", "all"]
-#: studies ``evaluate_run(skip=...)`` can leave out: what each scores, the sections it empties
-SKIPPABLE: dict[str, tuple[str, tuple[str, ...]]] = {
-    "points": (
-        "every signal point at every hypothesis: per-point AUCs, wrong-hypothesis matrix, "
-        "seeds; implies 'hypotheses'",
-        (
-            "auc_grid",
-            "wrong_hypothesis",
-            "seed_stability",
-            "parametric_vs_dedicated",
-            "interp_extrap",
-            "mass_awareness",
-            "background_aucs",
-        ),
-    ),
-    "hypotheses": (
-        "the mass-awareness study and the dedicated models' AUCs",
-        ("parametric_vs_dedicated", "interp_extrap", "mass_awareness", "background_aucs"),
-    ),
-    "overtraining": ("the training fold, scored for the KS test", ("ks",)),
+#: report sections of the mass-awareness study and the dedicated models' AUCs
+_HYPOTHESIS_SECTIONS = (
+    "parametric_vs_dedicated",
+    "interp_extrap",
+    "mass_awareness",
+    "background_aucs",
+)
+#: studies ``evaluate_run(skip=...)`` can leave out -> the report sections each empties:
+#: ``points`` scores every signal point at every hypothesis (per-point AUCs,
+#: wrong-hypothesis matrix, seeds) and implies ``hypotheses``; ``overtraining`` is the
+#: training fold scored for the KS test
+SKIPPABLE: dict[str, tuple[str, ...]] = {
+    "points": ("auc_grid", "wrong_hypothesis", "seed_stability", *_HYPOTHESIS_SECTIONS),
+    "hypotheses": _HYPOTHESIS_SECTIONS,
+    "overtraining": ("ks",),
 }
 _SPLIT = {
     "train": "train",
@@ -275,7 +270,7 @@ def _results(
     skipped.update({f"dedicated {grid.name(p)}": v for p, v in why.items()})
     skipped.update(_reasons(res.skipped, run, test.selection, why))
     for name in sorted(opts.skip):
-        skipped.update(dict.fromkeys(SKIPPABLE[name][1], f"left out on request (skip={name!r})"))
+        skipped.update(dict.fromkeys(SKIPPABLE[name], f"left out on request (skip={name!r})"))
     models, imp = _extras(run, scorer, test, hyps, opts, timed, skipped)
     res = dataclasses.replace(
         res, models=models, importance=imp, skipped={**res.skipped, **skipped}
@@ -293,7 +288,9 @@ def _point_studies(
     out: Path,
     opts: _Options,
     timed: _Timer,
-) -> tuple[dict[Point, float], np.ndarray | None, dict[str, Any], dict[Point, Path], dict]:
+) -> tuple[
+    dict[Point, float], np.ndarray | None, dict[str, Any], dict[Point, Path], dict[Point, str]
+]:
     """Per-point AUCs, mean-score matrix, hypothesis study, dedicated models (unless skipped)."""
     if "points" in opts.skip:
         return {}, None, {}, {}, {}
