@@ -12,7 +12,7 @@ from paratag.training.ratio import combined_config
 from paratag.training.run import load_train_config, train
 
 from paratag.conditions import GridConfig, MassGrid
-from paratag.config import ModelConfig
+from paratag.config import ModelConfig, from_dict
 from paratag.data.dataset import ShardStore
 from paratag.data.ratio import hypothesis_ratio_dataset, ratio_partners
 from paratag.data.selection import DataConfig, SampleBuilder
@@ -80,6 +80,8 @@ def test_ratio_config_rejects_what_it_cannot_train() -> None:
         RatioConfig(vary=())
     with pytest.raises(ConfigError, match="self_weight"):
         RatioConfig(self_weight=1.0)
+    with pytest.raises(ConfigError, match="base_condition: 'median' is not one of"):
+        from_dict(RatioConfig, {"base_condition": "median"})
 
 
 def _combined(scale: float, **options: object) -> torch.nn.Module:
