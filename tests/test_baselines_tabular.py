@@ -239,6 +239,13 @@ def test_registry_options_and_freezing():
         MaskedAEOptions(feature_names=names, mask_fraction=1.0)
     with pytest.raises(ConfigError, match="feature_names is empty"):
         MaskedAEOptions()
+    with pytest.raises(ConfigError, match="pooling 'mean' or 'concat'"):
+        MaskedAEOptions(feature_names=names, pooling="max")  # type: ignore[arg-type]
+    concat = MaskedTransformerAE(
+        MaskedAEOptions(feature_names=names, head="linear", pooling="concat", d_model=8, n_heads=2)
+    )
+    assert concat.head.in_features == 27 * 8  # one d_model slot per feature token
+    assert concat(torch.randn(3, 27)).shape == (3, 2)
     model.set_encoder_trainable(False)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"head.weight", "head.bias"}
@@ -246,9 +253,10 @@ def test_registry_options_and_freezing():
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_onnx_parity_classifier_and_autoencoder(tmp_path):
+@pytest.mark.parametrize("pooling", ["mean", "concat"])
+def test_onnx_parity_classifier_and_autoencoder(tmp_path, pooling):
     torch.manual_seed(0)
-    model, x = _model(_real_features())
+    model, x = _model(_real_features(), pooling=pooling)
     path = export_onnx(model, tmp_path / "clf.onnx", x[:2])
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for n in (1, 4, 9):

@@ -13,8 +13,9 @@ visible, reconstructions where masked), in physical units via the stored standar
 - ``mass``: ``m_bb`` and ``m_jj`` equal the invariant masses of the (massless) jet pairs
   they are defined on (the two highest-b-tag jets and the other two), where present.
 
-After pre-training, :meth:`MaskedTransformerAE.forward` classifies from the mean-pooled
-tokens with a linear probe or a small MLP; the encoder can stay frozen or be fine-tuned.
+After pre-training, :meth:`MaskedTransformerAE.forward` classifies from the tokens, mean-pooled
+or concatenated, with a linear probe or a small MLP; the encoder can stay frozen or be
+fine-tuned.
 Feature names follow ``paratag.baselines.tabular``: ``<obj>_pt|eta|cosphi|sinphi|btag``, ``m_*``.
 """
 
@@ -56,6 +57,8 @@ class MaskedAEOptions:
         dropout: dropout in the encoder and head.
         mask_fraction: fraction of tokens masked per event during pre-training.
         head: classifier on the pooled tokens, ``"linear"`` (probe) or ``"mlp"``.
+        pooling: what the head reads: ``"mean"`` of the tokens (d_model values) or
+            ``"concat"``, every token side by side (F x d_model values, one slot per feature).
         head_hidden: hidden width of the MLP head.
         w_positive: weight of the non-negativity penalty.
         w_angle: weight of the cos^2 + sin^2 = 1 penalty.
@@ -73,6 +76,7 @@ class MaskedAEOptions:
     dropout: float = 0.0
     mask_fraction: float = 0.3
     head: Literal["linear", "mlp"] = "mlp"
+    pooling: Literal["mean", "concat"] = "mean"
     head_hidden: int = 64
     w_positive: float = 1.0
     w_angle: float = 1.0
@@ -94,6 +98,11 @@ class MaskedAEOptions:
         if self.d_model % self.n_heads:
             raise ConfigError(
                 f"MaskedAEOptions: d_model {self.d_model} not divisible by n_heads {self.n_heads}"
+            )
+        if self.head not in ("linear", "mlp") or self.pooling not in ("mean", "concat"):
+            raise ConfigError(
+                f"MaskedAEOptions: head must be 'linear' or 'mlp' (got {self.head!r}) and "
+                f"pooling 'mean' or 'concat' (got {self.pooling!r})"
             )
         if not 0.0 < self.mask_fraction < 1.0:
             raise ConfigError(
@@ -207,11 +216,12 @@ class MaskedTransformerAE(nn.Module):
         self.decoder_weight = nn.Parameter(torch.randn(f, d) / math.sqrt(d))
         self.decoder_bias = nn.Parameter(torch.zeros(f))
         self.head: nn.Module
+        width = d * (f if o.pooling == "concat" else 1)
         if o.head == "linear":
-            self.head = nn.Linear(d, n_classes)
+            self.head = nn.Linear(width, n_classes)
         else:
             self.head = nn.Sequential(
-                nn.Linear(d, o.head_hidden),
+                nn.Linear(width, o.head_hidden),
                 nn.ReLU(),
                 nn.Dropout(o.dropout),
                 nn.Linear(o.head_hidden, n_classes),
@@ -259,8 +269,10 @@ class MaskedTransformerAE(nn.Module):
         return (h * self.decoder_weight).sum(-1) + self.decoder_bias
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Classify events from the mean-pooled, unmasked tokens (see ``Shapes:``)."""
-        return self.head(self.encode(features).mean(dim=1))
+        """Classify events from the unmasked tokens, pooled by ``options.pooling``."""
+        tokens = self.encode(features)
+        pooled = tokens.flatten(1) if self.options.pooling == "concat" else tokens.mean(dim=1)
+        return self.head(pooled)
 
     def random_mask(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Mask exactly ``round(mask_fraction * F)`` (at least one) random features per event."""
