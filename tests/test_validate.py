@@ -189,6 +189,7 @@ def test_validate_tiny_chain_writes_numbers_and_caches(tmp_path: Path) -> None:
         "ma_vs_reference",
         "peaks",
         "per_background",
+        "vs_inclusive",
     }
     ma = s["verdict"]["ma_vs_reference"]
     assert ma["value"] == pytest.approx(ma["parametric"] / ma["reference"])
@@ -470,3 +471,42 @@ def test_target_entry_is_met_at_a_margin_of_zero_and_never_unmeasured() -> None:
     assert not target_entry(0.01, 0.01, "< 0.01", 0.0, strict=True)["met"]  # "<" at equality
     unmeasured = target_entry(None, 10.0, "1/JSD ≥ 10", None)
     assert unmeasured["met"] is False and unmeasured["value"] is None
+
+
+def test_vs_inclusive_verdict_counts_each_column_below_the_inclusive_or_short_of_the_gap() -> None:
+    from paratag.validation_summary import _inclusive_verdict
+
+    def aucs(all_: float, tt: float, sigma: float = 0.001) -> dict[str, float]:
+        return {"all": all_, "TTbar": tt, "σ all": sigma, "σ TTbar": sigma}
+
+    ma = {
+        "processes": ["TTbar"],
+        "per_point": {
+            # below the inclusive model in "all"; closes 0.0185 / 0.020 = 92% of the tt̄ gap
+            "p1": {
+                "parametric": aucs(0.9950, 0.8985),
+                "dedicated": aucs(0.9950, 0.9000),
+                "inclusive": aucs(0.9960, 0.8800),
+            },
+            # above in both; closes 50% of a tt̄ gap of 0.02 (> 3σ = 0.0042): a miss
+            "p2": {
+                "parametric": aucs(0.9970, 0.8900),
+                "dedicated": aucs(0.9960, 0.9000),
+                "inclusive": aucs(0.9960, 0.8800),
+            },
+            # a gap within 3σ (0.004 < 0.0042) asks nothing more than ≥ inclusive
+            "p3": {
+                "parametric": aucs(0.9960, 0.8800),
+                "dedicated": aucs(0.9960, 0.8840),
+                "inclusive": aucs(0.9960, 0.8800),
+            },
+        },
+    }
+    v = _inclusive_verdict(ma)["vs_inclusive"]
+    assert v["value"] == 2 and not v["met"] and v["margin"] == -2
+    assert v["misses"] == [
+        "p1 all: 0.9950 < inclusive 0.9960",
+        "p2 TTbar: closes 50% of dedicated − inclusive",
+    ]
+    without = {"processes": [], "per_point": {"p": {"parametric": aucs(0.9, 0.9)}}}
+    assert _inclusive_verdict(without) == {}  # no inclusive model evaluated: not a target

@@ -155,7 +155,35 @@ def _awareness_verdict(ma: Mapping[str, Any]) -> dict[str, Any]:
         required = "0 misses (≥ reference, ≥ dedicated − 0.005)"
         n = float(len(misses))
         out["per_background"] = target_entry(n, 0.0, required, -n, misses=misses)
+    out.update(_inclusive_verdict(ma))
     return out
+
+
+def _inclusive_verdict(ma: Mapping[str, Any]) -> dict[str, Any]:
+    """Issue-13 target: the parametric model against the inclusive one, per point and column.
+
+    A miss is a column (background combination or process) where parametric < inclusive,
+    or where dedicated − inclusive exceeds 3σ and parametric closes < 90% of that gap.
+    """
+    misses = []
+    keys = ["all", "all (equal weight)", "resonant", *ma.get("processes", [])]
+    for point, entry in (ma.get("per_point") or {}).items():
+        par, ded, inc = (entry.get(k) or {} for k in ("parametric", "dedicated", "inclusive"))
+        for k in (k for k in keys if k in par and k in inc):
+            p, i = par[k], inc[k]
+            if p < i:
+                misses.append(f"{point} {k}: {p:.4f} < inclusive {i:.4f}")
+            sd, si = ded.get(f"σ {k}"), inc.get(f"σ {k}")
+            if k not in ded or sd is None or si is None:  # no bootstrap: no 3σ to test
+                continue
+            gap = ded[k] - i
+            if gap > 3 * (sd**2 + si**2) ** 0.5 and p - i < 0.9 * gap:
+                misses.append(f"{point} {k}: closes {(p - i) / gap:.0%} of dedicated − inclusive")
+    if not any("inclusive" in e for e in (ma.get("per_point") or {}).values()):
+        return {}
+    n = float(len(misses))
+    required = "0 misses (≥ inclusive; ≥ 90% of a > 3σ dedicated − inclusive gap)"
+    return {"vs_inclusive": target_entry(n, 0.0, required, -n, misses=misses)}
 
 
 def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
