@@ -96,6 +96,11 @@ def summarize(
     return s
 
 
+def _auc_columns(study: Mapping[str, Any]) -> list[str]:
+    """The AUC columns of the hypothesis study: the background combinations, then each process."""
+    return ["all", "all (equal weight)", "resonant", *study.get("processes", [])]
+
+
 def _awareness_summary(hy: Mapping[str, Any]) -> dict[str, Any]:
     """Mass-awareness index, peak fraction and per-background AUCs of the evaluation's study."""
     aware = {
@@ -107,7 +112,7 @@ def _awareness_summary(hy: Mapping[str, Any]) -> dict[str, Any]:
         }
         for k, a in (hy.get("awareness") or {}).items()
     }
-    keys = ["all", "all (equal weight)", "resonant", *hy.get("processes", [])]
+    keys = _auc_columns(hy)
     per_point = {
         point: {
             scorer: {k: aucs[k]["auc"] for k in keys if k in aucs}
@@ -165,9 +170,12 @@ def _inclusive_verdict(ma: Mapping[str, Any]) -> dict[str, Any]:
     A miss is a column (background combination or process) where parametric < inclusive,
     or where dedicated − inclusive exceeds 3σ and parametric closes < 90% of that gap.
     """
+    per_point = ma.get("per_point") or {}
+    if not any("inclusive" in e for e in per_point.values()):
+        return {}
     misses = []
-    keys = ["all", "all (equal weight)", "resonant", *ma.get("processes", [])]
-    for point, entry in (ma.get("per_point") or {}).items():
+    keys = _auc_columns(ma)
+    for point, entry in per_point.items():
         par, ded, inc = (entry.get(k) or {} for k in ("parametric", "dedicated", "inclusive"))
         for k in (k for k in keys if k in par and k in inc):
             p, i = par[k], inc[k]
@@ -179,8 +187,6 @@ def _inclusive_verdict(ma: Mapping[str, Any]) -> dict[str, Any]:
             gap = ded[k] - i
             if gap > 3 * (sd**2 + si**2) ** 0.5 and p - i < 0.9 * gap:
                 misses.append(f"{point} {k}: closes {(p - i) / gap:.0%} of dedicated − inclusive")
-    if not any("inclusive" in e for e in (ma.get("per_point") or {}).values()):
-        return {}
     n = float(len(misses))
     required = "0 misses (≥ inclusive; ≥ 90% of a > 3σ dedicated − inclusive gap)"
     return {"vs_inclusive": target_entry(n, 0.0, required, -n, misses=misses)}
@@ -231,7 +237,7 @@ def _awareness_markdown(ma: Mapping[str, Any]) -> list[str]:
             f"| {name} | " + " | ".join(cells) + f" | {_f(a['mean_at'].get(at), '.3f')} | "
             f"{_f(a['peak_fraction'], '.2f')} | {_f(a.get('background_peak_fraction'), '.2f')} |"
         )
-    procs = ["all", "all (equal weight)", "resonant", *ma.get("processes", [])]
+    procs = _auc_columns(ma)
     lines += [
         "",
         "### AUC per background process (equal-weight and cross-section-weighted combinations)",
