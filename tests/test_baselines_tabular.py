@@ -15,6 +15,7 @@ from paratag.baselines.masked_autoencoder import (
     MaskedAEOptions,
     MaskedTransformerAE,
     export_onnx,
+    log_positive,
     reconstruction_metrics,
 )
 from paratag.baselines.tabular import (
@@ -46,6 +47,8 @@ def _real_features() -> np.ndarray:
 
 def _model(X: np.ndarray, **kw) -> tuple[MaskedTransformerAE, torch.Tensor]:
     Xe, names = encode_phi(X, HIGGS_FEATURES[: X.shape[1]])
+    if kw.get("log_positive"):
+        Xe = log_positive(Xe, names)
     Xs, mean, std = standardize(Xe)
     opts = MaskedAEOptions(
         feature_names=names,
@@ -210,6 +213,24 @@ def test_physics_penalties_vanish_on_real_events_and_catch_violations():
     assert float(pen_bad["mass"]) > 1e-2
 
 
+def test_log_positive_inputs_keep_the_physics_penalties_in_gev():
+    X = _real_features()
+    model, x = _model(X, log_positive=True)
+    Xe, names = encode_phi(X, HIGGS_FEATURES[: X.shape[1]])
+    i = names.index("jet1_pt")
+    assert float(x[:, i].std(correction=0)) == pytest.approx(1.0, rel=1e-3)  # log(1 + pT)
+    np.testing.assert_allclose(model.physical(x).numpy(), Xe, rtol=2e-3, atol=2e-3)
+    pen = model.physics_penalties(x, x)
+    assert all(float(v) < 1e-5 for v in pen.values()), pen
+    bad = model.physical(x.clone())
+    bad[:, names.index("m_bb")] += 40.0  # 40 GeV off the jet-pair mass, seen through the log
+    bad = log_positive(bad.numpy(), names)
+    bad_std = (torch.tensor(bad) - model.feature_mean) / model.feature_std
+    assert float(model.physics_penalties(bad_std, x)["mass"]) > 1e-2
+    with pytest.raises(ConfigError, match="feature names"):
+        log_positive(Xe, names[:-1])
+
+
 def test_masking_and_reconstruction_metrics():
     model, x = _model(_real_features(), mask_fraction=0.3)
     mask = model.random_mask(len(x), torch.Generator().manual_seed(0))
@@ -246,6 +267,13 @@ def test_registry_options_and_freezing():
     )
     assert concat.head.in_features == 27 * 8  # one d_model slot per feature token
     assert concat(torch.randn(3, 27)).shape == (3, 2)
+    deep = MaskedTransformerAE(
+        MaskedAEOptions(feature_names=names, head="mlp", head_layers=2, head_hidden=16)
+    )
+    widths = [m.out_features for m in deep.head if isinstance(m, torch.nn.Linear)]
+    assert widths == [16, 16, 2]
+    with pytest.raises(ConfigError, match="head_layers"):
+        MaskedAEOptions(feature_names=names, head_layers=0)
     model.set_encoder_trainable(False)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"head.weight", "head.bias"}

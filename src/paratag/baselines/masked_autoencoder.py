@@ -26,6 +26,7 @@ import math
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,6 +37,8 @@ from paratag.models.registry import register
 __all__ = [
     "FeatureLayout",
     "MaskedAEOptions",
+    "log_positive",
+    "mlp_head",
     "MaskedTransformerAE",
     "export_onnx",
     "reconstruction_metrics",
@@ -60,6 +63,11 @@ class MaskedAEOptions:
         pooling: what the head reads: ``"mean"`` of the tokens (d_model values) or
             ``"concat"``, every token side by side (F x d_model values, one slot per feature).
         head_hidden: hidden width of the MLP head.
+        head_layers: hidden layers of the MLP head.
+        log_positive: the pT and mass features enter as ``log(1 + x)`` (x in GeV; see
+            :func:`log_positive`), and ``feature_mean``/``feature_std`` are those of the
+            logarithms; the physics penalties undo it. Heavy-tailed inputs otherwise leave
+            most events in a narrow band of the standardised range.
         w_positive: weight of the non-negativity penalty.
         w_angle: weight of the cos^2 + sin^2 = 1 penalty.
         w_balance: weight of the transverse-momentum balance penalty.
@@ -78,6 +86,8 @@ class MaskedAEOptions:
     head: Literal["linear", "mlp"] = "mlp"
     pooling: Literal["mean", "concat"] = "mean"
     head_hidden: int = 64
+    head_layers: int = 1
+    log_positive: bool = False
     w_positive: float = 1.0
     w_angle: float = 1.0
     w_balance: float = 0.1
@@ -104,10 +114,41 @@ class MaskedAEOptions:
                 f"MaskedAEOptions: head must be 'linear' or 'mlp' (got {self.head!r}) and "
                 f"pooling 'mean' or 'concat' (got {self.pooling!r})"
             )
+        if self.head_layers < 1 or self.head_hidden < 1:
+            raise ConfigError(
+                f"MaskedAEOptions: head_layers ({self.head_layers}) and head_hidden "
+                f"({self.head_hidden}) must be at least 1"
+            )
         if not 0.0 < self.mask_fraction < 1.0:
             raise ConfigError(
                 f"MaskedAEOptions.mask_fraction must be in (0, 1), got {self.mask_fraction}"
             )
+
+
+def mlp_head(n_in: int, n_out: int, hidden: int, layers: int, dropout: float) -> nn.Sequential:
+    """``layers`` x (Linear, ReLU, Dropout) of width ``hidden``, then a Linear to ``n_out``."""
+    blocks: list[nn.Module] = []
+    for i in range(layers):
+        blocks += [nn.Linear(n_in if i == 0 else hidden, hidden), nn.ReLU(), nn.Dropout(dropout)]
+    return nn.Sequential(*blocks, nn.Linear(hidden, n_out))
+
+
+def positive_features(names: tuple[str, ...]) -> tuple[int, ...]:
+    """Indices of the pT (``*_pt``) and mass (``m_*``) features."""
+    return tuple(i for i, n in enumerate(names) if n.endswith("_pt") or n.startswith("m_"))
+
+
+def log_positive(x: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """``x`` with its pT and mass columns replaced by ``log(1 + max(x, 0))`` (a copy).
+
+    The input side of ``MaskedAEOptions.log_positive``: apply it before standardising.
+    """
+    out = np.array(x, dtype=np.float32, copy=True)
+    i = list(positive_features(tuple(names)))
+    if len(names) != out.shape[1]:
+        raise ConfigError(f"log_positive: {out.shape[1]} columns but {len(names)} feature names")
+    out[:, i] = np.log1p(np.maximum(out[:, i], 0.0))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +175,7 @@ class FeatureLayout:
     def from_names(cls, names: tuple[str, ...]) -> FeatureLayout:
         """Parse ``<obj>_pt|eta|cosphi|sinphi|btag`` and ``m_*`` names."""
         idx = {n: i for i, n in enumerate(names)}
-        positive = tuple(i for i, n in enumerate(names) if n.endswith("_pt") or n.startswith("m_"))
+        positive = positive_features(names)
         objects = [n[: -len("_cosphi")] for n in names if n.endswith("_cosphi")]
         pairs = tuple(
             (idx[f"{o}_cosphi"], idx[f"{o}_sinphi"]) for o in objects if f"{o}_sinphi" in idx
@@ -220,12 +261,7 @@ class MaskedTransformerAE(nn.Module):
         if o.head == "linear":
             self.head = nn.Linear(width, n_classes)
         else:
-            self.head = nn.Sequential(
-                nn.Linear(width, o.head_hidden),
-                nn.ReLU(),
-                nn.Dropout(o.dropout),
-                nn.Linear(o.head_hidden, n_classes),
-            )
+            self.head = mlp_head(width, n_classes, o.head_hidden, o.head_layers, o.dropout)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, *, n_features: int | None = None) -> MaskedTransformerAE:
@@ -290,8 +326,13 @@ class MaskedTransformerAE(nn.Module):
     # -- losses -------------------------------------------------------------------------------
 
     def physical(self, standardised: torch.Tensor) -> torch.Tensor:
-        """Undo the standardisation: (N, F) physical units."""
-        return standardised * self.feature_std + self.feature_mean
+        """Undo the standardisation (and ``log_positive``): (N, F) physical units."""
+        x = standardised * self.feature_std + self.feature_mean
+        if self.options.log_positive and self.layout.positive:
+            i = list(self.layout.positive)
+            x = x.clone()
+            x[:, i] = torch.expm1(x[:, i])
+        return x
 
     def physics_penalties(
         self, completed: torch.Tensor, features: torch.Tensor
