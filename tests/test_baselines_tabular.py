@@ -223,10 +223,14 @@ def test_log_positive_inputs_keep_the_physics_penalties_in_gev():
     pen = model.physics_penalties(x, x)
     assert all(float(v) < 1e-5 for v in pen.values()), pen
     bad = model.physical(x.clone())
-    bad[:, names.index("m_bb")] += 40.0  # 40 GeV off the jet-pair mass, seen through the log
+    j = names.index("m_bb")
+    m_bb = bad[:, j].clone()
+    bad[:, j] += 40.0  # 40 GeV off the jet-pair mass: penalised in the units of the log
     bad = log_positive(bad.numpy(), names)
     bad_std = (torch.tensor(bad) - model.feature_mean) / model.feature_std
-    assert float(model.physics_penalties(bad_std, x)["mass"]) > 1e-2
+    expected = ((torch.log1p(m_bb + 40.0) - torch.log1p(m_bb)) / model.feature_std[j]) ** 2
+    mass = float(model.physics_penalties(bad_std, x)["mass"])
+    assert mass == pytest.approx(float(expected.mean()), rel=1e-2)
     with pytest.raises(ConfigError, match="feature names"):
         log_positive(Xe, names[:-1])
 

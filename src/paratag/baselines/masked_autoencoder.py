@@ -66,8 +66,9 @@ class MaskedAEOptions:
         head_layers: hidden layers of the MLP head.
         log_positive: the pT and mass features enter as ``log(1 + x)`` (x in GeV; see
             :func:`log_positive`), and ``feature_mean``/``feature_std`` are those of the
-            logarithms; the physics penalties undo it. Heavy-tailed inputs otherwise leave
-            most events in a narrow band of the standardised range.
+            logarithms; the penalties act on momenta in GeV and compare masses in the
+            logarithm. Heavy-tailed inputs otherwise leave most events in a narrow band of
+            the standardised range.
         w_positive: weight of the non-negativity penalty.
         w_angle: weight of the cos^2 + sin^2 = 1 penalty.
         w_balance: weight of the transverse-momentum balance penalty.
@@ -123,6 +124,10 @@ class MaskedAEOptions:
             raise ConfigError(
                 f"MaskedAEOptions.mask_fraction must be in (0, 1), got {self.mask_fraction}"
             )
+
+
+#: log(1 + x) cap when ``log_positive`` values are turned back into GeV (e^12 ~ 160 TeV).
+_MAX_LOG = 12.0
 
 
 def mlp_head(n_in: int, n_out: int, hidden: int, layers: int, dropout: float) -> nn.Sequential:
@@ -331,7 +336,7 @@ class MaskedTransformerAE(nn.Module):
         if self.options.log_positive and self.layout.positive:
             i = list(self.layout.positive)
             x = x.clone()
-            x[:, i] = torch.expm1(x[:, i])
+            x[:, i] = torch.expm1(x[:, i].clamp(max=_MAX_LOG))
         return x
 
     def physics_penalties(
@@ -381,7 +386,10 @@ class MaskedTransformerAE(nn.Module):
         for name, ij in (("m_bb", b_idx), ("m_jj", w_idx)):
             if name in self.layout.masses:
                 i = self.layout.masses[name]
-                total = total + ((x[:, i] - pair_mass(ij)) / self.feature_std[i]).pow(2).mean()
+                m, ref = x[:, i], pair_mass(ij)
+                if self.options.log_positive:  # compare in the units the mass was standardised in
+                    m, ref = torch.log1p(m.clamp_min(0.0)), torch.log1p(ref)
+                total = total + ((m - ref) / self.feature_std[i]).pow(2).mean()
         return total
 
     def pretrain_loss(
