@@ -314,9 +314,11 @@ def _higgs_data(
     return X, y, HIGGS_FEATURES, split_higgs(len(y), None, n_test), source
 
 
-def _pretrain(opts: MaskedAEOptions, x_tr: torch.Tensor, x_te: torch.Tensor, epochs: int):
+def _pretrain(
+    opts: MaskedAEOptions, x_tr: torch.Tensor, x_te: torch.Tensor, epochs: int, seed: int = 0
+):
     """Pre-train the autoencoder; print the test loss terms and the feature-wise table."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = MaskedTransformerAE(opts)
     t0 = time.perf_counter()
     loop_fit(
@@ -355,7 +357,7 @@ def _classifiers(args, opts, state, data, t_pre: float) -> list[tuple[str, float
     rows = []
     for pooling in ("mean", "concat"):
         for head in ("linear", "mlp"):
-            torch.manual_seed(0)
+            torch.manual_seed(args.seed)
             clf = MaskedTransformerAE(
                 MaskedAEOptions(**{**opts.__dict__, "head": head, "pooling": pooling})
             )
@@ -374,7 +376,7 @@ def _classifiers(args, opts, state, data, t_pre: float) -> list[tuple[str, float
                 auc = roc_auc(y_te, signal_score(clf, (x_te,)))
                 rows.append(("AE + mlp, fine-tuned (concat)", auc, secs + t_pre))
     # the control: the probe's MLP on the standardised inputs, no encoder
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     mlp = mlp_head(x_tr.shape[1], 2, opts.head_hidden, opts.head_layers, opts.dropout)
     secs = fit(mlp, (x_tr,), t_tr, args.clf_epochs, **PROBE_FIT)
     rows.append(("MLP on the inputs (no encoder)", roc_auc(y_te, signal_score(mlp, (x_te,))), secs))
@@ -407,7 +409,7 @@ def bench_tabular(args) -> None:
         head_layers=args.head_layers,
     )
     x_tr, x_te = torch.tensor(xs_tr), torch.tensor(xs_te)
-    model, t_pre = _pretrain(opts, x_tr, x_te, args.ae_epochs)
+    model, t_pre = _pretrain(opts, x_tr, x_te, args.ae_epochs, args.seed)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     t = torch.tensor(1 - y)
     rows = _classifiers(args, opts, state, (x_tr, x_te, t[tr], y[te]), t_pre)
@@ -464,6 +466,7 @@ def main() -> None:
     p.add_argument("--n-higgs", type=int, default=8000, help="generated events per process")
     p.add_argument("--ae-epochs", type=int, default=20)
     p.add_argument("--clf-epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="seed of the networks of the HIGGS study")
     p.add_argument("--head-hidden", type=int, default=64, help="MLP probe width")
     p.add_argument("--head-layers", type=int, default=2, help="MLP probe hidden layers")
     p.add_argument("--finetune", action="store_true", help="also fine-tune the whole AE")
