@@ -233,6 +233,9 @@ def test_log_positive_inputs_keep_the_physics_penalties_in_gev():
     assert mass == pytest.approx(float(expected.mean()), rel=1e-2)
     with pytest.raises(ConfigError, match="feature names"):
         log_positive(Xe, names[:-1])
+    Xe[:2, names.index("jet2_pt")] = -1.0
+    with pytest.raises(ConfigError, match="2 negative .* 'jet2_pt'"):
+        log_positive(Xe, names)
 
 
 def test_masking_and_reconstruction_metrics():

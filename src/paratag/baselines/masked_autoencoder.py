@@ -37,10 +37,10 @@ from paratag.models.registry import register
 __all__ = [
     "FeatureLayout",
     "MaskedAEOptions",
-    "log_positive",
-    "mlp_head",
     "MaskedTransformerAE",
     "export_onnx",
+    "log_positive",
+    "mlp_head",
     "reconstruction_metrics",
 ]
 
@@ -144,15 +144,23 @@ def positive_features(names: tuple[str, ...]) -> tuple[int, ...]:
 
 
 def log_positive(x: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """``x`` with its pT and mass columns replaced by ``log(1 + max(x, 0))`` (a copy).
+    """``x`` with its pT and mass columns replaced by ``log(1 + x)`` (a copy).
 
     The input side of ``MaskedAEOptions.log_positive``: apply it before standardising.
+    Raises :class:`~paratag.errors.ConfigError` on a negative pT or mass, naming the column.
     """
     out = np.array(x, dtype=np.float32, copy=True)
-    i = list(positive_features(tuple(names)))
     if len(names) != out.shape[1]:
         raise ConfigError(f"log_positive: {out.shape[1]} columns but {len(names)} feature names")
-    out[:, i] = np.log1p(np.maximum(out[:, i], 0.0))
+    i = list(positive_features(tuple(names)))
+    bad = (out[:, i] < 0).sum(axis=0)
+    if bad.any():
+        col = names[i[int(np.argmax(bad))]]
+        raise ConfigError(
+            f"log_positive: {int(bad.sum())} negative pT/mass values (e.g. {int(bad.max())} "
+            f"in {col!r}); pT and masses must be >= 0 (zero-fill missing objects)"
+        )
+    out[:, i] = np.log1p(out[:, i])
     return out
 
 
