@@ -138,11 +138,6 @@ def mlp_head(n_in: int, n_out: int, hidden: int, layers: int, dropout: float) ->
     return nn.Sequential(*blocks, nn.Linear(hidden, n_out))
 
 
-def positive_features(names: tuple[str, ...]) -> tuple[int, ...]:
-    """Indices of the pT (``*_pt``) and mass (``m_*``) features."""
-    return tuple(i for i, n in enumerate(names) if n.endswith("_pt") or n.startswith("m_"))
-
-
 def log_positive(x: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     """``x`` with its pT and mass columns replaced by ``log(1 + x)`` (a copy).
 
@@ -152,7 +147,7 @@ def log_positive(x: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     out = np.array(x, dtype=np.float32, copy=True)
     if len(names) != out.shape[1]:
         raise ConfigError(f"log_positive: {out.shape[1]} columns but {len(names)} feature names")
-    i = list(positive_features(tuple(names)))
+    i = list(FeatureLayout.from_names(tuple(names)).positive)
     bad = (out[:, i] < 0).sum(axis=0)
     if bad.any():
         col = names[i[int(np.argmax(bad))]]
@@ -188,7 +183,7 @@ class FeatureLayout:
     def from_names(cls, names: tuple[str, ...]) -> FeatureLayout:
         """Parse ``<obj>_pt|eta|cosphi|sinphi|btag`` and ``m_*`` names."""
         idx = {n: i for i, n in enumerate(names)}
-        positive = positive_features(names)
+        positive = tuple(i for i, n in enumerate(names) if n.endswith("_pt") or n.startswith("m_"))
         objects = [n[: -len("_cosphi")] for n in names if n.endswith("_cosphi")]
         pairs = tuple(
             (idx[f"{o}_cosphi"], idx[f"{o}_sinphi"]) for o in objects if f"{o}_sinphi" in idx
