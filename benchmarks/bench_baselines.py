@@ -85,6 +85,7 @@ def fit(
     names=None,
     val_fraction: float = 0.0,
     patience: int | None = None,
+    weight_decay: float = 1e-4,
 ) -> float:
     """Train through ``paratag.training.loop.fit`` (cross-entropy, class 0 = signal); returns seconds.
 
@@ -108,7 +109,7 @@ def fit(
             lr=lr,
             batch_size=batch,
             optimizer="adamw",
-            weight_decay=1e-4 if val is None else 1e-3,
+            weight_decay=weight_decay,
             scheduler="cosine",
             patience=patience if val is not None else None,
         ),
@@ -348,7 +349,7 @@ def _pretrain(
 
 
 #: Every classifier of the tabular study: 1/6 of the training events for early stopping.
-PROBE_FIT = {"lr": 1e-3, "val_fraction": 1 / 6, "patience": 8}
+PROBE_FIT = {"lr": 1e-3, "val_fraction": 1 / 6, "patience": 8, "weight_decay": 1e-3}
 
 
 def _classifiers(args, opts, state, data, t_pre: float) -> list[tuple[str, float, float]]:

@@ -337,8 +337,7 @@ class MaskedTransformerAE(nn.Module):
         """Undo the standardisation (and ``log_positive``): (N, F) physical units."""
         x = standardised * self.feature_std + self.feature_mean
         if self.options.log_positive and self.layout.positive:
-            i = list(self.layout.positive)
-            x = x.clone()
+            i = list(self.layout.positive)  # x is a new tensor: fill it in place
             x[:, i] = torch.expm1(x[:, i].clamp(max=_MAX_LOG))
         return x
 
