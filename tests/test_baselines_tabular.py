@@ -31,7 +31,7 @@ from paratag.baselines.tabular import (
     standardize,
 )
 from paratag.config import ModelConfig
-from paratag.errors import ConfigError, InputFileError, MissingBranchError
+from paratag.errors import ConfigError, InputFileError, InvalidValueError, MissingBranchError
 from paratag.evaluate.metrics import roc_auc
 from paratag.models import build_model
 
@@ -234,7 +234,11 @@ def test_log_positive_inputs_keep_the_physics_penalties_in_gev():
     with pytest.raises(ConfigError, match="feature names"):
         log_positive(Xe, names[:-1])
     Xe[:2, names.index("jet2_pt")] = -1.0
-    with pytest.raises(ConfigError, match="2 negative .* 'jet2_pt'"):
+    with pytest.raises(InvalidValueError, match="2 negative or non-finite .* 'jet2_pt'"):
+        log_positive(Xe, names)
+    Xe[:2, names.index("jet2_pt")] = 30.0
+    Xe[0, names.index("m_bb")] = np.nan
+    with pytest.raises(InvalidValueError, match="1 negative or non-finite .* 'm_bb'"):
         log_positive(Xe, names)
 
 

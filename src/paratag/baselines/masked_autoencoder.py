@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from paratag.config import ModelConfig, from_dict
-from paratag.errors import ConfigError
+from paratag.errors import ConfigError, InvalidValueError
 from paratag.models.registry import register
 
 __all__ = [
@@ -142,18 +142,21 @@ def log_positive(x: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     """``x`` with its pT and mass columns replaced by ``log(1 + x)`` (a copy).
 
     The input side of ``MaskedAEOptions.log_positive``: apply it before standardising.
-    Raises :class:`~paratag.errors.ConfigError` on a negative pT or mass, naming the column.
+    Raises :class:`~paratag.errors.InvalidValueError` on a negative or non-finite pT or
+    mass, naming the column.
     """
     out = np.array(x, dtype=np.float32, copy=True)
     if len(names) != out.shape[1]:
         raise ConfigError(f"log_positive: {out.shape[1]} columns but {len(names)} feature names")
     i = list(FeatureLayout.from_names(tuple(names)).positive)
-    bad = (out[:, i] < 0).sum(axis=0)
+    bad = ~(out[:, i] >= 0) | ~np.isfinite(out[:, i])  # NaN fails ">= 0"
     if bad.any():
-        col = names[i[int(np.argmax(bad))]]
-        raise ConfigError(
-            f"log_positive: {int(bad.sum())} negative pT/mass values (e.g. {int(bad.max())} "
-            f"in {col!r}); pT and masses must be >= 0 (zero-fill missing objects)"
+        per_col = bad.sum(axis=0)
+        col = names[i[int(np.argmax(per_col))]]
+        raise InvalidValueError(
+            f"log_positive: {int(per_col.sum())} negative or non-finite pT/mass values (e.g. "
+            f"{int(per_col.max())} in {col!r}); pT and masses must be finite and >= 0 "
+            "(zero-fill missing objects)"
         )
     out[:, i] = np.log1p(out[:, i])
     return out
